@@ -1,0 +1,280 @@
+"""The in-memory connectome: a neuron table plus synapses as CSR sorted by presynaptic neuron.
+
+numpy and pyarrow only; no JAX in this layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from brainsim.connectome._errors import ConnectomeError
+
+# Transmitters whose synapses are inhibitory under the Shiu et al. 2024 rule; every other
+# transmitter (ACh, DA, SER, OCT, ...) counts as excitatory.
+INHIBITORY_TRANSMITTERS = frozenset({"GABA", "GLUT", "GLU", "GLUTAMATE"})
+
+SIGN_RULES = ("per_neuron", "per_connection", "given")
+
+
+def transmitter_sign(nt: str | None) -> int:
+    """+1 or -1 for a transmitter name (case-insensitive); None or empty is excitatory."""
+    if nt is None:
+        return 1
+    return -1 if str(nt).strip().upper() in INHIBITORY_TRANSMITTERS else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """Where a connectome came from and which rules were applied while loading it.
+
+    ``counts`` holds every documented rule that changed or skipped input rows, with how often
+    it applied (e.g. ``{"pair_rows_merged": 12, "self_connections_kept": 3}``), so that
+    nothing is dropped silently.
+    """
+
+    format: str
+    sources: tuple[str, ...]
+    checksum: str
+    sign_rule: str
+    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "format": self.format,
+            "sources": list(self.sources),
+            "checksum": self.checksum,
+            "sign_rule": self.sign_rule,
+            "counts": {k: int(v) for k, v in self.counts.items()},
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Provenance:
+        return cls(
+            format=d["format"],
+            sources=tuple(d["sources"]),
+            checksum=d["checksum"],
+            sign_rule=d["sign_rule"],
+            counts=dict(d.get("counts", {})),
+            options=dict(d.get("options", {})),
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Connectome:
+    """Neurons and chemical synapses of one brain.
+
+    Attributes:
+        neurons: pyarrow table, one row per neuron, row i is internal index i. Column ``id``
+            (int64 external id, e.g. FlyWire root id) always; where known ``cell_type``,
+            ``class``, ``super_class``, ``side``, ``transmitter`` (str) and ``sign`` (int8,
+            +1/-1, the sign of the neuron's outputs under the per-neuron rule).
+        indptr: int64 [n_neurons + 1]; the synapses of presynaptic neuron i are
+            ``indptr[i]:indptr[i+1]``.
+        indices: int32 [n_connections]; postsynaptic neuron index of each connection, sorted
+            ascending within each row, unique within each row.
+        counts: int32 [n_connections]; signed synapse count (sign x number of synapses).
+        provenance: sources, checksum, sign rule and the counted loading rules.
+        gap_junctions: optional pyarrow table (``pre``, ``post`` int32 indices, ``count``)
+            for electrical synapses (C. elegans); not used by the LIF engine.
+    """
+
+    neurons: pa.Table
+    indptr: np.ndarray
+    indices: np.ndarray
+    counts: np.ndarray
+    provenance: Provenance
+    gap_junctions: pa.Table | None = None
+
+    def __post_init__(self):
+        n = self.neurons.num_rows
+        if "id" not in self.neurons.column_names:
+            raise ConnectomeError("neuron table has no 'id' column")
+        if self.indptr.shape != (n + 1,):
+            raise ConnectomeError(f"indptr has shape {self.indptr.shape}, expected ({n + 1},)")
+        if self.indices.shape != self.counts.shape:
+            raise ConnectomeError("indices and counts differ in length")
+        if int(self.indptr[-1]) != self.indices.shape[0]:
+            raise ConnectomeError("indptr[-1] does not equal the number of connections")
+
+    # ----------------------------------------------------------------- sizes and counts
+    @property
+    def n_neurons(self) -> int:
+        return self.neurons.num_rows
+
+    @property
+    def n_connections(self) -> int:
+        """Unique directed (pre, post) pairs."""
+        return int(self.indices.shape[0])
+
+    @property
+    def n_synapses(self) -> int:
+        return int(np.abs(self.counts, dtype=np.int64).sum())
+
+    @property
+    def n_excitatory(self) -> int:
+        return int((self.counts > 0).sum())
+
+    @property
+    def n_inhibitory(self) -> int:
+        return int((self.counts < 0).sum())
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.neurons.column("id").to_numpy()
+
+    def out_degree(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def in_degree(self) -> np.ndarray:
+        return np.bincount(self.indices, minlength=self.n_neurons)
+
+    def pre_indices(self) -> np.ndarray:
+        """int32 [n_connections]: presynaptic index of each connection (CSR row expanded)."""
+        return np.repeat(np.arange(self.n_neurons, dtype=np.int32), self.out_degree())
+
+    def summary(self) -> dict:
+        """The figures that ``brainsim info`` prints."""
+        return {
+            "n_neurons": self.n_neurons,
+            "n_connections": self.n_connections,
+            "n_synapses": self.n_synapses,
+            "n_excitatory": self.n_excitatory,
+            "n_inhibitory": self.n_inhibitory,
+            "sign_rule": self.provenance.sign_rule,
+            "checksum": self.provenance.checksum,
+            "format": self.provenance.format,
+            "rules_applied": {k: int(v) for k, v in self.provenance.counts.items()},
+        }
+
+    # ----------------------------------------------------------------- id lookup
+    def index_of(self, ids: Iterable[int] | np.ndarray, *, what: str = "neuron ids") -> np.ndarray:
+        """int32 internal indices of external ids; an unknown id raises, naming it."""
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+        table_ids = self.ids
+        order = np.argsort(table_ids, kind="stable")
+        sorted_ids = table_ids[order]
+        pos = np.searchsorted(sorted_ids, ids)
+        pos_c = np.minimum(pos, len(sorted_ids) - 1)
+        found = (
+            (len(sorted_ids) > 0) & (sorted_ids[pos_c] == ids)
+            if len(sorted_ids)
+            else (np.zeros(ids.shape, bool))
+        )
+        if not np.all(found):
+            missing = ids[~found]
+            shown = ", ".join(str(int(m)) for m in missing[:10])
+            more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+            raise ConnectomeError(
+                f"{len(missing)} of {len(ids)} {what} are not in the connectome "
+                f"({self.provenance.format}, {self.n_neurons} neurons): {shown}{more}"
+            )
+        return order[pos_c].astype(np.int32)
+
+    # ----------------------------------------------------------------- views
+    def to_post_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """CSC view for kernels that gather by postsynaptic neuron.
+
+        Returns ``(indptr_post, pre, counts, perm)``: connections of postsynaptic neuron j are
+        ``indptr_post[j]:indptr_post[j+1]``, ``pre`` their presynaptic indices, ``counts``
+        their signed counts and ``perm`` the positions of those connections in the CSR arrays.
+        """
+        pre = self.pre_indices()
+        perm = np.lexsort((pre, self.indices)).astype(np.int64)
+        indptr_post = np.zeros(self.n_neurons + 1, dtype=np.int64)
+        np.cumsum(self.in_degree(), out=indptr_post[1:])
+        return indptr_post, pre[perm], self.counts[perm], perm
+
+    def edges(self) -> pa.Table:
+        """All connections as a table (``pre_id``, ``post_id``, ``count``)."""
+        ids = self.ids
+        return pa.table(
+            {
+                "pre_id": ids[self.pre_indices()],
+                "post_id": ids[self.indices],
+                "count": self.counts,
+            }
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Connectome(format={self.provenance.format!r}, n_neurons={self.n_neurons}, "
+            f"n_connections={self.n_connections}, n_synapses={self.n_synapses}, "
+            f"sign_rule={self.provenance.sign_rule!r}, checksum={self.provenance.checksum[:12]}…)"
+        )
+
+    def provenance_json(self) -> str:
+        return json.dumps(self.provenance.to_json(), sort_keys=True)
+
+
+def from_edges(
+    neurons: pa.Table,
+    pre: np.ndarray,
+    post: np.ndarray,
+    counts: np.ndarray,
+    provenance: Provenance,
+    *,
+    gap_junctions: pa.Table | None = None,
+    merge_duplicates: str = "sum",
+) -> Connectome:
+    """Build a :class:`Connectome` from edge arrays of internal indices.
+
+    ``pre`` and ``post`` are internal neuron indices, ``counts`` signed synapse counts. Rows
+    that name the same (pre, post) pair are summed (``merge_duplicates="sum"``, the rule for
+    FlyWire rows split by neuropil) and the number of merged rows is added to the
+    provenance counts under ``pair_rows_merged``; ``merge_duplicates="error"`` raises
+    instead. Pairs whose summed signed count is zero are kept out and counted under
+    ``zero_sum_pairs_dropped``.
+    """
+    n = neurons.num_rows
+    pre = np.asarray(pre, dtype=np.int64)
+    post = np.asarray(post, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    if not (pre.shape == post.shape == counts.shape):
+        raise ConnectomeError("pre, post and counts differ in length")
+    if pre.size and (pre.min() < 0 or pre.max() >= n or post.min() < 0 or post.max() >= n):
+        raise ConnectomeError("edge index out of range of the neuron table")
+    key = pre * n + post
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    uniq, start = np.unique(key_sorted, return_index=True)
+    n_merged = int(key.size - uniq.size)
+    if n_merged and merge_duplicates == "error":
+        first_dup = key_sorted[np.nonzero(np.diff(key_sorted) == 0)[0][0]]
+        ids = neurons.column("id").to_numpy()
+        raise ConnectomeError(
+            f"duplicate connection {ids[first_dup // n]} -> {ids[first_dup % n]} "
+            f"({n_merged} duplicate rows in all)"
+        )
+    summed = np.add.reduceat(counts[order], start) if key.size else counts[:0]
+    keep = summed != 0
+    n_zero = int((~keep).sum())
+    uniq, summed = uniq[keep], summed[keep]
+    if summed.size and np.abs(summed).max() > np.iinfo(np.int32).max:
+        raise ConnectomeError("a synapse count exceeds int32")
+    row = uniq // n
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
+    counts_info = dict(provenance.counts)
+    if n_merged:
+        counts_info["pair_rows_merged"] = counts_info.get("pair_rows_merged", 0) + n_merged
+    if n_zero:
+        counts_info["zero_sum_pairs_dropped"] = (
+            counts_info.get("zero_sum_pairs_dropped", 0) + n_zero
+        )
+    prov = dataclasses.replace(provenance, counts=counts_info)
+    return Connectome(
+        neurons=neurons,
+        indptr=indptr,
+        indices=(uniq % n).astype(np.int32),
+        counts=summed.astype(np.int32),
+        provenance=prov,
+        gap_junctions=gap_junctions,
+    )

@@ -1,0 +1,222 @@
+"""The ``brainsim run`` config: TOML, checked in full before anything is simulated.
+
+Schema (every key optional unless marked required)::
+
+    [connectome]
+    format = "shiu"            # required: a loader format (brainsim.connectome.FORMATS)
+    path = "data/flywire_783"  # required: folder, file, or a "synthetic:..." spec
+    cache = true               # keep a parsed copy under ~/.cache/brainsim (or a folder name)
+    options = {}               # loader keyword options, e.g. { sign_rule = "per_connection" }
+    [model]                    # any LIF parameter: v_0_mv, v_reset_mv, v_th_mv, tau_m_ms,
+                               # tau_syn_ms, refractory_ms, delay_ms, w_syn_mv, f_poi
+    [simulation]
+    duration_ms = 1000.0       # required
+    trials = 1
+    seed = 0
+    dt_ms = 0.1
+    precision = "float32"      # or "float64"
+    kernel = "windowed"        # or "reference" (dense; small networks only)
+    chunk_ms = 100.0
+    [[stimulus]]               # kind = "poisson": neurons (selector), rate_hz
+                               # kind = "spike_times": path (trial, t_ms, neuron_id)
+                               # kind = "current": neurons, amplitude_mv, start_ms, stop_ms
+    [[perturbation]]           # kind = "silence" (outgoing synapses zeroed) or "remove"
+                               # (outgoing and incoming); neurons (selector)
+    [record]
+    neurons = { ids = [...] }  # v and g traces of these neurons, every step
+    [output]
+    dir = "results/run"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from brainsim.experiments._errors import ConfigError
+
+_NUM = (int, float)
+LIF_KEYS = (
+    "v_0_mv",
+    "v_reset_mv",
+    "v_th_mv",
+    "tau_m_ms",
+    "tau_syn_ms",
+    "refractory_ms",
+    "delay_ms",
+    "w_syn_mv",
+    "f_poi",
+)
+TOP_KEYS = ("connectome", "model", "simulation", "stimulus", "perturbation", "record", "output")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    path: Path | None
+    raw: dict
+    connectome: dict
+    model: dict
+    simulation: dict
+    stimuli: list[dict]
+    perturbations: list[dict]
+    record: dict | None
+    output_dir: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
+    where = str(path) if path else "<config>"
+    _keys(raw, TOP_KEYS, where)
+    conn = _table(raw, "connectome", where, required=True)
+    _keys(conn, ("format", "path", "cache", "options"), f"{where}: [connectome]")
+    _get(conn, "format", str, f"{where}: [connectome]", required=True)
+    _get(conn, "path", str, f"{where}: [connectome]", required=True)
+    if "cache" in conn and not isinstance(conn["cache"], bool | str):
+        raise ConfigError(f"{where}: [connectome] cache: expected true/false or a folder name")
+    if "options" in conn and not isinstance(conn["options"], dict):
+        raise ConfigError(f"{where}: [connectome] options: expected a table")
+
+    model = _table(raw, "model", where)
+    _keys(model, LIF_KEYS, f"{where}: [model]")
+    for k, v in model.items():
+        if isinstance(v, bool) or not isinstance(v, _NUM) or not math.isfinite(v):
+            raise ConfigError(f"{where}: [model] {k}: expected a finite number, got {v!r}")
+    for k in ("tau_m_ms", "tau_syn_ms", "delay_ms"):
+        if k in model and model[k] <= 0:
+            raise ConfigError(f"{where}: [model] {k}: must be > 0, got {model[k]}")
+    if "refractory_ms" in model and model["refractory_ms"] < 0:
+        raise ConfigError(f"{where}: [model] refractory_ms: must be >= 0")
+
+    sim = _table(raw, "simulation", where, required=True)
+    s = f"{where}: [simulation]"
+    _keys(sim, ("duration_ms", "trials", "seed", "dt_ms", "precision", "kernel", "chunk_ms"), s)
+    sim = {
+        "duration_ms": _positive(sim, "duration_ms", s, required=True),
+        "trials": _get(sim, "trials", int, s, default=1),
+        "seed": _get(sim, "seed", int, s, default=0),
+        "dt_ms": _positive(sim, "dt_ms", s, default=0.1),
+        "precision": _choice(sim, "precision", ("float32", "float64"), s, "float32"),
+        "kernel": _choice(sim, "kernel", ("windowed", "reference"), s, "windowed"),
+        "chunk_ms": _positive(sim, "chunk_ms", s, default=100.0),
+    }
+    if sim["trials"] < 1:
+        raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")
+
+    stimuli = _array(raw, "stimulus", where)
+    for i, st in enumerate(stimuli):
+        _check_stimulus(st, f"{where}: [[stimulus]] #{i + 1}")
+    perts = _array(raw, "perturbation", where)
+    for i, p in enumerate(perts):
+        w = f"{where}: [[perturbation]] #{i + 1}"
+        _keys(p, ("kind", "neurons"), w)
+        _choice(p, "kind", ("silence", "remove"), w, None, required=True)
+        _get(p, "neurons", dict, w, required=True)
+
+    record = raw.get("record")
+    if record is not None:
+        if not isinstance(record, dict):
+            raise ConfigError(f"{where}: [record] must be a table")
+        _keys(record, ("neurons",), f"{where}: [record]")
+        _get(record, "neurons", dict, f"{where}: [record]", required=True)
+    out = _table(raw, "output", where)
+    _keys(out, ("dir",), f"{where}: [output]")
+    out_dir = Path(_get(out, "dir", str, f"{where}: [output]", default="results/run"))
+    return RunConfig(path, raw, conn, model, sim, stimuli, perts, record, out_dir)
+
+
+def _check_stimulus(st: dict, w: str) -> None:
+    kind = _choice(st, "kind", ("poisson", "spike_times", "current"), w, None, required=True)
+    if kind == "poisson":
+        _keys(st, ("kind", "neurons", "rate_hz"), w)
+        _get(st, "neurons", dict, w, required=True)
+        rate = st.get("rate_hz")
+        rates = rate if isinstance(rate, list) else [rate]
+        if rate is None or not all(isinstance(r, _NUM) and not isinstance(r, bool) for r in rates):
+            raise ConfigError(
+                f"{w} rate_hz: expected a rate in Hz (number, or a list of one per trial)"
+            )
+        if any(r < 0 or not math.isfinite(r) for r in rates):
+            raise ConfigError(f"{w} rate_hz: must be finite and >= 0 Hz, got {rate}")
+        if any(0 < r < 1e-3 for r in rates) or any(r > 1e4 for r in rates):
+            raise ConfigError(
+                f"{w} rate_hz: {rate} is not a plausible rate in Hz (give Hz, not kHz or per-ms)"
+            )
+    elif kind == "spike_times":
+        _keys(st, ("kind", "path"), w)
+        _get(st, "path", str, w, required=True)
+    else:
+        _keys(st, ("kind", "neurons", "amplitude_mv", "start_ms", "stop_ms"), w)
+        _get(st, "neurons", dict, w, required=True)
+        _get(st, "amplitude_mv", _NUM, w, required=True)
+        start = _get(st, "start_ms", _NUM, w, default=0.0)
+        stop = _get(st, "stop_ms", _NUM, w, default=math.inf)
+        if start < 0 or stop <= start:
+            raise ConfigError(f"{w}: need 0 <= start_ms < stop_ms, got {start}, {stop}")
+
+
+def _keys(d: dict, allowed: tuple, where: str) -> None:
+    unknown = [k for k in d if k not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(allowed)}"
+        )
+
+
+def _table(raw: dict, name: str, where: str, required: bool = False) -> dict:
+    if name not in raw:
+        if required:
+            raise ConfigError(f"{where}: missing section [{name}]")
+        return {}
+    if not isinstance(raw[name], dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    return raw[name]
+
+
+def _array(raw: dict, name: str, where: str) -> list[dict]:
+    v = raw.get(name, [])
+    if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        raise ConfigError(f"{where}: {name} must be an array of tables ([[{name}]])")
+    return v
+
+
+def _get(d: dict, key: str, types, where: str, *, required=False, default=None) -> Any:
+    if key not in d:
+        if required:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        return default
+    v = d[key]
+    if isinstance(v, bool) and types is not bool or not isinstance(v, types):
+        names = getattr(types, "__name__", None) or "/".join(t.__name__ for t in types)
+        raise ConfigError(f"{where} {key}: expected {names}, got {v!r}")
+    return v
+
+
+def _positive(d: dict, key: str, where: str, *, required=False, default=None) -> float:
+    v = _get(d, key, _NUM, where, required=required, default=default)
+    if not (v > 0 and math.isfinite(v)):
+        raise ConfigError(f"{where} {key}: must be a positive number, got {v!r}")
+    return float(v)
+
+
+def _choice(d: dict, key: str, options: tuple, where: str, default, *, required=False):
+    v = _get(d, key, str, where, required=required, default=default)
+    if v is not None and v not in options:
+        raise ConfigError(f"{where} {key}: expected one of {options}, got {v!r}")
+    return v

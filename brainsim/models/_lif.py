@@ -1,0 +1,169 @@
+"""The leaky integrate-and-fire model of Shiu et al. 2024: parameters and update equations.
+
+This is the one place where the neuron equations live:
+
+    dv/dt = (g - (v - v_0) + i_ext) / tau_m        (unless refractory)
+    dg/dt = -g / tau_syn                             (unless refractory)
+
+integrated exactly over a step of dt (the equations are linear), with threshold ``v > v_th``,
+reset ``v = v_reset, g = 0``, a presynaptic spike adding ``w_syn x signed count`` to g after
+the synaptic delay, and an input event (Poisson or replayed) adding ``f_poi x w_syn`` to v.
+While a neuron is refractory its v and g are frozen and writes to them are dropped
+(Brian2's ``unless refractory``). ``i_ext`` is an external drive in mV (a current times the
+membrane resistance); it is zero in the reference model.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+Scalar = float | ArrayLike
+
+
+class LIF(eqx.Module):
+    """Shiu et al. 2024 LIF parameters; each is a scalar or a per-neuron array.
+
+    Defaults are the published values. ``delay_ms`` and ``dt_ms`` fix array shapes
+    (the delay in steps) and are therefore static Python floats.
+    """
+
+    v_0_mv: Scalar = -52.0
+    v_reset_mv: Scalar = -52.0
+    v_th_mv: Scalar = -45.0
+    tau_m_ms: Scalar = 20.0
+    tau_syn_ms: Scalar = 5.0
+    refractory_ms: Scalar = 2.2
+    w_syn_mv: Scalar = 0.275
+    f_poi: Scalar = 250.0
+    delay_ms: float = eqx.field(static=True, default=1.8)
+    dt_ms: float = eqx.field(static=True, default=0.1)
+
+    def __check_init__(self):
+        if not self.dt_ms > 0:
+            raise ValueError(f"dt_ms must be > 0, got {self.dt_ms}")
+        steps = self.delay_ms / self.dt_ms
+        if not (self.delay_ms > 0 and abs(steps - round(steps)) < 1e-6):
+            raise ValueError(
+                f"delay_ms={self.delay_ms} must be a positive whole number of steps of "
+                f"dt_ms={self.dt_ms}"
+            )
+        for name in ("tau_m_ms", "tau_syn_ms"):
+            val = getattr(self, name)
+            if not isinstance(val, jnp.ndarray | np.ndarray) and not float(val) > 0:
+                raise ValueError(f"{name} must be > 0, got {val}")
+        ref = self.refractory_ms
+        if not isinstance(ref, jnp.ndarray) and np.any(np.asarray(ref) < 0):
+            raise ValueError(f"refractory_ms must be >= 0, got {ref}")
+
+    # ------------------------------------------------------------------ derived constants
+    @property
+    def delay_steps(self) -> int:
+        return int(round(self.delay_ms / self.dt_ms))
+
+    def refractory_steps(self, n_neurons: int) -> np.ndarray:
+        """int32 [n_neurons]: steps a neuron stays refractory after its spike step.
+
+        Brian2 counts refractoriness with ``timestep(t - lastspike, dt) >= timestep(ref, dt)``
+        where timestep rounds to the nearest step; so does this.
+        """
+        ref = np.broadcast_to(np.asarray(self.refractory_ms, dtype=np.float64), (n_neurons,))
+        return np.round(ref / self.dt_ms).astype(np.int32)
+
+    def propagators(self, n_steps: int = 1, dtype=jnp.float32):
+        """(a, b, c) with, over ``n_steps`` steps without input or refractoriness,
+        ``u' = u a + g c`` and ``g' = g b`` for ``u = v - v_0`` (exact solution).
+        """
+        t = self.dt_ms * n_steps
+        tau_m = jnp.asarray(self.tau_m_ms, dtype)
+        tau_s = jnp.asarray(self.tau_syn_ms, dtype)
+        a = jnp.exp(-t / tau_m)
+        b = jnp.exp(-t / tau_s)
+        same = jnp.abs(tau_m - tau_s) < 1e-9 * tau_m
+        safe = jnp.where(same, tau_m + 1.0, tau_m)
+        c_diff = tau_s / (tau_s - safe) * (b - jnp.exp(-t / safe))
+        c_same = (t / tau_m) * a  # limit tau_syn -> tau_m
+        return a, b, jnp.where(same, c_same, c_diff)
+
+    def psp_peak_factor(self) -> float:
+        """Largest value over t >= 0 of u(t) per unit of g(0) when u(0) = 0: the peak of the
+        kernel c(t), taken over every neuron's (tau_m, tau_syn). It bounds how far a quiet
+        neuron's voltage can still rise."""
+        tm, ts = np.broadcast_arrays(
+            np.asarray(self.tau_m_ms, np.float64), np.asarray(self.tau_syn_ms, np.float64)
+        )
+        tm, ts = tm.ravel(), ts.ravel()
+        same = np.abs(tm - ts) < 1e-9 * tm
+        ts_safe = np.where(same, ts * 0.5, ts)
+        t_star = np.log(tm / ts_safe) * tm * ts_safe / (tm - ts_safe)
+        peak = ts_safe / (ts_safe - tm) * (np.exp(-t_star / ts_safe) - np.exp(-t_star / tm))
+        return float(np.max(np.where(same, np.exp(-1.0), peak)))
+
+    # ------------------------------------------------------------------ the step
+    def integrate(
+        self,
+        v: Float[Array, ...],
+        g: Float[Array, ...],
+        i_ext_mv: Float[Array, ...] | float,
+        integrating: Bool[Array, ...],
+        props,
+        v_0=None,
+    ):
+        """Advance (v, g) by one step where ``integrating`` (not refractory); else freeze."""
+        a, b, c = props
+        v_0 = self.v_0_mv if v_0 is None else v_0
+        drive = i_ext_mv
+        v_new = v_0 + drive + (v - v_0 - drive) * a + g * c
+        g_new = g * b
+        return jnp.where(integrating, v_new, v), jnp.where(integrating, g_new, g)
+
+    def step(
+        self,
+        v: Float[Array, ...],
+        g: Float[Array, ...],
+        since: Int[Array, ...],
+        refractory_steps: Int[Array, ...],
+        syn_in_mv: Float[Array, ...],
+        input_events: Float[Array, ...],
+        i_ext_mv: Float[Array, ...] | float,
+        props,
+        *,
+        v_0=None,
+        v_th=None,
+        v_reset=None,
+        w_syn=None,
+        f_poi=None,
+    ):
+        """One dt in Brian2's default order: integrate, threshold, synaptic arrivals and
+        input events, reset.
+
+        Args:
+            since: steps since the neuron's last spike at the start of this step
+                (saturating; large when it never spiked).
+            syn_in_mv: synaptic arrivals due at this step, already in mV of g.
+            input_events: number of input events (Poisson or replayed) due at this step;
+                each adds ``f_poi x w_syn`` to v.
+        Returns:
+            ``(v, g, since_next, spiked)``.
+        """
+        v_0 = self.v_0_mv if v_0 is None else v_0
+        v_th = self.v_th_mv if v_th is None else v_th
+        v_reset = self.v_reset_mv if v_reset is None else v_reset
+        w_syn = self.w_syn_mv if w_syn is None else w_syn
+        f_poi = self.f_poi if f_poi is None else f_poi
+        free = since >= refractory_steps
+        v, g = self.integrate(v, g, i_ext_mv, free, props, v_0=v_0)
+        spiked = free & (v > v_th)
+        free = free & ~spiked  # refractory from the spike on: this step's writes are lost
+        g = jnp.where(free, g + syn_in_mv, g)
+        v = jnp.where(free, v + input_events * (f_poi * w_syn), v)
+        v = jnp.where(spiked, v_reset, v)
+        g = jnp.where(spiked, jnp.zeros_like(g), g)
+        since = jnp.where(spiked, 1, jnp.minimum(since + 1, SINCE_MAX))
+        return v, g, since, spiked
+
+
+# saturation value of the steps-since-last-spike counter (never refractory beyond this)
+SINCE_MAX = 2**30

@@ -1,0 +1,192 @@
+"""What a run does to the network: input drive, silencing and removal, per trial.
+
+A :class:`Protocol` is host-side (numpy) and says, for B trials, which neurons receive
+input events (Poisson at a rate, or replayed from a table), current steps, and which neurons
+are silenced (outgoing synapses zeroed, as in Shiu et al.) or removed (outgoing and
+incoming). :meth:`Protocol.device` turns it into the arrays the kernels read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from brainsim.kernels import poisson_events
+
+
+@dataclasses.dataclass
+class Protocol:
+    """Per-trial drive and perturbations of a run of ``n_trials`` trials.
+
+    Attributes:
+        n_trials, n_neurons: sizes.
+        input_idx: int32 [n_in], neurons that receive input events or currents (unique).
+        rate_hz: float [n_trials, n_in], Poisson rate per trial and input neuron (0 = none).
+        replay_events: optional int array [n_events, 3] of (trial, step, input position):
+            replayed input events, each acting like one Poisson event.
+        current: list of (input position, amplitude_mv [n_trials], start_step, stop_step):
+            an external drive ``i_ext`` in mV on ``[start, stop)``.
+        silenced: bool [n_trials, n_neurons] or None: outgoing synapses zeroed.
+        removed: bool [n_trials, n_neurons] or None: outgoing and incoming synapses zeroed.
+        no_refractory: bool [n_in]: inputs without refractory period (Poisson and replayed
+            inputs, as in the reference code).
+    """
+
+    n_trials: int
+    n_neurons: int
+    input_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    rate_hz: np.ndarray | None = None
+    replay_events: np.ndarray | None = None
+    current: list = dataclasses.field(default_factory=list)
+    silenced: np.ndarray | None = None
+    removed: np.ndarray | None = None
+    no_refractory: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.n_trials < 1:
+            raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+        self.input_idx = np.asarray(self.input_idx, np.int32)
+        n_in = self.input_idx.size
+        if np.unique(self.input_idx).size != n_in:
+            raise ValueError("input_idx must be unique")
+        if self.rate_hz is None:
+            self.rate_hz = np.zeros((self.n_trials, n_in))
+        self.rate_hz = np.broadcast_to(np.asarray(self.rate_hz, np.float64), (self.n_trials, n_in))
+        if not np.all(np.isfinite(self.rate_hz)) or np.any(self.rate_hz < 0):
+            raise ValueError("Poisson rates must be finite and >= 0 Hz")
+        if self.no_refractory is None:
+            self.no_refractory = np.zeros(n_in, bool)
+        for name in ("silenced", "removed"):
+            m = getattr(self, name)
+            if m is not None:
+                setattr(
+                    self,
+                    name,
+                    np.broadcast_to(np.asarray(m, bool), (self.n_trials, self.n_neurons)),
+                )
+
+    # ---------------------------------------------------------------- builders
+    @classmethod
+    def build(
+        cls,
+        n_trials: int,
+        n_neurons: int,
+        *,
+        poisson: list[tuple[np.ndarray, np.ndarray | float]] = (),
+        replay: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        current: list[tuple[np.ndarray, np.ndarray | float, int, int]] = (),
+        silence: np.ndarray | None = None,
+        remove: np.ndarray | None = None,
+    ) -> Protocol:
+        """Assemble a protocol from neuron index sets.
+
+        Args:
+            poisson: list of (neuron indices, rate_hz scalar or per-trial [n_trials]).
+            replay: (trial [n], step [n], neuron index [n]) of replayed input events.
+            current: list of (neuron indices, amplitude_mv scalar or [n_trials], start_step,
+                stop_step).
+            silence, remove: bool [n_neurons] or [n_trials, n_neurons] masks.
+        """
+        groups = [np.asarray(ix, np.int32) for ix, _ in poisson]
+        if replay is not None:
+            groups.append(np.unique(np.asarray(replay[2], np.int32)))
+        groups += [np.asarray(ix, np.int32) for ix, *_ in current]
+        input_idx = np.unique(np.concatenate(groups)) if groups else np.zeros(0, np.int32)
+        pos = {int(i): p for p, i in enumerate(input_idx)}
+        rate = np.zeros((n_trials, input_idx.size))
+        no_ref = np.zeros(input_idx.size, bool)
+        for ix, r in poisson:
+            cols = [pos[int(i)] for i in np.atleast_1d(ix)]
+            rate[:, cols] += np.broadcast_to(np.asarray(r, np.float64), (n_trials,))[:, None]
+            no_ref[cols] = True
+        events = None
+        if replay is not None:
+            trial, step, neuron = (np.asarray(a, np.int64) for a in replay)
+            if trial.size and (trial.min() < 0 or trial.max() >= n_trials):
+                raise ValueError(f"replayed event trial out of range 0..{n_trials - 1}")
+            cols = np.array([pos[int(i)] for i in neuron], np.int64)
+            events = (
+                np.stack([trial, step, cols], axis=1) if trial.size else np.zeros((0, 3), np.int64)
+            )
+            no_ref[np.unique(cols)] = True
+        cur = []
+        for ix, amp, start, stop in current:
+            amp = np.broadcast_to(np.asarray(amp, np.float64), (n_trials,))
+            for i in np.atleast_1d(ix):
+                cur.append((pos[int(i)], amp, int(start), int(stop)))
+        return cls(
+            n_trials=n_trials,
+            n_neurons=n_neurons,
+            input_idx=input_idx,
+            rate_hz=rate,
+            replay_events=events,
+            current=cur,
+            silenced=silence,
+            removed=remove,
+            no_refractory=no_ref,
+        )
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.input_idx.size)
+
+    def refractory_steps(self, model_steps: np.ndarray) -> np.ndarray:
+        """Per-neuron refractory steps with the protocol's no-refractory inputs set to 0."""
+        out = np.array(model_steps, np.int32, copy=True)
+        out[self.input_idx[self.no_refractory]] = 0
+        return out
+
+    def replay_dense(self, t0: int, n_steps: int) -> np.ndarray:
+        """float32 [n_steps, n_trials, n_in]: replayed event counts of steps [t0, t0+n)."""
+        out = np.zeros((n_steps, self.n_trials, self.n_inputs), np.float32)
+        if self.replay_events is not None and len(self.replay_events):
+            ev = self.replay_events
+            sel = (ev[:, 1] >= t0) & (ev[:, 1] < t0 + n_steps)
+            np.add.at(out, (ev[sel, 1] - t0, ev[sel, 0], ev[sel, 2]), 1.0)
+        return out
+
+    def device(self, dtype) -> Drive:
+        k = len(self.current)
+        return Drive(
+            input_idx=jnp.asarray(self.input_idx, jnp.int32),
+            rate_hz=jnp.asarray(self.rate_hz, dtype),
+            cur_pos=jnp.asarray([c[0] for c in self.current], jnp.int32).reshape(k),
+            cur_amp_mv=jnp.asarray(
+                np.stack([c[1] for c in self.current], 1) if k else np.zeros((self.n_trials, 0)),
+                dtype,
+            ),
+            cur_start=jnp.asarray([c[2] for c in self.current], jnp.int32).reshape(k),
+            cur_stop=jnp.asarray([c[3] for c in self.current], jnp.int32).reshape(k),
+            silenced=None if self.silenced is None else jnp.asarray(self.silenced),
+            removed=None if self.removed is None else jnp.asarray(self.removed),
+        )
+
+
+class Drive(eqx.Module):
+    """Device form of a :class:`Protocol` (without the replayed events, fed per chunk)."""
+
+    input_idx: Int[Array, " inputs"]
+    rate_hz: Float[Array, "trials inputs"]
+    cur_pos: Int[Array, " currents"]
+    cur_amp_mv: Float[Array, "trials currents"]
+    cur_start: Int[Array, " currents"]
+    cur_stop: Int[Array, " currents"]
+    silenced: Bool[Array, "trials neurons"] | None
+    removed: Bool[Array, "trials neurons"] | None
+
+    def inputs_at(self, key, step, replay_counts, dt_ms: float):
+        """(events, i_ext_mv), each [trials, inputs], for absolute ``step``."""
+        events = poisson_events(key, step, self.rate_hz, dt_ms) + replay_counts.astype(
+            self.rate_hz.dtype
+        )
+        on = (step >= self.cur_start) & (step < self.cur_stop)
+        amp = self.cur_amp_mv * on.astype(self.cur_amp_mv.dtype)
+        i_ext = jax.vmap(
+            lambda a: jax.ops.segment_sum(a, self.cur_pos, num_segments=self.input_idx.shape[0])
+        )(amp)
+        return events, i_ext

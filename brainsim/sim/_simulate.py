@@ -1,0 +1,238 @@
+"""The engine's entry point: run a protocol on a network for B trials, in chunks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from brainsim.connectome import Connectome
+from brainsim.models import LIF
+from brainsim.sim._network import Network
+from brainsim.sim._protocol import Protocol
+from brainsim.sim._reference import reference_chunk, reference_init
+from brainsim.sim._windowed import Budgets, always_active_mask, windowed_chunk, windowed_init
+
+KERNELS = ("windowed", "reference")
+PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
+
+
+@dataclasses.dataclass
+class SimResult:
+    """Spikes as events and optional traces of one run.
+
+    Attributes:
+        trial, step, neuron: int arrays [n_spikes], one entry per spike, ordered by step,
+            then trial, then neuron. ``neuron`` is the internal index; ``ids[neuron]`` the
+            external id. A spike at step s happened at time ``s x dt_ms``.
+        n_trials, n_steps, dt_ms: run size.
+        ids: int64 [n_neurons] external ids.
+        rec_idx: recorded neuron indices; ``v_rec``/``g_rec`` float [steps, trials, rec].
+        stats: kernel figures (budgets, re-runs, wall time).
+    """
+
+    trial: np.ndarray
+    step: np.ndarray
+    neuron: np.ndarray
+    n_trials: int
+    n_steps: int
+    dt_ms: float
+    ids: np.ndarray
+    rec_idx: np.ndarray
+    v_rec: np.ndarray | None
+    g_rec: np.ndarray | None
+    stats: dict
+
+    @property
+    def n_spikes(self) -> int:
+        return int(self.trial.size)
+
+    @property
+    def duration_ms(self) -> float:
+        return self.n_steps * self.dt_ms
+
+    def spike_counts(self) -> np.ndarray:
+        """int64 [n_trials, n_neurons]: spikes per trial and neuron."""
+        n = self.ids.size
+        flat = np.bincount(self.trial * n + self.neuron, minlength=self.n_trials * n)
+        return flat.reshape(self.n_trials, n)
+
+    def rates_hz(self) -> np.ndarray:
+        """float [n_trials, n_neurons]: mean firing rate over the run."""
+        return self.spike_counts() / (self.duration_ms * 1e-3)
+
+    def t_ms(self) -> np.ndarray:
+        return self.step * self.dt_ms
+
+
+def _x64_guard(precision: str):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "float64 needs JAX's 64-bit mode: call jax.config.update('jax_enable_x64', True) "
+            'before any JAX work (the CLI does this for precision = "float64")'
+        )
+    return PRECISIONS[precision]
+
+
+def initial_budgets(n_trials: int, n_inputs: int, n_rec: int) -> Budgets:
+    base = max(1024, 2 ** math.ceil(math.log2(4 * n_trials * (n_inputs + n_rec + 16))))
+    return Budgets(active=base, spikes=max(256, base // 4), events=base * 4)
+
+
+def simulate(
+    network: Connectome | Network,
+    protocol: Protocol,
+    *,
+    model: LIF | None = None,
+    duration_ms: float,
+    seed: int = 0,
+    kernel: str = "windowed",
+    precision: str = "float32",
+    record: np.ndarray | list[int] | None = None,
+    chunk_ms: float = 100.0,
+    budgets: Budgets | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    ids: np.ndarray | None = None,
+) -> SimResult:
+    """Simulate ``protocol.n_trials`` trials of ``duration_ms`` each.
+
+    Args:
+        network: a Connectome (moved to the device here) or a prepared :class:`Network`.
+        protocol: drive and perturbations (internal neuron indices).
+        model: LIF parameters (defaults: Shiu et al. 2024).
+        kernel: ``"windowed"`` (event-driven, fast) or ``"reference"`` (dense, every
+            connection every step: for validation on small networks).
+        precision: ``"float32"`` or ``"float64"`` (needs JAX 64-bit mode).
+        record: neuron indices whose v and g are returned at every step.
+        chunk_ms: simulated time per compiled call; bounds memory and paces ``progress``.
+        budgets: initial array sizes of the windowed kernel; they grow as needed.
+        progress: called as ``progress(steps_done, steps_total)`` after each chunk.
+    """
+    model = model or LIF()
+    dtype = _x64_guard(precision)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if not (duration_ms > 0 and math.isfinite(duration_ms)):
+        raise ValueError(f"duration_ms must be a positive number, got {duration_ms}")
+    if isinstance(network, Connectome):
+        ids = network.ids
+        net = Network.from_connectome(network, dtype, with_pre=kernel == "reference")
+    else:
+        net = network
+        if kernel == "reference" and net.pre is None:
+            raise ValueError("the reference kernel needs a Network built with with_pre=True")
+    n = net.n_neurons
+    if ids is None:
+        ids = np.arange(n, dtype=np.int64)
+    if protocol.n_neurons != n:
+        raise ValueError(f"protocol is for {protocol.n_neurons} neurons, network has {n}")
+    b = protocol.n_trials
+    d = model.delay_steps
+    n_steps = int(round(duration_ms / model.dt_ms))
+    rec_idx = np.asarray(record if record is not None else [], np.int32).reshape(-1)
+    if rec_idx.size and (rec_idx.min() < 0 or rec_idx.max() >= n):
+        raise ValueError("record: neuron index out of range")
+    key = jax.random.PRNGKey(seed)
+    drive = protocol.device(dtype)
+    rfc = jnp.asarray(protocol.refractory_steps(model.refractory_steps(n)))
+    rec_dev = jnp.asarray(rec_idx)
+    t_wall = time.perf_counter()
+    stats: dict = {"kernel": kernel, "precision": precision, "reruns": 0}
+    sp_trial, sp_step, sp_neuron, v_parts, g_parts = [], [], [], [], []
+
+    if kernel == "reference":
+        chunk = max(1, int(round(chunk_ms / model.dt_ms)))
+        state = reference_init(model, b, n, dtype)
+        t = 0
+        while t < n_steps:
+            m = min(chunk, n_steps - t)
+            replay = jnp.asarray(protocol.replay_dense(t, m), dtype)
+            state, spikes, v_rec, g_rec = reference_chunk(
+                model, net, drive, rfc, state, jnp.int32(t), replay, key, rec_dev
+            )
+            st, tr, ne = np.nonzero(np.asarray(spikes))
+            sp_step.append(st + t)
+            sp_trial.append(tr)
+            sp_neuron.append(ne)
+            v_parts.append(np.asarray(v_rec))
+            g_parts.append(np.asarray(g_rec))
+            t += m
+            if progress:
+                progress(t, n_steps)
+    else:
+        n_windows = -(-n_steps // d)
+        wpc = max(1, int(round(chunk_ms / (model.dt_ms * d))))
+        budgets = budgets or initial_budgets(b, protocol.n_inputs, rec_idx.size)
+        state = windowed_init(model, b, n, dtype, budgets.spikes)
+        always = always_active_mask(n, protocol.input_idx, rec_idx)
+        peak = model.psp_peak_factor()
+        w = 0
+        while w < n_windows:
+            m = min(wpc, n_windows - w)
+            replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, protocol.n_inputs)
+            replay = jnp.asarray(replay_np, dtype)
+            while True:
+                start = state.with_spike_budget(budgets.spikes)
+                out = windowed_chunk(
+                    model,
+                    net,
+                    drive,
+                    rfc,
+                    always,
+                    start,
+                    jnp.int32(w),
+                    replay,
+                    key,
+                    rec_dev,
+                    budgets,
+                    peak,
+                )
+                counts = np.asarray(out[3])
+                need = counts.max(axis=0)
+                grown = budgets.grown(int(need[0]), int(need[1]), int(need[2]))
+                if grown == budgets:
+                    break
+                budgets = grown
+                stats["reruns"] += 1
+            state, flat, k, _, v_rec, g_rec = out
+            flat, k = np.asarray(flat), np.asarray(k)
+            wi, si = np.nonzero(flat < b * n)
+            step = (w + wi) * d + k[wi, si]
+            keep = step < n_steps
+            f = flat[wi, si][keep]
+            sp_step.append(step[keep])
+            sp_trial.append(f // n)
+            sp_neuron.append(f % n)
+            v_parts.append(np.asarray(v_rec).reshape(m * d, b, rec_idx.size))
+            g_parts.append(np.asarray(g_rec).reshape(m * d, b, rec_idx.size))
+            w += m
+            if progress:
+                progress(min(w * d, n_steps), n_steps)
+        stats["budgets"] = dataclasses.asdict(budgets)
+
+    stats["wall_s"] = time.perf_counter() - t_wall
+    cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
+    trial, step, neuron = cat(sp_trial), cat(sp_step), cat(sp_neuron)
+    order = np.lexsort((neuron, trial, step))
+    v_all = np.concatenate(v_parts)[:n_steps] if rec_idx.size else None
+    g_all = np.concatenate(g_parts)[:n_steps] if rec_idx.size else None
+    return SimResult(
+        trial=trial[order],
+        step=step[order],
+        neuron=neuron[order],
+        n_trials=b,
+        n_steps=n_steps,
+        dt_ms=model.dt_ms,
+        ids=np.asarray(ids),
+        rec_idx=rec_idx,
+        v_rec=v_all,
+        g_rec=g_all,
+        stats=stats,
+    )

@@ -1,0 +1,19 @@
+"""Hot loops in JAX (installed as ``brainsim.kernels``).
+
+Spike propagation has a plain reference (:func:`propagate_dense`, every connection every
+step) and an event-driven fast path (:func:`propagate_events`, only the rows of neurons
+that spiked); tests hold them equal.
+"""
+
+from brainsim.kernels._dense import propagate_dense, propagate_dense_matrix
+from brainsim.kernels._events import compact, expand_rows, propagate_events
+from brainsim.kernels._poisson import poisson_events
+
+__all__ = [
+    "compact",
+    "expand_rows",
+    "poisson_events",
+    "propagate_dense",
+    "propagate_dense_matrix",
+    "propagate_events",
+]

@@ -1,0 +1,36 @@
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pytest  # noqa: E402
+
+# float64 tests need JAX's 64-bit mode; float32 runs stay float32 (dtypes are explicit).
+jax.config.update("jax_enable_x64", True)
+
+from brainsim.connectome import Provenance, from_edges  # noqa: E402
+
+
+def make_connectome(n, pre, post, counts, ids=None, **cols):
+    """A tiny connectome from index edge lists (signed counts)."""
+    ids = np.arange(1000, 1000 + n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+    table = pa.table({"id": ids, **cols})
+    prov = Provenance(format="test", sources=(), checksum="0" * 64, sign_rule="given")
+    return from_edges(table, np.asarray(pre), np.asarray(post), np.asarray(counts), prov)
+
+
+def random_connectome(n, p, seed, max_count=40, p_inh=0.3):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, n)) < p
+    pre, post = np.nonzero(mask)
+    counts = rng.integers(1, max_count, pre.size)
+    sign = np.where(rng.random(n) < p_inh, -1, 1)
+    return make_connectome(n, pre, post, counts * sign[pre])
+
+
+@pytest.fixture
+def tiny_chain():
+    """0 -> 1 -> 2 with 10 synapses each; 3 is isolated."""
+    return make_connectome(4, [0, 1], [1, 2], [10, 10])

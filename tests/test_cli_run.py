@@ -1,0 +1,129 @@
+"""``brainsim run``: configs in, atomic result folders out, errors named."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from brainsim import cli
+from brainsim.experiments import ConfigError, load_config
+
+SPEC = "synthetic:seed=0,scale=0.005"
+
+BASE = f"""
+[connectome]
+format = "synthetic"
+path = "{SPEC}"
+cache = false
+[simulation]
+duration_ms = 100.0
+trials = 2
+seed = 1
+[[stimulus]]
+kind = "poisson"
+neurons = {{ cell_type = "sugar_like_GRN" }}
+rate_hz = 150.0
+[record]
+neurons = {{ cell_type = "MN9_like" }}
+"""
+
+
+def write(tmp_path, text, name="run.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_run_writes_tables_and_manifest(tmp_path):
+    cfg = write(tmp_path, BASE)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    spikes = pq.read_table(out / "spikes.parquet")
+    assert spikes.schema.field("neuron_id").type == pa.int64()
+    assert spikes.num_rows > 0
+    assert set(spikes.column("trial").to_pylist()) == {0, 1}
+    t = np.asarray(spikes.column("t_ms"))
+    assert t.min() >= 0 and t.max() < 100.0
+    rates = pq.read_table(out / "rates.parquet").to_pandas()
+    # rates are spike counts over 2 trials x 0.1 s
+    counts = spikes.to_pandas().groupby("neuron_id").size()
+    r = rates.set_index("neuron_id")["rate_hz"]
+    np.testing.assert_allclose(r.loc[counts.index].to_numpy(), counts.to_numpy() / 2 / 0.1)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 1 and man["n_spikes"] == spikes.num_rows
+    assert len(man["connectome"]["checksum"]) == 64
+    assert {"jax", "brainsim", "numpy"} <= set(man["versions"])
+    traces = pq.read_table(out / "traces.parquet")
+    assert traces.num_rows == 2 * 1000  # 2 trials x 1000 steps x 1 recorded neuron
+
+
+def test_spike_times_replay_and_silence(tmp_path):
+    from brainsim.connectome import load
+
+    conn = load(SPEC, "synthetic")
+    types = np.asarray(conn.neurons.column("cell_type").to_pylist())
+    grn = conn.ids[types == "sugar_like_GRN"]
+    events = pa.table({"trial": [0, 0, 1], "t_ms": [1.0, 5.0, 2.0], "neuron_id": grn[:3].tolist()})
+    pq.write_table(events, tmp_path / "input.parquet")
+    text = (
+        BASE.split("[[stimulus]]")[0]
+        + f"""
+[[stimulus]]
+kind = "spike_times"
+path = "input.parquet"
+[[perturbation]]
+kind = "silence"
+neurons = {{ ids = [{int(grn[0])}] }}
+"""
+    )
+    out = tmp_path / "out"
+    assert cli.main(["run", str(write(tmp_path, text)), "--out", str(out), "--quiet"]) == 0
+    s = pq.read_table(out / "spikes.parquet").to_pandas()
+    got = s[s.neuron_id.isin(grn[:3])].sort_values(["trial", "t_ms"])
+    # each replayed event makes its input neuron fire one step later
+    assert list(zip(got.trial, np.round(got.t_ms, 6), strict=True)) == [(0, 1.1), (0, 5.1), (1, 2.1)]
+
+
+@pytest.mark.parametrize(
+    "patch, match",
+    [
+        (("duration_ms = 100.0", "duration_ms = -5.0"), "duration_ms: must be a positive number"),
+        (("seed = 1", "seed = 1\nspeed = 3"), "unknown key 'speed'"),
+        (("trials = 2", 'trials = "two"'), "trials: expected int"),
+        (("rate_hz = 150.0", "rate_hz = 0.00015"), "rate_hz.*Hz"),
+        (
+            ('cell_type = "sugar_like_GRN"', 'cell_type = "no_such_type"'),
+            "'no_such_type' matches no neuron",
+        ),
+        (('cell_type = "sugar_like_GRN"', "ids = [42]"), "42"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, patch, match):
+    cfg = write(tmp_path, BASE.replace(*patch))
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=match):
+        from brainsim.experiments import run_config
+
+        run_config(load_config(cfg), out, log=lambda *a: None)
+    assert not out.exists()  # nothing half-written
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+
+
+def test_failed_run_leaves_previous_results_intact(tmp_path, monkeypatch):
+    cfg = write(tmp_path, BASE)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "spikes.parquet").write_text("old")
+    import brainsim.experiments._run as run_mod
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(run_mod, "write_json", boom, raising=False)
+    monkeypatch.setattr("brainsim.io.write_json", boom)
+    with pytest.raises(RuntimeError):
+        run_mod.run_config(load_config(cfg), out, log=lambda *a: None)
+    assert (out / "spikes.parquet").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
