@@ -97,6 +97,24 @@ def cache_key(source: str | Path, fmt: str, options: dict[str, Any]) -> str:
 
             spec = dataclasses.asdict(parse_spec(str(source), **options))
             h.update(json.dumps([GENERATOR_VERSION, spec], sort_keys=True).encode())
+    if p.is_file():
+        # loaders that take one file read their companion tables beside it
+        files += sorted(
+            f
+            for f in p.parent.iterdir()
+            if f.is_file() and f != p and f.name.startswith(("neurons", "classification"))
+        )
+    # files named by options (transmitter tables, neuron tables) are sources too
+    files += sorted(
+        Path(v) for v in options.values() if isinstance(v, str | Path) and Path(v).is_file()
+    )
+    if fmt == "celegans":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            h.update(version("cect").encode())
+        except PackageNotFoundError:
+            pass
     for f in files:
         h.update(f.name.encode())
         h.update(file_sha256(f).encode())

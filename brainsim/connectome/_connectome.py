@@ -75,7 +75,8 @@ class Connectome:
         neurons: pyarrow table, one row per neuron, row i is internal index i. Column ``id``
             (int64 external id, e.g. FlyWire root id) always; where known ``cell_type``,
             ``class``, ``super_class``, ``side``, ``transmitter`` (str) and ``sign`` (int8,
-            +1/-1, the sign of the neuron's outputs under the per-neuron rule).
+            +1/-1, the sign of the neuron's outputs under the per-neuron rule; 0 for a
+            neuron without outgoing connections).
         indptr: int64 [n_neurons + 1]; the synapses of presynaptic neuron i are
             ``indptr[i]:indptr[i+1]``.
         indices: int32 [n_connections]; postsynaptic neuron index of each connection, sorted

@@ -32,7 +32,7 @@ import pyarrow as pa
 from brainsim.connectome._connectome import Connectome, Provenance, from_edges
 from brainsim.connectome._errors import ConnectomeError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 FLYWIRE_N_NEURONS = 139_255
 ID_BASE = 720_575_940_600_000_000
 
@@ -58,10 +58,10 @@ class SyntheticSpec:
     layer_sizes: tuple[int, ...] = (50, 160, 400)
     # per layer: how many presynaptic partners in the previous layer, and their mean count
     layer_fan_in: tuple[int, ...] = (8, 12, 16)
-    layer_count: tuple[float, ...] = (10.0, 12.0, 13.0)
+    layer_count: tuple[float, ...] = (15.0, 13.0, 14.0)
     layer_p_inhibitory: float = 0.15
-    readout_fan_in: int = 40
-    readout_count: float = 10.0
+    readout_fan_in: int = 100
+    readout_count: float = 16.0
 
     def resolved_n(self) -> int:
         n = self.n_neurons if self.n_neurons is not None else round(FLYWIRE_N_NEURONS * self.scale)
