@@ -60,7 +60,7 @@ def test_windowed_equals_reference_on_random_networks(precision, seed):
     kw = dict(duration_ms=60.0, precision=precision, seed=seed, record=[int(inputs[0]), 7])
     ref = simulate(conn, proto, kernel="reference", **kw)
     # tiny initial budgets force overflow: the engine must grow them and re-run, losing nothing
-    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 4, 8), **kw)
+    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 8, 4, 8), **kw)
     assert fast.stats["reruns"] > 0
     assert ref.n_spikes > 50
     assert same_spikes(ref, fast)

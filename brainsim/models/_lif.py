@@ -72,13 +72,16 @@ class LIF(eqx.Module):
         ref = np.broadcast_to(np.asarray(self.refractory_ms, dtype=np.float64), (n_neurons,))
         return np.round(ref / self.dt_ms).astype(np.int32)
 
-    def propagators(self, n_steps: int = 1, dtype=jnp.float32):
+    def propagators(self, n_steps=1, dtype=jnp.float32, idx=None):
         """(a, b, c) with, over ``n_steps`` steps without input or refractoriness,
         ``u' = u a + g c`` and ``g' = g b`` for ``u = v - v_0`` (exact solution).
+
+        ``n_steps`` may be an array (one lag per element); with ``idx``, per-neuron time
+        constants are taken at those neuron indices.
         """
-        t = self.dt_ms * n_steps
-        tau_m = jnp.asarray(self.tau_m_ms, dtype)
-        tau_s = jnp.asarray(self.tau_syn_ms, dtype)
+        t = self.dt_ms * jnp.asarray(n_steps, dtype)
+        tau_m = _at(jnp.asarray(self.tau_m_ms, dtype), idx)
+        tau_s = _at(jnp.asarray(self.tau_syn_ms, dtype), idx)
         a = jnp.exp(-t / tau_m)
         b = jnp.exp(-t / tau_s)
         same = jnp.abs(tau_m - tau_s) < 1e-9 * tau_m
@@ -167,3 +170,7 @@ class LIF(eqx.Module):
 
 # saturation value of the steps-since-last-spike counter (never refractory beyond this)
 SINCE_MAX = 2**30
+
+
+def _at(x, idx):
+    return x if idx is None or x.ndim == 0 else x[idx]

@@ -30,8 +30,5 @@ def neuron_params(model: LIF, dtype, idx=None):
     return out
 
 
-def propagators(model: LIF, n_steps: int, dtype, idx=None):
-    a, b, c = model.propagators(n_steps, dtype)
-    if idx is None:
-        return a, b, c
-    return at(a, idx), at(b, idx), at(c, idx)
+def propagators(model: LIF, n_steps, dtype, idx=None):
+    return model.propagators(n_steps, dtype, idx)

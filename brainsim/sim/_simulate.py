@@ -16,7 +16,7 @@ from brainsim.models import LIF
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
-from brainsim.sim._windowed import Budgets, always_active_mask, windowed_chunk, windowed_init
+from brainsim.sim._windowed import Budgets, always_active, windowed_chunk, windowed_init
 
 KERNELS = ("windowed", "reference")
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
@@ -83,7 +83,7 @@ def _x64_guard(precision: str):
 
 def initial_budgets(n_trials: int, n_inputs: int, n_rec: int) -> Budgets:
     base = max(1024, 2 ** math.ceil(math.log2(4 * n_trials * (n_inputs + n_rec + 16))))
-    return Budgets(active=base, spikes=max(256, base // 4), events=base * 4)
+    return Budgets(active=base, stepped=base, spikes=max(256, base // 4), events=base * 4)
 
 
 def simulate(
@@ -170,8 +170,8 @@ def simulate(
         n_windows = -(-n_steps // d)
         wpc = max(1, int(round(chunk_ms / (model.dt_ms * d))))
         budgets = budgets or initial_budgets(b, protocol.n_inputs, rec_idx.size)
-        state = windowed_init(model, b, n, dtype, budgets.spikes)
-        always = always_active_mask(n, protocol.input_idx, rec_idx)
+        state = windowed_init(model, b, n, dtype, budgets)
+        always = always_active(protocol.input_idx, rec_idx)
         peak = model.psp_peak_factor()
         w = 0
         while w < n_windows:
@@ -179,7 +179,7 @@ def simulate(
             replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, protocol.n_inputs)
             replay = jnp.asarray(replay_np, dtype)
             while True:
-                start = state.with_spike_budget(budgets.spikes)
+                start = state.with_budgets(budgets)
                 out = windowed_chunk(
                     model,
                     net,
@@ -196,7 +196,7 @@ def simulate(
                 )
                 counts = np.asarray(out[3])
                 need = counts.max(axis=0)
-                grown = budgets.grown(int(need[0]), int(need[1]), int(need[2]))
+                grown = budgets.grown(need)
                 if grown == budgets:
                     break
                 budgets = grown
