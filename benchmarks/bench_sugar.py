@@ -45,7 +45,9 @@ def main() -> None:
         walls, budgets = [], None
         for _ in range(args.repeats):  # the first includes compilation and budget growth
             t = time.perf_counter()
-            r = simulate(conn, proto, duration_ms=args.duration_ms, precision=args.precision, budgets=budgets)
+            r = simulate(
+                conn, proto, duration_ms=args.duration_ms, precision=args.precision, budgets=budgets
+            )
             walls.append(time.perf_counter() - t)
             from brainsim.sim import Budgets
 

@@ -1,4 +1,5 @@
-"""Command line: ``brainsim info`` and ``brainsim run``. Thin: parse, call the layers, report."""
+"""Command line: ``brainsim info``, ``run``, ``plot`` and ``fetch``. Thin: parse, call the layers,
+report."""
 
 from __future__ import annotations
 
@@ -38,12 +39,16 @@ def _progress(quiet: bool):
 
 def cmd_info(args) -> int:
     from brainsim.connectome import load
+    from brainsim.fetch import is_dataset_name, resolve_dataset
 
     options = {}
     for kv in args.option or []:
         k, _, v = kv.partition("=")
         options[k] = v
-    conn = load(args.source, args.format, **options)
+    source = args.source
+    if is_dataset_name(source):  # "flywire:783": the folder `brainsim fetch` filled
+        source = str(resolve_dataset(source, fmt=args.format))
+    conn = load(source, args.format, **options)
     s = conn.summary()
     if args.json:
         print(json.dumps(s, sort_keys=True))
@@ -63,13 +68,46 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args.config)
     _enable_compilation_cache()
-    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    run_config(cfg, args.out, progress=_progress(args.quiet), log=log)
+    quiet = args.quiet and not args.dry_run
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+    run_config(cfg, args.out, progress=_progress(args.quiet), log=log, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from brainsim.viz import make_plots
+
+    folder = Path(args.dir)
+    if not (folder / "manifest.json").exists():
+        print(
+            f"brainsim: error: {folder} is not a results folder (no manifest.json)", file=sys.stderr
+        )
+        return 2
+    for path in make_plots(folder, log=lambda m: print(f"brainsim: {m}", file=sys.stderr)):
+        print(path)
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from brainsim.fetch import fetch_dataset
+
+    try:
+        fetch_dataset(
+            args.dataset,
+            dest=args.dest,
+            url_base=args.url_base,
+            quiet=args.quiet,
+            retries=args.retries,
+        )
+    except KeyboardInterrupt:
+        print("\nbrainsim: fetch interrupted; run the same command to resume", file=sys.stderr)
+        return 130
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from brainsim.connectome import FORMATS
+    from brainsim.fetch import ALIASES, DATASETS
 
     p = argparse.ArgumentParser(
         prog="brainsim", description="Whole-brain spiking simulation from connectomes."
@@ -89,18 +127,52 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="TOML config (see configs/)")
     run.add_argument("--out", help="results folder (default: [output] dir of the config)")
     run.add_argument("--quiet", action="store_true", help="no progress or log output")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the config, resolve every selector, print the job's size, memory and "
+        "output files; simulate nothing",
+    )
     run.set_defaults(func=cmd_run)
+    plot = sub.add_parser("plot", help="remake the plots of a results folder from its tables")
+    plot.add_argument("dir", help="results folder written by brainsim run")
+    plot.set_defaults(func=cmd_plot)
+    fetch = sub.add_parser(
+        "fetch",
+        help="download public connectome files (resumable, checksum-verified)",
+        description="Download a dataset's public files into $BRAINSIM_CACHE/data/<folder> "
+        "(default ~/.cache/brainsim/data), where run configs find them by name: "
+        'format = "shiu", path = "flywire:783".',
+    )
+    fetch.add_argument(
+        "dataset",
+        choices=[*ALIASES, *DATASETS],
+        help="flywire (= flywire:783) or flywire:630: the Shiu et al. 2024 files",
+    )
+    fetch.add_argument("--dest", metavar="DIR", help="put the files in DIR instead of the cache")
+    fetch.add_argument(
+        "--url-base",
+        metavar="URL",
+        help="download from a mirror: URL/<file name> (default: the Shiu et al. repository, "
+        "pinned commit)",
+    )
+    fetch.add_argument(
+        "--retries", type=int, default=3, help="retries per file after a broken transfer"
+    )
+    fetch.add_argument("--quiet", action="store_true", help="no progress or status output")
+    fetch.set_defaults(func=cmd_fetch)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from brainsim.connectome import ConnectomeError
     from brainsim.experiments import ConfigError
+    from brainsim.fetch import FetchError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ConnectomeError) as e:
+    except (ConfigError, ConnectomeError, FetchError) as e:
         print(f"brainsim: error: {e}", file=sys.stderr)
         return 2
 

@@ -26,6 +26,8 @@ Schema (every key optional unless marked required)::
     neurons = { ids = [...] }  # v and g traces of these neurons, every step
     [output]
     dir = "results/run"
+    [experiment]               # optional: kind = "activation_sweep", "silencing_screen",
+                               # "pairwise_grid" or "perturbation_map" (see _kinds.py)
 """
 
 from __future__ import annotations
@@ -50,7 +52,16 @@ LIF_KEYS = (
     "w_syn_mv",
     "f_poi",
 )
-TOP_KEYS = ("connectome", "model", "simulation", "stimulus", "perturbation", "record", "output")
+TOP_KEYS = (
+    "connectome",
+    "model",
+    "simulation",
+    "stimulus",
+    "perturbation",
+    "record",
+    "output",
+    "experiment",
+)
 
 
 @dataclasses.dataclass
@@ -64,6 +75,7 @@ class RunConfig:
     perturbations: list[dict]
     record: dict | None
     output_dir: Path
+    experiment: dict | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -135,10 +147,17 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
             raise ConfigError(f"{where}: [record] must be a table")
         _keys(record, ("neurons",), f"{where}: [record]")
         _get(record, "neurons", dict, f"{where}: [record]", required=True)
+    experiment = raw.get("experiment")
+    if experiment is not None:
+        if not isinstance(experiment, dict):
+            raise ConfigError(f"{where}: [experiment] must be a table")
+        from brainsim.experiments._kinds import check_experiment
+
+        check_experiment(experiment, f"{where}: [experiment]")
     out = _table(raw, "output", where)
     _keys(out, ("dir",), f"{where}: [output]")
     out_dir = Path(_get(out, "dir", str, f"{where}: [output]", default="results/run"))
-    return RunConfig(path, raw, conn, model, sim, stimuli, perts, record, out_dir)
+    return RunConfig(path, raw, conn, model, sim, stimuli, perts, record, out_dir, experiment)
 
 
 def _check_stimulus(st: dict, w: str) -> None:

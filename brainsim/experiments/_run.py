@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -16,6 +17,14 @@ from brainsim import __version__
 from brainsim.connectome import Connectome, load
 from brainsim.experiments._config import RunConfig
 from brainsim.experiments._errors import ConfigError
+from brainsim.experiments._kinds import (
+    Condition,
+    Plan,
+    plan,
+    silence_conditions,
+    summarize,
+    top_responders,
+)
 from brainsim.experiments._selectors import select
 
 
@@ -26,9 +35,13 @@ def default_cache_dir() -> Path:
 
 
 def load_connectome(cfg: RunConfig) -> Connectome:
+    from brainsim.fetch import is_dataset_name, resolve_dataset
+
     c = cfg.connectome
     source = c["path"]
-    if not source.startswith("synthetic") and not Path(source).is_absolute():
+    if is_dataset_name(source):  # "flywire:783" -> the folder `brainsim fetch` filled
+        source = str(resolve_dataset(source, fmt=c["format"]))
+    elif not source.startswith("synthetic") and not Path(source).is_absolute():
         source = str(cfg.base_dir / source)
     cache = c.get("cache", True)
     cache_dir = None if cache is False else (default_cache_dir() if cache is True else Path(cache))
@@ -78,9 +91,18 @@ def read_spike_times(path: Path, conn: Connectome, n_trials: int, dt_ms: float, 
     return trial.astype(np.int64), step, idx
 
 
-def build_protocol(cfg: RunConfig, conn: Connectome):
-    from brainsim.sim import Protocol
+@dataclasses.dataclass
+class BaseInputs:
+    """What every condition of a config shares: its [[stimulus]] and [[perturbation]]."""
 
+    poisson: list  # (indices, rate_hz scalar or per-trial list)
+    replay: tuple | None  # (trial, step, index)
+    current: list  # (indices, amplitude_mv, start_step, stop_step)
+    silence: np.ndarray  # bool [n_neurons]
+    remove: np.ndarray  # bool [n_neurons]
+
+
+def build_base(cfg: RunConfig, conn: Connectome, missing: list) -> BaseInputs:
     b = cfg.simulation["trials"]
     dt = cfg.simulation["dt_ms"]
     n_steps = int(round(cfg.simulation["duration_ms"] / dt))
@@ -88,13 +110,25 @@ def build_protocol(cfg: RunConfig, conn: Connectome):
     for i, st in enumerate(cfg.stimuli):
         where = f"{cfg.path}: [[stimulus]] #{i + 1}"
         if st["kind"] == "poisson":
-            idx = select(conn, st["neurons"], where=f"{where} neurons", base_dir=cfg.base_dir)
+            idx = select(
+                conn,
+                st["neurons"],
+                where=f"{where} neurons",
+                base_dir=cfg.base_dir,
+                missing=missing,
+            )
             rate = st["rate_hz"]
             if isinstance(rate, list) and len(rate) != b:
                 raise ConfigError(f"{where} rate_hz: {len(rate)} rates for {b} trials")
             poisson.append((idx, np.asarray(rate, np.float64)))
         elif st["kind"] == "current":
-            idx = select(conn, st["neurons"], where=f"{where} neurons", base_dir=cfg.base_dir)
+            idx = select(
+                conn,
+                st["neurons"],
+                where=f"{where} neurons",
+                base_dir=cfg.base_dir,
+                missing=missing,
+            )
             start = int(round(st.get("start_ms", 0.0) / dt))
             stop_ms = st.get("stop_ms", float("inf"))
             stop = n_steps if stop_ms == float("inf") else int(round(stop_ms / dt))
@@ -107,98 +141,294 @@ def build_protocol(cfg: RunConfig, conn: Connectome):
     remove = np.zeros(conn.n_neurons, bool)
     for i, p in enumerate(cfg.perturbations):
         where = f"{cfg.path}: [[perturbation]] #{i + 1} neurons"
-        idx = select(conn, p["neurons"], where=where, base_dir=cfg.base_dir)
+        idx = select(conn, p["neurons"], where=where, base_dir=cfg.base_dir, missing=missing)
         (silence if p["kind"] == "silence" else remove)[idx] = True
-    rep = None
-    if replay:
-        rep = tuple(np.concatenate([r[j] for r in replay]) for j in range(3))
+    rep = tuple(np.concatenate([r[j] for r in replay]) for j in range(3)) if replay else None
+    return BaseInputs(poisson, rep, current, silence, remove)
+
+
+def batch_protocol(base: BaseInputs, conds: list[Condition], trials: int, n: int):
+    """One protocol for a batch of conditions: condition c owns trials [c*T, (c+1)*T)."""
+    from brainsim.sim import Protocol
+
+    nc = len(conds)
+    b = nc * trials
+    poisson = []
+    for ci, cond in enumerate(conds):
+        for idx, rate in cond.poisson:
+            r = np.zeros(b)
+            r[ci * trials : (ci + 1) * trials] = rate
+            poisson.append((idx, r))
+    for idx, rate in base.poisson:
+        poisson.append((idx, np.tile(np.broadcast_to(rate, (trials,)), nc)))
+    replay = None
+    if base.replay is not None:
+        tr, st, ix = base.replay
+        replay = (
+            np.concatenate([tr + ci * trials for ci in range(nc)]),
+            np.tile(st, nc),
+            np.tile(ix, nc),
+        )
+    current = [
+        (idx, np.tile(np.broadcast_to(amp, (trials,)), nc), start, stop)
+        for idx, amp, start, stop in base.current
+    ]
+    silence = None
+    if base.silence.any() or any(c.silence.size for c in conds):
+        silence = np.repeat(base.silence[None, :], b, axis=0)
+        for ci, cond in enumerate(conds):
+            silence[ci * trials : (ci + 1) * trials, cond.silence] = True
+    remove = base.remove if base.remove.any() else None
     return Protocol.build(
-        b,
-        conn.n_neurons,
-        poisson=poisson,
-        replay=rep,
-        current=current,
-        silence=silence if silence.any() else None,
-        remove=remove if remove.any() else None,
+        b, n, poisson=poisson, replay=replay, current=current, silence=silence, remove=remove
     )
 
 
-def run_config(cfg: RunConfig, out_dir: Path | None = None, *, progress=None, log=print) -> Path:
-    """Run a config and write its results folder atomically. Returns the folder."""
+def batches(n_conditions: int, trials: int, max_batch_trials: int) -> list[range]:
+    per = max(1, max_batch_trials // trials)
+    return [range(i, min(i + per, n_conditions)) for i in range(0, n_conditions, per)]
+
+
+def memory_estimate_bytes(cfg: RunConfig, conn: Connectome, batch_trials: int) -> int:
+    """Rough peak device memory of one batch: state, masks, connectome, kernel lists."""
+    item = 8 if cfg.simulation["precision"] == "float64" else 4
+    n = conn.n_neurons
+    state = batch_trials * n * (2 * item + 8)
+    masks = batch_trials * n  # silence mask, when used
+    conn_bytes = conn.n_connections * (4 + item) + (n + 1) * 4
+    if cfg.simulation["kernel"] == "reference":
+        state += 18 * batch_trials * n * item + batch_trials * conn.n_connections * item
+    return int(state + masks + conn_bytes + batch_trials * n * 4)
+
+
+def run_config(
+    cfg: RunConfig, out_dir: Path | None = None, *, progress=None, log=print, dry_run: bool = False
+) -> Path:
+    """Run a config (a plain run or an ``[experiment]``) and write its results folder
+    atomically. With ``dry_run``, resolve everything and report the job without simulating.
+    Returns the results folder."""
     import jax
 
     if cfg.simulation["precision"] == "float64":
         jax.config.update("jax_enable_x64", True)
-    from brainsim.io import (
-        atomic_dir,
-        rates_table,
-        spikes_table,
-        traces_table,
-        write_json,
-        write_table,
-    )
-    from brainsim.sim import simulate
-
     out_dir = Path(out_dir or cfg.output_dir)
     t0 = time.perf_counter()
     conn = load_connectome(cfg)
     t_load = time.perf_counter() - t0
     log(f"connectome: {conn}")
     model = build_model(cfg)
-    protocol = build_protocol(cfg, conn)
-    rec = None
+    missing: list[int] = []
+    base = build_base(cfg, conn, missing)
+    rec = np.zeros(0, np.int32)
     if cfg.record:
         rec = select(
             conn,
             cfg.record["neurons"],
             where=f"{cfg.path}: [record] neurons",
             base_dir=cfg.base_dir,
+            missing=missing,
         )
+    exp = cfg.experiment
+    where = f"{cfg.path}: [experiment]"
+
+    def sel(selector: dict, key: str) -> np.ndarray:
+        return select(
+            conn, selector, where=f"{where} {key}", base_dir=cfg.base_dir, missing=missing
+        )
+
+    p = plan(exp, conn, sel) if exp else Plan("run", [Condition("run", {})], rec, {})
+    if missing:
+        log(f"ids not in this connectome, left out (allow_missing): {sorted(set(missing))}")
     sim = cfg.simulation
+    trials = sim["trials"]
+    max_batch = (exp or {}).get("max_batch_trials", 256)
+    n_cond = len(p.conditions) if p.deferred_top_k is None else 1 + p.deferred_top_k
+    groups = batches(n_cond, trials, max_batch)
+    if dry_run:
+        per_batch = min(n_cond, max(1, max_batch // trials)) * trials
+        n_steps = int(round(sim["duration_ms"] / sim["dt_ms"]))
+        files = [
+            "spikes.parquet",
+            "rates.parquet",
+            "conditions.parquet",
+            "neurons.parquet",
+            "manifest.json",
+        ]
+        files += (["summary.parquet"] if exp else []) + (["traces.parquet"] if rec.size else [])
+        files += _plot_names(p.kind)
+        log(
+            f"dry run: kind {p.kind}; {n_cond} condition(s) x {trials} trial(s) x "
+            f"{sim['duration_ms']:g} ms = {n_cond * trials * sim['duration_ms'] / 1000:g} "
+            f"trial-seconds ({n_steps} steps); {len(groups)} batch(es) of up to {per_batch} "
+            f"trials; about {memory_estimate_bytes(cfg, conn, per_batch) / 2**20:.0f} MiB of "
+            f"device memory per batch; would write {out_dir}/: {', '.join(files)}"
+        )
+        return out_dir
+
     t1 = time.perf_counter()
-    result = simulate(
-        conn,
-        protocol,
-        model=model,
-        duration_ms=sim["duration_ms"],
-        seed=sim["seed"],
-        kernel=sim["kernel"],
-        precision=sim["precision"],
-        record=rec,
-        chunk_ms=sim["chunk_ms"],
-        progress=progress,
-    )
+    parts = _simulate_conditions(cfg, conn, model, base, p, rec, progress, log)
     t_sim = time.perf_counter() - t1
-    with atomic_dir(out_dir) as tmp:
-        write_table(spikes_table(result), tmp / "spikes.parquet")
-        write_table(rates_table(result), tmp / "rates.parquet")
-        traces = traces_table(result)
-        if traces is not None:
-            write_table(traces, tmp / "traces.parquet")
-        write_json(manifest(cfg, conn, result, model, t_load, t_sim), tmp / "manifest.json")
-    log(
-        f"{result.n_spikes} spikes in {result.n_trials} trial(s) x {result.duration_ms:g} ms; "
-        f"simulated in {t_sim:.2f} s; results in {out_dir}"
-    )
+    _write_results(cfg, conn, model, p, parts, rec, missing, out_dir, t_load, t_sim)
+    n_spikes = sum(r.n_spikes for _, r in parts)
+    log(f"{n_spikes} spikes, {len(p.conditions)} condition(s); simulated in {t_sim:.2f} s")
+    log(f"results in {out_dir}")
     return out_dir
 
 
-def manifest(cfg: RunConfig, conn: Connectome, result, model, t_load: float, t_sim: float) -> dict:
+def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
+    """Run every condition in batches; returns [(first condition index, SimResult)]."""
+
+    from brainsim.sim import simulate
+
+    sim = cfg.simulation
+    trials = sim["trials"]
+    max_batch = (cfg.experiment or {}).get("max_batch_trials", 256)
+    parts = []
+
+    def run(conds, first, batch_no, n_batches):
+        proto = batch_protocol(base, conds, trials, conn.n_neurons)
+        prog = None
+        if progress is not None:
+            prog = lambda done, total: progress(batch_no * total + done, n_batches * total)  # noqa: E731
+        r = simulate(
+            conn,
+            proto,
+            model=model,
+            duration_ms=sim["duration_ms"],
+            seed=batch_seed(sim["seed"], batch_no),
+            kernel=sim["kernel"],
+            precision=sim["precision"],
+            record=rec if rec.size else None,
+            chunk_ms=sim["chunk_ms"],
+            progress=prog,
+            ids=conn.ids,
+        )
+        parts.append((first, r))
+
+    conds = p.conditions
+    if p.deferred_top_k is not None:
+        # the control first, then the top responders of that control, one at a time
+        run(conds, 0, 0, 2)
+        first_result = parts[0][1]
+        counts = first_result.spike_counts().sum(axis=0)
+        rates = {int(i): float(c) for i, c in enumerate(counts) if c > 0}
+        drive = conds[0].poisson[0][0]
+        cands = top_responders(rates, p.deferred_top_k, np.union1d(drive, p.readout))
+        log(f"silencing screen: top {cands.size} responders of the control chosen")
+        extra = silence_conditions(conn, cands, drive, conds[0].poisson[0][1])
+        p.conditions = conds = [*conds, *extra]
+        p.deferred_top_k = None
+        groups = [range(1 + g.start, 1 + g.stop) for g in batches(len(extra), trials, max_batch)]
+        offset = 1
+    else:
+        groups = batches(len(conds), trials, max_batch)
+        offset = 0
+    for bi, g in enumerate(groups):
+        run([conds[c] for c in g], g.start, bi + offset, len(groups) + offset)
+    return parts
+
+
+def batch_seed(seed: int, batch_no: int) -> int:
+    """Seed of a batch: the config's seed for the first, independent streams after it, so
+    that conditions in different batches do not share their input noise."""
+    if batch_no == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0] >> 1)
+
+
+def _write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim):
+    from brainsim.io import (
+        atomic_dir,
+        neurons_table,
+        rates_table,
+        spikes_table,
+        traces_table,
+        write_json,
+        write_table,
+    )
+
+    trials = cfg.simulation["trials"]
+    ids = conn.ids
+    cond = np.concatenate([first + r.trial // trials for first, r in parts])
+    trial = np.concatenate([r.trial % trials for _, r in parts])
+    step = np.concatenate([r.step for _, r in parts])
+    neuron = np.concatenate([r.neuron for _, r in parts])
+    order = np.lexsort((neuron, step, trial, cond))
+    cond, trial, step, neuron = cond[order], trial[order], step[order], neuron[order]
+    r0 = parts[0][1]
+    rates = rates_table(cond, trial, neuron, ids, trials, r0.duration_ms)
+    cond_rows = [
+        {"condition": i, "label": c.label, **c.columns} for i, c in enumerate(p.conditions)
+    ]
+    summary = summarize(p, rates, conn) if p.kind != "run" else None
+    named = np.unique(np.concatenate([neuron, p.readout, rec]).astype(np.int64))
+    with atomic_dir(out_dir) as tmp:
+        write_table(spikes_table(cond, trial, step * r0.dt_ms, ids[neuron]), tmp / "spikes.parquet")
+        write_table(rates, tmp / "rates.parquet")
+        write_table(pa.Table.from_pylist(cond_rows), tmp / "conditions.parquet")
+        write_table(neurons_table(conn.neurons, named), tmp / "neurons.parquet")
+        if summary is not None:
+            write_table(summary, tmp / "summary.parquet")
+        if rec.size:
+            tr_tables = []
+            for first, r in parts:
+                tr_tables.append(
+                    traces_table(
+                        first + np.arange(r.n_trials) // trials,
+                        np.arange(r.n_trials) % trials,
+                        r.dt_ms,
+                        ids[rec],
+                        r.v_rec,
+                        r.g_rec,
+                    )
+                )
+            write_table(pa.concat_tables(tr_tables), tmp / "traces.parquet")
+        write_json(
+            manifest(cfg, conn, p, parts, model, missing, t_load, t_sim), tmp / "manifest.json"
+        )
+        _plots(tmp)
+
+
+def _plot_names(kind: str) -> list[str]:
+    extra = {
+        "activation_sweep": ["rate_curve.png"],
+        "silencing_screen": ["silencing.png"],
+        "pairwise_grid": ["grid.png"],
+        "perturbation_map": ["perturbation_map.png"],
+    }
+    return ["raster.png", *extra.get(kind, [])]
+
+
+def _plots(folder: Path) -> None:
+    from brainsim.viz import make_plots
+
+    make_plots(folder)
+
+
+def manifest(
+    cfg: RunConfig, conn: Connectome, p: Plan, parts, model, missing, t_load: float, t_sim: float
+) -> dict:
     import equinox
     import jax
     import pyarrow
 
     dev = jax.devices()[0]
+    r0 = parts[0][1]
     return {
         "config": cfg.raw,
         "config_path": str(cfg.path) if cfg.path else None,
+        "experiment": {"kind": p.kind, **(cfg.experiment or {})},
+        "readout_ids": [int(i) for i in conn.ids[p.readout]],
+        **{k: v for k, v in p.info.items() if k != "responders"},
         "connectome": conn.summary() | {"provenance": conn.provenance.to_json()},
         "seed": cfg.simulation["seed"],
-        "n_trials": result.n_trials,
-        "duration_ms": result.duration_ms,
-        "dt_ms": result.dt_ms,
-        "n_spikes": result.n_spikes,
-        "kernel": result.stats,
+        "n_conditions": len(p.conditions),
+        "trials_per_condition": cfg.simulation["trials"],
+        "duration_ms": r0.duration_ms,
+        "dt_ms": r0.dt_ms,
+        "n_spikes": int(sum(r.n_spikes for _, r in parts)),
+        "missing_ids_left_out": sorted(set(missing)),
+        "kernel": [r.stats for _, r in parts],
         "versions": {
             "brainsim": __version__,
             "jax": jax.__version__,

@@ -1,14 +1,20 @@
 """Neuron selectors: the ways a config names a set of neurons.
 
-A selector is a TOML table; every key given narrows or adds to the set as follows:
+A selector is a TOML table whose keys each name neurons; several keys form a union:
 ``ids`` (list of external ids), ``file`` (a text file of ids, one per line, ``#`` comments),
-``cell_type``, ``class``, ``super_class``, ``side`` (a string or a list of strings, matched
-exactly against the neuron table's column). Keys of different kinds combine as a union.
-An unknown id or a name that matches nothing is an error naming it.
+``set`` (a published neuron set, e.g. ``"shiu2024:sugar_right_grn"``, see
+:func:`published_sets`), ``cell_type``, ``class``, ``super_class``, ``side`` (a string or a
+list of strings, matched exactly against the neuron table's column).
+
+An unknown id or a name that matches nothing is an error naming it. With
+``allow_missing = true``, ids absent from the loaded connectome (e.g. FlyWire ids of
+release 630 that changed by release 783) are left out instead; which ones is reported
+through the ``missing`` list that :func:`select` fills.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +23,34 @@ from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments._errors import ConfigError
 
 COLUMN_KEYS = ("cell_type", "class", "super_class", "side")
-SELECTOR_KEYS = ("ids", "file", *COLUMN_KEYS)
+SELECTOR_KEYS = ("ids", "file", "set", *COLUMN_KEYS, "allow_missing")
+
+
+def published_sets() -> dict:
+    """Neuron sets published with Shiu et al. 2024, by name (``"shiu2024:<name>"``).
+
+    Source: the figures notebook of the paper's model code (FlyWire release 630 root ids),
+    as collected in ``brainsim/data/shiu2024_neuron_sets.json``; readouts (MN9, aDN1, aDN2,
+    aBN1) are sets of one.
+    """
+    path = Path(__file__).parent.parent / "data" / "shiu2024_neuron_sets.json"
+    raw = json.loads(path.read_text())
+    out = {f"shiu2024:{k}": [int(i) for i in v["ids"]] for k, v in raw["sets"].items()}
+    out.update({f"shiu2024:{k}": [int(v["id"])] for k, v in raw["readouts"].items()})
+    return out
 
 
 def select(
-    conn: Connectome, selector: dict, *, where: str, base_dir: Path | None = None
+    conn: Connectome,
+    selector: dict,
+    *,
+    where: str,
+    base_dir: Path | None = None,
+    missing: list | None = None,
 ) -> np.ndarray:
-    """Internal indices (int32, sorted, unique) of the neurons a selector names."""
+    """Internal indices (int32, sorted, unique) of the neurons a selector names.
+
+    Ids left out under ``allow_missing`` are appended to ``missing`` when given."""
     if not isinstance(selector, dict) or not selector:
         raise ConfigError(f"{where}: a neuron selector is a table with one of {SELECTOR_KEYS}")
     unknown = set(selector) - set(SELECTOR_KEYS)
@@ -31,12 +58,24 @@ def select(
         raise ConfigError(
             f"{where}: unknown selector key(s) {sorted(unknown)}; known: {SELECTOR_KEYS}"
         )
+    allow = selector.get("allow_missing", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{where}.allow_missing: expected true or false")
+    by_ids = lambda ids, w: _by_ids(conn, ids, w, allow, missing)  # noqa: E731
     parts = []
     if "ids" in selector:
         ids = selector["ids"]
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise ConfigError(f"{where}.ids: expected a list of integer neuron ids")
-        parts.append(_by_ids(conn, ids, f"{where}.ids"))
+        parts.append(by_ids(ids, f"{where}.ids"))
+    if "set" in selector:
+        names = selector["set"]
+        names = [names] if isinstance(names, str) else names
+        sets = published_sets()
+        for name in names:
+            if name not in sets:
+                raise ConfigError(f"{where}.set: unknown set {name!r}; known: {', '.join(sets)}")
+            parts.append(by_ids(sets[name], f"{where}.set ({name})"))
     if "file" in selector:
         path = Path(selector["file"])
         if base_dir is not None and not path.is_absolute():
@@ -51,7 +90,7 @@ def select(
                     ids.append(int(line))
                 except ValueError:
                     raise ConfigError(f"{path}:{lineno}: not an integer id: {line!r}") from None
-        parts.append(_by_ids(conn, ids, f"{where}.file ({path})"))
+        parts.append(by_ids(ids, f"{where}.file ({path})"))
     for col in COLUMN_KEYS:
         if col not in selector:
             continue
@@ -67,16 +106,28 @@ def select(
             if hit.size == 0:
                 raise ConfigError(f"{where}.{col}: {name!r} matches no neuron")
             parts.append(hit.astype(np.int32))
+    if not parts:
+        raise ConfigError(f"{where}: a neuron selector needs one of {SELECTOR_KEYS[:-1]}")
     out = np.unique(np.concatenate(parts)).astype(np.int32)
     if out.size == 0:
         raise ConfigError(f"{where}: the selection is empty")
     return out
 
 
-def _by_ids(conn: Connectome, ids: list[int], where: str) -> np.ndarray:
+def _by_ids(conn: Connectome, ids, where: str, allow_missing: bool, missing: list | None):
     if not ids:
         raise ConfigError(f"{where}: empty list of ids")
+    ids = np.asarray(ids, np.int64)
+    if allow_missing:
+        present = np.isin(ids, conn.ids)
+        if missing is not None:
+            missing.extend(int(i) for i in ids[~present])
+        ids = ids[present]
+        if ids.size == 0:
+            return np.zeros(0, np.int32)
     try:
         return conn.index_of(ids, what=f"ids in {where}")
     except ConnectomeError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(
+            f"{e}; set allow_missing = true in the selector to run without them"
+        ) from None

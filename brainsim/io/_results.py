@@ -1,57 +1,94 @@
-"""Tables of a simulation result: spikes, rates, traces."""
+"""Result tables: spikes, rates and traces per condition, and the neurons they name."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from brainsim.sim import SimResult
 
-
-def spikes_table(result: SimResult) -> pa.Table:
-    """One row per spike: ``trial`` (int32), ``t_ms`` (float64), ``neuron_id`` (int64)."""
+def spikes_table(condition, trial, t_ms, neuron_id) -> pa.Table:
+    """One row per spike: ``condition``, ``trial`` (int32; trial within its condition),
+    ``t_ms`` (float64, the spike step's start time), ``neuron_id`` (int64)."""
     return pa.table(
         {
-            "trial": pa.array(result.trial.astype(np.int32)),
-            "t_ms": pa.array(result.t_ms().astype(np.float64)),
-            "neuron_id": pa.array(result.ids[result.neuron].astype(np.int64)),
+            "condition": pa.array(np.asarray(condition, np.int32)),
+            "trial": pa.array(np.asarray(trial, np.int32)),
+            "t_ms": pa.array(np.asarray(t_ms, np.float64)),
+            "neuron_id": pa.array(np.asarray(neuron_id, np.int64)),
         }
     )
 
 
-def rates_table(result: SimResult, *, only_active: bool = True) -> pa.Table:
-    """Per neuron: mean rate over trials (Hz), its standard deviation and standard error
-    across trials, and the spike count. With ``only_active``, neurons that never fired in
-    any trial are left out (their rate is 0)."""
-    rates = result.rates_hz()
-    counts = result.spike_counts().sum(axis=0)
-    keep = np.nonzero(counts > 0)[0] if only_active else np.arange(rates.shape[1])
-    r = rates[:, keep]
-    b = result.n_trials
-    std = r.std(axis=0, ddof=1) if b > 1 else np.zeros(keep.size)
+def rates_table(condition, trial, neuron, ids, n_trials: int, duration_ms: float) -> pa.Table:
+    """Per condition and neuron that fired in it: mean rate over the condition's trials
+    (Hz; trials without spikes count as 0), its standard deviation and standard error
+    across trials, and the spike count."""
+    condition = np.asarray(condition, np.int64)
+    trial = np.asarray(trial, np.int64)
+    neuron = np.asarray(neuron, np.int64)
+    cols = ["condition", "neuron_id", "rate_hz", "rate_hz_std", "rate_hz_sem", "n_spikes"]
+    if condition.size == 0:
+        return pa.table({c: pa.array([], t) for c, t in zip(cols, _RATE_TYPES, strict=True)})
+    n = int(neuron.max()) + 1
+    # spikes per (condition, trial, neuron), then moments over trials per (condition, neuron)
+    key3 = (condition * n_trials + trial) * n + neuron
+    k3, per_trial = np.unique(key3, return_counts=True)
+    cn = (k3 // (n_trials * n)) * n + k3 % n
+    key2, inv = np.unique(cn, return_inverse=True)
+    total = np.bincount(inv, weights=per_trial)
+    total_sq = np.bincount(inv, weights=per_trial.astype(np.float64) ** 2)
+    seconds = duration_ms * 1e-3
+    mean = total / n_trials
+    var = (total_sq - n_trials * mean**2) / (n_trials - 1) if n_trials > 1 else np.zeros_like(mean)
+    std = np.sqrt(np.maximum(var, 0)) / seconds
     return pa.table(
         {
-            "neuron_id": pa.array(result.ids[keep].astype(np.int64)),
-            "rate_hz": pa.array(r.mean(axis=0)),
+            "condition": pa.array((key2 // n).astype(np.int32)),
+            "neuron_id": pa.array(np.asarray(ids)[key2 % n].astype(np.int64)),
+            "rate_hz": pa.array(mean / seconds),
             "rate_hz_std": pa.array(std),
-            "rate_hz_sem": pa.array(std / np.sqrt(b)),
-            "n_spikes": pa.array(counts[keep].astype(np.int64)),
+            "rate_hz_sem": pa.array(std / np.sqrt(n_trials)),
+            "n_spikes": pa.array(total.astype(np.int64)),
         }
     )
 
 
-def traces_table(result: SimResult) -> pa.Table | None:
-    """Long table of recorded traces: ``trial``, ``t_ms``, ``neuron_id``, ``v_mv``, ``g_mv``."""
-    if result.v_rec is None:
-        return None
-    t, b, r = result.v_rec.shape
-    step, trial, col = np.meshgrid(np.arange(t), np.arange(b), np.arange(r), indexing="ij")
+_RATE_TYPES = (pa.int32(), pa.int64(), pa.float64(), pa.float64(), pa.float64(), pa.int64())
+
+
+def traces_table(condition, trial, dt_ms: float, rec_ids, v_rec, g_rec) -> pa.Table:
+    """Long table of recorded traces. ``v_rec``/``g_rec``: [steps, trials, recorded];
+    ``condition``/``trial``: [trials] labels of the trial axis."""
+    t, b, r = v_rec.shape
+    step, tr, col = np.meshgrid(np.arange(t), np.arange(b), np.arange(r), indexing="ij")
     return pa.table(
         {
-            "trial": pa.array(trial.ravel().astype(np.int32)),
-            "t_ms": pa.array(step.ravel() * result.dt_ms),
-            "neuron_id": pa.array(result.ids[result.rec_idx][col.ravel()].astype(np.int64)),
-            "v_mv": pa.array(result.v_rec.ravel().astype(np.float64)),
-            "g_mv": pa.array(result.g_rec.ravel().astype(np.float64)),
+            "condition": pa.array(np.asarray(condition)[tr.ravel()].astype(np.int32)),
+            "trial": pa.array(np.asarray(trial)[tr.ravel()].astype(np.int32)),
+            "t_ms": pa.array(step.ravel() * dt_ms),
+            "neuron_id": pa.array(np.asarray(rec_ids)[col.ravel()].astype(np.int64)),
+            "v_mv": pa.array(v_rec.ravel().astype(np.float64)),
+            "g_mv": pa.array(g_rec.ravel().astype(np.float64)),
         }
     )
+
+
+def neurons_table(neurons: pa.Table, idx) -> pa.Table:
+    """Labels of the given neurons: ``neuron_id``, ``name`` (cell type where known, else
+    the id) and whichever of ``cell_type``, ``class``, ``side`` the connectome has."""
+    idx = np.asarray(idx, np.int64)
+    sub = neurons.take(pa.array(idx))
+    ids = sub.column("id").to_numpy()
+    out = {"neuron_id": pa.array(ids.astype(np.int64))}
+    types = (
+        sub.column("cell_type").to_pylist()
+        if "cell_type" in sub.column_names
+        else [None] * len(ids)
+    )
+    out["name"] = pa.array(
+        [t if t else str(i) for t, i in zip(types, ids, strict=True)], pa.string()
+    )
+    for col in ("cell_type", "class", "side"):
+        if col in sub.column_names:
+            out[col] = sub.column(col)
+    return pa.table(out)
