@@ -17,6 +17,7 @@ Schema (every key optional unless marked required)::
     precision = "float32"      # or "float64"
     kernel = "windowed"        # or "reference" (dense; small networks only)
     chunk_ms = 100.0
+    devices = 1                # or N, or "all": trials split over devices (same results)
     [[stimulus]]               # kind = "poisson": neurons (selector), rate_hz
                                # kind = "spike_times": path (trial, t_ms, neuron_id)
                                # kind = "current": neurons, amplitude_mv, start_ms, stop_ms
@@ -118,7 +119,17 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
 
     sim = _table(raw, "simulation", where, required=True)
     s = f"{where}: [simulation]"
-    _keys(sim, ("duration_ms", "trials", "seed", "dt_ms", "precision", "kernel", "chunk_ms"), s)
+    _keys(
+        sim,
+        ("duration_ms", "trials", "seed", "dt_ms", "precision", "kernel", "chunk_ms", "devices"),
+        s,
+    )
+    devices = sim.get("devices", 1)
+    if not (
+        devices == "all"
+        or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
+    ):
+        raise ConfigError(f'{s} devices: expected a positive integer or "all", got {devices!r}')
     sim = {
         "duration_ms": _positive(sim, "duration_ms", s, required=True),
         "trials": _get(sim, "trials", int, s, default=1),
@@ -127,6 +138,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         "precision": _choice(sim, "precision", ("float32", "float64"), s, "float32"),
         "kernel": _choice(sim, "kernel", ("windowed", "reference"), s, "windowed"),
         "chunk_ms": _positive(sim, "chunk_ms", s, default=100.0),
+        "devices": devices,
     }
     if sim["trials"] < 1:
         raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")

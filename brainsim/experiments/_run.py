@@ -300,6 +300,7 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
             precision=sim["precision"],
             record=rec if rec.size else None,
             chunk_ms=sim["chunk_ms"],
+            devices=_devices_for(sim["devices"], proto.n_trials),
             progress=prog,
             ids=conn.ids,
         )
@@ -326,6 +327,16 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
     for bi, g in enumerate(groups):
         run([conds[c] for c in g], g.start, bi + offset, len(groups) + offset)
     return parts
+
+
+def _devices_for(devices, n_trials: int) -> int:
+    """Devices for a batch: as configured, but never more than divide its trials evenly."""
+    import jax
+
+    n = jax.device_count() if devices == "all" else devices
+    while n_trials % n:
+        n -= 1
+    return n
 
 
 def batch_seed(seed: int, batch_no: int) -> int:

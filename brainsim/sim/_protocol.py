@@ -153,6 +153,7 @@ class Protocol:
     def device(self, dtype) -> Drive:
         k = len(self.current)
         return Drive(
+            trial_ids=jnp.arange(self.n_trials, dtype=jnp.int32),
             input_idx=jnp.asarray(self.input_idx, jnp.int32),
             rate_hz=jnp.asarray(self.rate_hz, dtype),
             cur_pos=jnp.asarray([c[0] for c in self.current], jnp.int32).reshape(k),
@@ -168,8 +169,12 @@ class Protocol:
 
 
 class Drive(eqx.Module):
-    """Device form of a :class:`Protocol` (without the replayed events, fed per chunk)."""
+    """Device form of a :class:`Protocol` (without the replayed events, fed per chunk).
 
+    Every field with a trial axis has it first, so that trials can be split across devices;
+    ``trial_ids`` are the global trial numbers that seed each trial's input noise."""
+
+    trial_ids: Int[Array, " trials"]
     input_idx: Int[Array, " inputs"]
     rate_hz: Float[Array, "trials inputs"]
     cur_pos: Int[Array, " currents"]
@@ -181,9 +186,9 @@ class Drive(eqx.Module):
 
     def inputs_at(self, key, step, replay_counts, dt_ms: float):
         """(events, i_ext_mv), each [trials, inputs], for absolute ``step``."""
-        events = poisson_events(key, step, self.rate_hz, dt_ms) + replay_counts.astype(
-            self.rate_hz.dtype
-        )
+        events = poisson_events(
+            key, self.trial_ids, step, self.rate_hz, dt_ms
+        ) + replay_counts.astype(self.rate_hz.dtype)
         on = (step >= self.cur_start) & (step < self.cur_stop)
         amp = self.cur_amp_mv * on.astype(self.cur_amp_mv.dtype)
         i_ext = jax.vmap(

@@ -16,6 +16,7 @@ from brainsim.models import LIF
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
+from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
 from brainsim.sim._windowed import Budgets, always_active, windowed_chunk, windowed_init
 
 KERNELS = ("windowed", "reference")
@@ -100,6 +101,7 @@ def simulate(
     budgets: Budgets | None = None,
     progress: Callable[[int, int], None] | None = None,
     ids: np.ndarray | None = None,
+    devices: int | str = 1,
 ) -> SimResult:
     """Simulate ``protocol.n_trials`` trials of ``duration_ms`` each.
 
@@ -114,6 +116,9 @@ def simulate(
         chunk_ms: simulated time per compiled call; bounds memory and paces ``progress``.
         budgets: initial array sizes of the windowed kernel; they grow as needed.
         progress: called as ``progress(steps_done, steps_total)`` after each chunk.
+        devices: number of devices to split the trials over (windowed kernel), or
+            ``"all"``; the number of trials must be a multiple of it. Results equal a
+            one-device run.
     """
     model = model or LIF()
     dtype = _x64_guard(precision)
@@ -169,46 +174,46 @@ def simulate(
     else:
         n_windows = -(-n_steps // d)
         wpc = max(1, int(round(chunk_ms / (model.dt_ms * d))))
-        budgets = budgets or initial_budgets(b, protocol.n_inputs, rec_idx.size)
-        state = windowed_init(model, b, n, dtype, budgets)
+        n_dev = jax.device_count() if devices == "all" else int(devices)
+        if n_dev < 1 or b % n_dev:
+            raise ValueError(f"{b} trials cannot be split evenly over {n_dev} device(s)")
+        b_local = b // n_dev
+        budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size)
+        state = windowed_init(model, b, n, dtype, budgets, n_dev)
         always = always_active(protocol.input_idx, rec_idx)
         peak = model.psp_peak_factor()
+        none = b_local * n
+        if n_dev > 1:
+            mesh = trial_mesh(n_dev)
+            state, drive = place(mesh, state, drive)
+            stats["devices"] = n_dev
         w = 0
         while w < n_windows:
             m = min(wpc, n_windows - w)
             replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, protocol.n_inputs)
             replay = jnp.asarray(replay_np, dtype)
             while True:
-                start = state.with_budgets(budgets)
-                out = windowed_chunk(
-                    model,
-                    net,
-                    drive,
-                    rfc,
-                    always,
-                    start,
-                    jnp.int32(w),
-                    replay,
-                    key,
-                    rec_dev,
-                    budgets,
-                    peak,
-                )
-                counts = np.asarray(out[3])
-                need = counts.max(axis=0)
+                start = state.with_budgets(budgets, none)
+                args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)
+                if n_dev > 1:
+                    out = sharded_windowed_chunk(mesh, *args, budgets, peak)
+                else:
+                    out = windowed_chunk(*args, budgets, peak)
+                need = np.asarray(out[3]).reshape(-1, 4).max(axis=0)
                 grown = budgets.grown(need)
                 if grown == budgets:
                     break
                 budgets = grown
                 stats["reruns"] += 1
             state, flat, k, _, v_rec, g_rec = out
-            flat, k = np.asarray(flat), np.asarray(k)
-            wi, si = np.nonzero(flat < b * n)
-            step = (w + wi) * d + k[wi, si]
+            flat = np.asarray(flat).reshape(n_dev, m, -1)
+            k = np.asarray(k).reshape(n_dev, m, -1)
+            shard, wi, si = np.nonzero(flat < none)
+            step = (w + wi) * d + k[shard, wi, si]
             keep = step < n_steps
-            f = flat[wi, si][keep]
+            f = flat[shard, wi, si][keep]
             sp_step.append(step[keep])
-            sp_trial.append(f // n)
+            sp_trial.append(shard[keep] * b_local + f // n)
             sp_neuron.append(f % n)
             v_parts.append(np.asarray(v_rec).reshape(m * d, b, rec_idx.size))
             g_parts.append(np.asarray(g_rec).reshape(m * d, b, rec_idx.size))

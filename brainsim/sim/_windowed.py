@@ -92,13 +92,16 @@ class WindowedState(eqx.Module):
     # neurons the previous window left awake (refractory, or able to reach threshold)
     awake_flat: Int[Array, " active"]
 
-    def with_budgets(self, budgets: Budgets) -> WindowedState:
-        """The same state with its lists padded to the given budgets."""
-        none = self.v.size
+    def with_budgets(self, budgets: Budgets, none: int) -> WindowedState:
+        """The same state with its lists padded (last axis) to the given budgets; ``none``
+        is the list sentinel (trials x neurons of one shard)."""
 
         def pad(x, size, fill):
-            cur = x.shape[0]
-            return x if size == cur else jnp.full((size,), fill, jnp.int32).at[:cur].set(x)
+            cur = x.shape[-1]
+            if size == cur:
+                return x
+            out = jnp.full((*x.shape[:-1], size), fill, jnp.int32)
+            return out.at[..., :cur].set(x)
 
         return dataclasses.replace(
             self,
@@ -108,19 +111,24 @@ class WindowedState(eqx.Module):
         )
 
 
-def windowed_init(model: LIF, n_trials: int, n_neurons: int, dtype, budgets: Budgets):
+def windowed_init(
+    model: LIF, n_trials: int, n_neurons: int, dtype, budgets: Budgets, n_shards: int = 1
+) -> WindowedState:
+    """Everyone at rest. With ``n_shards`` > 1 the trial axis is split in equal shards and
+    the lists get a leading shard axis (their sentinel is one shard's trials x neurons)."""
     from brainsim.sim._state import initial_neurons
 
     v, g, since = initial_neurons(model, n_trials, n_neurons, dtype)
-    none = n_trials * n_neurons
+    none = n_trials // n_shards * n_neurons
+    lead = () if n_shards == 1 else (n_shards,)
     return WindowedState(
         v,
         g,
         since,
         jnp.zeros((n_trials, n_neurons), jnp.int32),
-        jnp.full((budgets.spikes,), none, jnp.int32),
-        jnp.zeros((budgets.spikes,), jnp.int32),
-        jnp.full((budgets.active,), none, jnp.int32),
+        jnp.full((*lead, budgets.spikes), none, jnp.int32),
+        jnp.zeros((*lead, budgets.spikes), jnp.int32),
+        jnp.full((*lead, budgets.active), none, jnp.int32),
     )
 
 

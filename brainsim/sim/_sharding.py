@@ -1,0 +1,109 @@
+"""Trials across devices: one program, each device stepping its own share of the trials.
+
+Trials never interact, so the windowed stepper runs unchanged on each device's trials
+(``jax.shard_map`` over a one-axis mesh named ``trials``); only the connectome and model are
+replicated. Every trial draws its input noise from its global trial number, so a sharded run
+gives the same spikes as a single-device run. Multi-host runs work the same way once
+``jax.distributed.initialize()`` has been called: the mesh then spans every host's devices.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from brainsim.sim._protocol import Drive
+from brainsim.sim._windowed import WindowedState, windowed_chunk
+
+AXIS = "trials"
+
+
+def trial_mesh(n_devices: int) -> Mesh:
+    devices = jax.devices()
+    if n_devices > len(devices):
+        raise ValueError(f"asked for {n_devices} devices, JAX sees {len(devices)}: {devices}")
+    return Mesh(np.asarray(devices[:n_devices]), (AXIS,))
+
+
+def _drive_spec(has_silenced: bool, has_removed: bool) -> Drive:
+    """Which Drive fields have a trial axis (split) and which are shared (replicated)."""
+    t, r = P(AXIS), P()
+    return Drive(
+        trial_ids=t,
+        input_idx=r,
+        rate_hz=t,
+        cur_pos=r,
+        cur_amp_mv=t,
+        cur_start=r,
+        cur_stop=r,
+        silenced=t if has_silenced else None,
+        removed=t if has_removed else None,
+    )
+
+
+_STATE_SPEC = WindowedState(*(P(AXIS),) * 7)
+
+
+def place(mesh: Mesh, state: WindowedState, drive: Drive):
+    """Put the state and drive on the mesh, trial axis split."""
+    put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))  # noqa: E731
+    state = jax.tree.map(put, state, _STATE_SPEC)
+    spec = _drive_spec(drive.silenced is not None, drive.removed is not None)
+    drive = jax.tree.map(put, drive, spec)
+    return state, drive
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: bool):
+    t, r = P(AXIS), P()
+    drive_spec = _drive_spec(has_silenced, has_removed)
+
+    def local(model, net, drive, rfc, always, state, w0, replay, key, rec):
+        squeeze = lambda x: x[0]  # noqa: E731
+        st = WindowedState(
+            state.v,
+            state.g,
+            state.since,
+            state.valid_from,
+            squeeze(state.pending_flat),
+            squeeze(state.pending_k),
+            squeeze(state.awake_flat),
+        )
+        new, flat, k, counts, v_rec, g_rec = windowed_chunk(
+            model, net, drive, rfc, always, st, w0, replay, key, rec, budgets, peak
+        )
+        lift = lambda x: x[None]  # noqa: E731
+        new = WindowedState(
+            new.v,
+            new.g,
+            new.since,
+            new.valid_from,
+            lift(new.pending_flat),
+            lift(new.pending_k),
+            lift(new.awake_flat),
+        )
+        return new, lift(flat), lift(k), lift(counts), v_rec, g_rec
+
+    return jax.jit(
+        jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(r, r, drive_spec, r, r, _STATE_SPEC, r, P(None, None, AXIS), r, r),
+            out_specs=(_STATE_SPEC, t, t, t, P(None, None, AXIS), P(None, None, AXIS)),
+            check_vma=False,
+        )
+    )
+
+
+def sharded_windowed_chunk(
+    mesh, model, net, drive, rfc, always, state, w0, replay, key, rec, budgets, peak
+):
+    """:func:`windowed_chunk` with the trials split over ``mesh``. Outputs carry a leading
+    shard axis: ``flat``/``k`` [shards, windows, S], ``counts`` [shards, windows, 4]; flat
+    indices are local to their shard."""
+    fn = _sharded(mesh, budgets, peak, drive.silenced is not None, drive.removed is not None)
+    return fn(model, net, drive, rfc, always, state, w0, replay, key, rec)
