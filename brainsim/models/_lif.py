@@ -138,6 +138,7 @@ class LIF(eqx.Module):
         v_reset=None,
         w_syn=None,
         f_poi=None,
+        spike_fn=None,
     ):
         """One dt in Brian2's default order: integrate, threshold, synaptic arrivals and
         input events, reset.
@@ -148,6 +149,11 @@ class LIF(eqx.Module):
             syn_in_mv: synaptic arrivals due at this step, already in mV of g.
             input_events: number of input events (Poisson or replayed) due at this step;
                 each adds ``f_poi x w_syn`` to v.
+            spike_fn: None for the plain threshold; or a function of ``v - v_th`` returning
+                0.0/1.0 in the forward pass with a surrogate derivative (``brainsim.fit``).
+                Then ``spiked`` is that float, and the reset is written arithmetically
+                (``v (1 - s) + v_reset s``) so gradients flow through it; the forward
+                values are identical to the plain step.
         Returns:
             ``(v, g, since_next, spiked)``.
         """
@@ -158,14 +164,20 @@ class LIF(eqx.Module):
         f_poi = self.f_poi if f_poi is None else f_poi
         free = since >= refractory_steps
         v, g = self.integrate(v, g, i_ext_mv, free, props, v_0=v_0)
-        spiked = free & (v > v_th)
+        if spike_fn is None:
+            spiked = free & (v > v_th)
+        else:
+            s = spike_fn(v - v_th) * free.astype(v.dtype)
+            spiked = s > 0
         free = free & ~spiked  # refractory from the spike on: this step's writes are lost
         g = jnp.where(free, g + syn_in_mv, g)
         v = jnp.where(free, v + input_events * (f_poi * w_syn), v)
-        v = jnp.where(spiked, v_reset, v)
-        g = jnp.where(spiked, jnp.zeros_like(g), g)
         since = jnp.where(spiked, 1, jnp.minimum(since + 1, SINCE_MAX))
-        return v, g, since, spiked
+        if spike_fn is None:
+            v = jnp.where(spiked, v_reset, v)
+            g = jnp.where(spiked, jnp.zeros_like(g), g)
+            return v, g, since, spiked
+        return v * (1 - s) + v_reset * s, g * (1 - s), since, s
 
 
 # saturation value of the steps-since-last-spike counter (never refractory beyond this)
