@@ -109,7 +109,7 @@ def build_base(cfg: RunConfig, conn: Connectome, missing: list) -> BaseInputs:
     poisson, current, replay = [], [], []
     for i, st in enumerate(cfg.stimuli):
         where = f"{cfg.path}: [[stimulus]] #{i + 1}"
-        if st["kind"] == "poisson":
+        if st["kind"] in ("poisson", "current"):
             idx = select(
                 conn,
                 st["neurons"],
@@ -117,18 +117,12 @@ def build_base(cfg: RunConfig, conn: Connectome, missing: list) -> BaseInputs:
                 base_dir=cfg.base_dir,
                 missing=missing,
             )
+        if st["kind"] == "poisson":
             rate = st["rate_hz"]
             if isinstance(rate, list) and len(rate) != b:
                 raise ConfigError(f"{where} rate_hz: {len(rate)} rates for {b} trials")
             poisson.append((idx, np.asarray(rate, np.float64)))
         elif st["kind"] == "current":
-            idx = select(
-                conn,
-                st["neurons"],
-                where=f"{where} neurons",
-                base_dir=cfg.base_dir,
-                missing=missing,
-            )
             start = int(round(st.get("start_ms", 0.0) / dt))
             stop_ms = st.get("stop_ms", float("inf"))
             stop = n_steps if stop_ms == float("inf") else int(round(stop_ms / dt))
