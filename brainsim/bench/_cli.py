@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="B",
         help="trials per run; sugar runs once per value, scaling_trials sweeps the values "
-        "(default sugar 30, dense 4, scaling 8, reference_ratio 1)",
+        "(default sugar 30, dense 2, scaling 8, reference_ratio 1)",
     )
     p.add_argument(
         "--scale",
@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--duration-ms",
         type=float,
-        help="simulated time per trial (default sugar 1000, reference_ratio 20, others 200)",
+        help="simulated time per trial (default sugar 1000, dense 100, reference_ratio 20, "
+        "others 200)",
     )
     p.add_argument("--repeats", type=int, help="timed runs after the first (default 2)")
     p.add_argument("--rate-hz", type=float, help="Poisson rate of the sugar inputs (default 150)")
@@ -77,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input-rate-hz",
         type=float,
-        help="dense: Poisson rate into every neuron (default 3)",
+        help="dense: Poisson rate into every neuron (default 6)",
     )
     p.add_argument("--precision", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, help="synthetic network seed (default 0)")

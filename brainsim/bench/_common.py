@@ -134,6 +134,7 @@ class Timed:
     wall_s_first: float
     walls: list[float]
     budgets: Budgets | None
+    reruns_first: int = 0
 
     @property
     def wall_s(self) -> float:
@@ -162,13 +163,14 @@ def run_timed(
     t = time.perf_counter()
     r = simulate(net, protocol, budgets=budgets, **kw)
     first = time.perf_counter() - t
+    reruns_first = int(r.stats.get("reruns", 0))
     grown = Budgets(**r.stats["budgets"]) if "budgets" in r.stats else None
     walls = []
     for _ in range(repeats):
         t = time.perf_counter()
         r = simulate(net, protocol, budgets=grown, **kw)
         walls.append(time.perf_counter() - t)
-    return Timed(r, first, walls, grown)
+    return Timed(r, first, walls, grown, reruns_first)
 
 
 def synaptic_events(conn: Connectome, result: SimResult) -> int:
@@ -195,6 +197,7 @@ def activity_fields(conn: Connectome, timed: Timed, trials: int, duration_ms: fl
         "spikes_per_second": r.n_spikes / timed.wall_s,
         "neurons_firing": int((counts > 0).sum()),
         "mean_rate_hz": r.n_spikes / (conn.n_neurons * trial_s),
+        "reruns_first": timed.reruns_first,
         "reruns_timed": int(r.stats.get("reruns", 0)),
         "budgets": r.stats.get("budgets"),
     }

@@ -38,7 +38,9 @@ SCALING_RATES_HZ = (25.0, 50.0, 100.0, 150.0, 200.0)
 # the columns each sweep keeps per point (the full record's activity fields, less budgets)
 _POINT_KEYS = (
     "wall_s_first",
+    "reruns_first",
     "wall_s",
+    "wall_s_median",
     "s_per_trial_second",
     "spikes_per_trial_second",
     "synaptic_events_per_trial_second",
@@ -80,7 +82,8 @@ def sugar(
     ``s_per_trial_second``, ``spikes_per_trial_second``, ``synaptic_events_per_trial_second``,
     ``synaptic_events_per_second`` (events delivered per second of wall time: spikes x the
     out-degree of the neuron that fired), ``spikes_per_second``, ``neurons_firing``,
-    ``mean_rate_hz``, ``reruns_timed``, ``budgets``, ``load_s`` and
+    ``mean_rate_hz``, ``reruns_first`` (chunks re-run to grow budgets in the first run, each a
+    compilation), ``reruns_timed``, ``budgets``, ``load_s`` and
     ``brian2_cython_over_brainsim`` (the Brian2 baseline of DESIGN.md, 2-core CPU, over
     ``s_per_trial_second``: only comparable on that machine).
     """
@@ -111,9 +114,9 @@ def sugar(
 
 def dense(
     *,
-    trials: int = 4,
-    duration_ms: float = 200.0,
-    input_rate_hz: float = 3.0,
+    trials: int = 2,
+    duration_ms: float = 100.0,
+    input_rate_hz: float = 6.0,
     scale: float = 0.25,
     seed: int = 0,
     spec: str | None = None,
@@ -125,7 +128,10 @@ def dense(
 ) -> dict:
     """Every neuron driven by its own Poisson train at ``input_rate_hz``: the worst case of
     an event-driven kernel (every neuron is stepped every step), compared with the
-    memory-bandwidth limit.
+    memory-bandwidth limit. Recurrence adds little here: the mean rate is about the input
+    rate (6 Hz in, about 6.3 Hz out). The default network is a quarter of the whole brain,
+    2 trials x 100 ms: on a 2-core CPU this workload costs about 100 s per trial-second at
+    that size; pass ``scale=1.0`` on an accelerator.
 
     The limit: per trial-second, every neuron's state (v and g in the run's precision, the
     int32 refractory counter) read and written at every step, and every synaptic event's
@@ -161,6 +167,9 @@ def dense(
         "trials": trials,
         "duration_ms": duration_ms,
         "input_rate_hz": input_rate_hz,
+        "note": ""
+        if spec != spec_for(scale, seed) or scale >= 1.0
+        else f"scale {scale:g} of the whole brain (scale 1.0)",
         "precision": precision,
         "kernel": "windowed",
         **act,
@@ -176,11 +185,17 @@ def dense(
     }
 
 
-def _sweep_point(conn, net, proto, trials, duration_ms, repeats, precision) -> dict:
+def _sweep_point(conn, net, proto, trials, duration_ms, repeats, precision, log) -> dict:
     timed = run_timed(
         conn, net, proto, duration_ms=duration_ms, repeats=repeats, precision=precision
     )
     act = activity_fields(conn, timed, trials, duration_ms)
+    # the figures also go to the log, so that a sweep cut short still leaves its points
+    log(
+        f"  -> {act['s_per_trial_second']:.4g} s per trial-second, "
+        f"{act['spikes_per_trial_second']:.4g} spikes per trial-second, "
+        f"first run {act['wall_s_first']:.3g} s"
+    )
     return {k: act[k] for k in _POINT_KEYS}
 
 
@@ -200,10 +215,10 @@ def scaling_trials(
     """The sugar run at each batch size in ``trials``: what batching trials buys.
 
     ``points``: one dict per batch size with ``trials`` and the sweep columns
-    (``wall_s_first``, ``wall_s``, ``s_per_trial_second``, ``spikes_per_trial_second``,
-    ``synaptic_events_per_trial_second``, ``synaptic_events_per_second``, ``neurons_firing``,
-    ``mean_rate_hz``) and ``speedup_vs_first``: s per trial-second of the first batch size over
-    that of the point.
+    (``wall_s_first``, ``reruns_first``, ``wall_s``, ``wall_s_median``, ``s_per_trial_second``,
+    ``spikes_per_trial_second``, ``synaptic_events_per_trial_second``,
+    ``synaptic_events_per_second``, ``neurons_firing``, ``mean_rate_hz``) and
+    ``speedup_vs_first``: s per trial-second of the first batch size over that of the point.
     """
     spec, conn, load_s = _network(spec, scale, seed, cache)
     net = device_network(conn, precision)
@@ -211,7 +226,7 @@ def scaling_trials(
     for b in trials:
         log(f"scaling_trials: {b} trials x {duration_ms:g} ms")
         proto = sugar_protocol(conn, b, rate_hz)
-        point = _sweep_point(conn, net, proto, b, duration_ms, repeats, precision)
+        point = _sweep_point(conn, net, proto, b, duration_ms, repeats, precision, log)
         points.append({"trials": b, **point})
     base = points[0]["s_per_trial_second"]
     for p in points:
@@ -255,7 +270,7 @@ def scaling_size(
         log(f"scaling_size: scale {s:g}, {conn.n_neurons} neurons, {trials} trials")
         net = device_network(conn, precision)
         proto = sugar_protocol(conn, trials, rate_hz)
-        point = _sweep_point(conn, net, proto, trials, duration_ms, repeats, precision)
+        point = _sweep_point(conn, net, proto, trials, duration_ms, repeats, precision, log)
         points.append(
             {
                 "scale": s,
@@ -306,7 +321,7 @@ def scaling_activity(
     for r in rates_hz:
         log(f"scaling_activity: {r:g} Hz, {trials} trials x {duration_ms:g} ms")
         proto = sugar_protocol(conn, trials, r)
-        point = _sweep_point(conn, net, proto, trials, duration_ms, repeats, precision)
+        point = _sweep_point(conn, net, proto, trials, duration_ms, repeats, precision, log)
         ev = point["synaptic_events_per_second"]
         points.append({"rate_hz": r, **point, "us_per_synaptic_event": 1e6 / ev if ev else None})
     fit = None

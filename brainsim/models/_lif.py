@@ -16,6 +16,7 @@ membrane resistance); it is zero in the reference model.
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
@@ -67,28 +68,48 @@ class LIF(eqx.Module):
         """int32 [n_neurons]: steps a neuron stays refractory after its spike step.
 
         Brian2 counts refractoriness with ``timestep(t - lastspike, dt) >= timestep(ref, dt)``
-        where timestep rounds to the nearest step; so does this.
+        where ``timestep(x, dt) = int64((x + 1e-3 dt) / dt)`` (a floor with a small
+        tolerance); so does this: 2.2 ms is 22 steps of 0.1 ms, 2.26 ms also 22.
         """
         ref = np.broadcast_to(np.asarray(self.refractory_ms, dtype=np.float64), (n_neurons,))
-        return np.round(ref / self.dt_ms).astype(np.int32)
+        return np.floor((ref + 1e-3 * self.dt_ms) / self.dt_ms).astype(np.int32)
 
     def propagators(self, n_steps=1, dtype=jnp.float32, idx=None):
-        """(a, b, c) with, over ``n_steps`` steps without input or refractoriness,
-        ``u' = u a + g c`` and ``g' = g b`` for ``u = v - v_0`` (exact solution).
+        """Decrements ``(k_m, k_s, c)`` of the exact solution over ``n_steps`` steps without
+        input or refractoriness, for ``u = v - v_0``::
 
-        ``n_steps`` may be an array (one lag per element); with ``idx``, per-neuron time
-        constants are taken at those neuron indices.
+            u' = u - u k_m + g c        g' = g - g k_s
+
+        with ``k = -expm1(-t / tau)`` and ``c = tau_syn / (tau_syn - tau_m) (exp(-t/tau_syn)
+        - exp(-t/tau_m))`` written through ``expm1`` (no cancellation). The increment form
+        and these constants keep float32 runs close to float64 ones (Brian2 agreement):
+        ``exp(-dt/tau_m)`` rounded to float32 would bias every neuron towards rest.
+        Constants are computed in float64 on the host when the time constants and
+        ``n_steps`` are concrete; ``n_steps`` may be an array (one lag per element); with
+        ``idx``, per-neuron time constants are taken at those neuron indices.
         """
-        t = self.dt_ms * jnp.asarray(n_steps, dtype)
-        tau_m = _at(jnp.asarray(self.tau_m_ms, dtype), idx)
-        tau_s = _at(jnp.asarray(self.tau_syn_ms, dtype), idx)
-        a = jnp.exp(-t / tau_m)
-        b = jnp.exp(-t / tau_s)
-        same = jnp.abs(tau_m - tau_s) < 1e-9 * tau_m
-        safe = jnp.where(same, tau_m + 1.0, tau_m)
-        c_diff = tau_s / (tau_s - safe) * (b - jnp.exp(-t / safe))
-        c_same = (t / tau_m) * a  # limit tau_syn -> tau_m
-        return a, b, jnp.where(same, c_same, c_diff)
+        concrete = not any(
+            isinstance(x, jax.core.Tracer) for x in (n_steps, self.tau_m_ms, self.tau_syn_ms)
+        )
+        xp = np if concrete else jnp
+        work = np.float64 if concrete else dtype
+        t = self.dt_ms * xp.asarray(n_steps, work)
+        tau_m = xp.asarray(self.tau_m_ms, work)
+        tau_s = xp.asarray(self.tau_syn_ms, work)
+        if idx is not None and concrete:
+            idx = np.asarray(idx) if not isinstance(idx, jax.Array) else idx
+        tau_m, tau_s = _at(tau_m, idx), _at(tau_s, idx)
+        if isinstance(tau_m, jax.Array) or isinstance(tau_s, jax.Array) or isinstance(t, jax.Array):
+            xp, tau_m, tau_s, t = jnp, jnp.asarray(tau_m), jnp.asarray(tau_s), jnp.asarray(t)
+        k_m = -xp.expm1(-t / tau_m)
+        k_s = -xp.expm1(-t / tau_s)
+        same = xp.abs(tau_m - tau_s) < 1e-9 * tau_m
+        rate = xp.where(same, 1.0, 1.0 / tau_s - 1.0 / tau_m)
+        ratio = xp.where(same, 1.0, tau_s / (tau_s - tau_m))
+        c_diff = ratio * xp.exp(-t / tau_m) * xp.expm1(-t * rate)
+        c_same = (t / tau_m) * xp.exp(-t / tau_m)  # limit tau_syn -> tau_m
+        c = xp.where(same, c_same, c_diff)
+        return tuple(jnp.asarray(x, dtype) for x in (k_m, k_s, c))
 
     def psp_peak_factor(self) -> float:
         """Largest value over t >= 0 of u(t) per unit of g(0) when u(0) = 0: the peak of the
@@ -114,12 +135,12 @@ class LIF(eqx.Module):
         props,
         v_0=None,
     ):
-        """Advance (v, g) by one step where ``integrating`` (not refractory); else freeze."""
-        a, b, c = props
+        """Advance (v, g) by one step where ``integrating`` (not refractory); else freeze.
+        ``props`` are :meth:`propagators` (one step)."""
+        k_m, k_s, c = props
         v_0 = self.v_0_mv if v_0 is None else v_0
-        drive = i_ext_mv
-        v_new = v_0 + drive + (v - v_0 - drive) * a + g * c
-        g_new = g * b
+        v_new = v + (g * c - (v - v_0 - i_ext_mv) * k_m)
+        g_new = g - g * k_s
         return jnp.where(integrating, v_new, v), jnp.where(integrating, g_new, g)
 
     def step(

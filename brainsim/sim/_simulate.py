@@ -226,7 +226,9 @@ def simulate(
     cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
     trial, step, neuron = cat(sp_trial), cat(sp_step), cat(sp_neuron)
     order = np.lexsort((neuron, trial, step))
-    v_all = np.concatenate(v_parts)[:n_steps] if rec_idx.size else None
+    # the engine holds u = v - v_0; report v in mV
+    v_0 = np.broadcast_to(np.asarray(model.v_0_mv, np.float64), (n,))[rec_idx]
+    v_all = np.concatenate(v_parts)[:n_steps] + v_0.astype(dtype) if rec_idx.size else None
     g_all = np.concatenate(g_parts)[:n_steps] if rec_idx.size else None
     return SimResult(
         trial=trial[order],

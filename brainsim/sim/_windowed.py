@@ -8,7 +8,7 @@ the window starts. Within a window, neurons do not influence each other. So per 
    (event-driven: work grows with the spikes' synapses, not with all synapses);
 2. a neuron is *active* in the window when it receives an event, is an input or recorded
    neuron, or was left *awake* by its last active window: still refractory, or able to reach
-   threshold on its own (``v_0 + max(v - v_0, 0) + max(g, 0) x peak > v_th``, where
+   threshold on its own (``max(v - v_0, 0) + max(g, 0) x peak > v_th - v_0``, where
    ``peak`` is the largest voltage a unit of g can still produce,
    :meth:`LIF.psp_peak_factor`);
 3. active neurons are stepped D times, one dt at a time, with the model's step function.
@@ -168,7 +168,7 @@ def windowed_chunk(
     input_flat = (trial_base + drive.input_idx[None, :]).ravel()
     rec_flat = trial_base + rec_idx[None, :]
     always_flat = (trial_base + always_idx[None, :]).ravel()
-    tol = lambda p: 1e-4 * (jnp.abs(p["v_th"] - p["v_0"]) + 1.0)  # noqa: E731
+    tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
     slot_of = lambda table, flat: jnp.where(  # noqa: E731
         flat < none, table[jnp.minimum(flat, none - 1)], n_act
     )
@@ -210,12 +210,12 @@ def windowed_chunk(
         # 3. bring the active neurons forward from the window their state is valid for
         p_a = neuron_params(model, dtype, ia)
         lag = (w - s.valid_from.ravel()[act_c]) * d
-        a_l, b_l, c_l = propagators(model, lag, dtype, ia)
-        v0 = s.v.ravel()[act_c]
+        k_l, ks_l, c_l = propagators(model, lag, dtype, ia)
+        u0 = s.v.ravel()[act_c]  # voltages are held as u = v - v_0 (see neuron_params)
         g0 = s.g.ravel()[act_c]
         moved = lag > 0
-        va = jnp.where(moved, p_a["v_0"] + (v0 - p_a["v_0"]) * a_l + g0 * c_l, v0)
-        ga = jnp.where(moved, g0 * b_l, g0)
+        va = jnp.where(moved, u0 + (g0 * c_l - u0 * k_l), u0)
+        ga = jnp.where(moved, g0 - g0 * ks_l, g0)
         sa = jnp.minimum(s.since.ravel()[act_c] + lag, SINCE_MAX)
         rfc_a = refractory_steps[ia]
 
@@ -224,19 +224,18 @@ def windowed_chunk(
         # the others are stepped one dt at a time
         ev_slot = slot_of(slot_table, ev_flat)
         rest = d - 1 - ev_k  # integration steps left after an arrival at step k
-        _, b_r, c_r = propagators(model, rest, dtype, jnp.minimum(ev_flat, none - 1) % n)
+        _, ks_r, c_r = propagators(model, rest, dtype, jnp.minimum(ev_flat, none - 1) % n)
         u_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(ev_w * c_r, mode="drop")
-        g_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(ev_w * b_r, mode="drop")
+        g_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(ev_w - ev_w * ks_r, mode="drop")
         exc_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(jnp.maximum(ev_w, 0), mode="drop")
         forced = (
             jnp.zeros((n_act,), bool).at[slot_of(slot_table, always_flat)].set(True, mode="drop")
         )
-        u = va - p_a["v_0"]
-        reach = p_a["v_0"] + jnp.maximum(u, 0) + (jnp.maximum(ga, 0) + exc_in) * peak
+        reach = jnp.maximum(va, 0) + (jnp.maximum(ga, 0) + exc_in) * peak
         stepped = live_a & (forced | (sa < rfc_a) | (reach > p_a["v_th"] - tol(p_a)))
-        a_d, b_d, c_d = propagators(model, d, dtype, ia)
-        v_end = p_a["v_0"] + u * a_d + ga * c_d + u_in
-        g_end = ga * b_d + g_in
+        k_d, ks_d, c_d = propagators(model, d, dtype, ia)
+        v_end = va + (ga * c_d - va * k_d) + u_in
+        g_end = ga - ga * ks_d + g_in
         s_end = jnp.minimum(sa + d, SINCE_MAX)
 
         st_pos, n_stepped = compact(stepped, n_st)
@@ -276,9 +275,7 @@ def windowed_chunk(
         g_new = s.g.ravel().at[act].set(g_end, mode="drop").reshape(shape)
         since_new = s.since.ravel().at[act].set(s_end, mode="drop").reshape(shape)
         valid_new = s.valid_from.ravel().at[act].set(w + 1, mode="drop").reshape(shape)
-        could_fire = p_a["v_0"] + jnp.maximum(v_end - p_a["v_0"], 0) + jnp.maximum(
-            g_end, 0
-        ) * peak > p_a["v_th"] - tol(p_a)
+        could_fire = jnp.maximum(v_end, 0) + jnp.maximum(g_end, 0) * peak > p_a["v_th"] - tol(p_a)
         awake = live_a & ((s_end < rfc_a) | could_fire)
         awake_flat = jnp.where(awake, act, none)
 

@@ -1,0 +1,196 @@
+"""A differentiable run: the dense reference stepper with surrogate spikes and checkpointed BPTT.
+
+The step is :meth:`brainsim.models.LIF.step` with ``spike_fn`` a :class:`Surrogate`: the
+forward values equal a plain run's (same spikes as ``simulate(..., kernel="reference")``
+given the same seed: the input noise comes from the same ``Drive.inputs_at``), and spikes
+are floats whose derivative is the surrogate's. Synaptic input in flight sits in a ring
+buffer of ``delay`` slots, as in :mod:`brainsim.sim._reference`.
+
+Memory: time is a ``lax.scan`` over chunks of ``checkpoint_steps`` steps, each chunk under
+``jax.checkpoint``; the backward pass keeps the state at chunk boundaries only and
+recomputes one chunk at a time (with ``remat_steps`` also each step inside it, so that a
+step's per-connection intermediates are never stored for a whole chunk). Stored state is
+about ``(T / K + K) x (delay + 4) x trials x neurons`` numbers for T steps and chunks of K:
+with K near sqrt(T) it grows as sqrt(T), not as T x N.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from brainsim.fit._params import FitParams
+from brainsim.fit._surrogate import Surrogate
+from brainsim.kernels import propagate_dense, propagate_dense_matrix
+from brainsim.models import LIF
+from brainsim.sim import Drive, Network
+from brainsim.sim._params import neuron_params
+from brainsim.sim._state import initial_neurons
+
+PROPAGATIONS = ("csr", "matrix")
+
+
+class DiffResult(eqx.Module):
+    """What a differentiable run returns (every float carries the surrogate gradient).
+
+    Attributes:
+        counts: float [trials, neurons], spikes per trial and neuron.
+        spikes: float [steps, trials, neurons] (0/1) when ``record_spikes``, else None.
+        rec_spikes: float [steps, trials, recorded], spikes of the recorded neurons.
+        rec_margin: float [steps, trials, recorded], ``v - v_th`` (mV) of the recorded
+            neurons after each step's integration, before threshold and reset: a spike at
+            step k means ``rec_margin[k] > 0`` (while not refractory).
+    """
+
+    counts: Float[Array, "trials neurons"]
+    spikes: Float[Array, "steps trials neurons"] | None
+    rec_spikes: Float[Array, "steps trials recorded"]
+    rec_margin: Float[Array, "steps trials recorded"]
+
+
+class _State(eqx.Module):
+    v: Float[Array, "trials neurons"]
+    g: Float[Array, "trials neurons"]
+    since: Int[Array, "trials neurons"]
+    ring: Float[Array, "delay trials neurons"]
+    counts: Float[Array, "trials neurons"]
+
+
+def differentiable_run(
+    params: FitParams,
+    base: LIF,
+    net: Network,
+    drive: Drive,
+    refractory_steps: Int[Array, " neurons"],
+    key: Array,
+    n_steps: int,
+    *,
+    surrogate: Surrogate,
+    replay: Float[Array, "steps trials inputs"] | None = None,
+    record: Int[Array, " recorded"] | None = None,
+    record_spikes: bool = False,
+    checkpoint_steps: int = 100,
+    remat_steps: bool = True,
+    detach_reset: bool = True,
+    propagation: str = "csr",
+) -> DiffResult:
+    """Run ``n_steps`` steps of all trials of ``drive`` from rest; differentiable in ``params``.
+
+    Args:
+        params: the fitted quantities (see :class:`FitParams`); the rest comes from ``base``.
+        net: a :class:`brainsim.sim.Network` built ``with_pre=True``.
+        drive, refractory_steps: as for the reference kernel (``Protocol.device``,
+            ``Protocol.refractory_steps``).
+        key: the run's key, ``jax.random.PRNGKey(seed)``: the same seed gives the same
+            input events as ``simulate``.
+        replay: replayed input events per step (``Protocol.replay_dense(0, n_steps)``).
+        record: neuron indices whose spikes and ``v - v_th`` are returned at every step.
+        record_spikes: also return every neuron's spikes at every step (small networks).
+        checkpoint_steps: steps per checkpointed chunk (K above).
+        remat_steps: recompute each step in the backward pass instead of storing its
+            intermediates (needed for large networks; slower on small ones).
+        detach_reset: no gradient through the reset's dependence on the spike (Zenke &
+            Vogels 2021): the membrane keeps the gradient of its value before a spike
+            step, and subthreshold steps are not pulled by the surrogate of a reset that
+            did not happen. The forward values are the same either way.
+        propagation: ``"csr"`` (``propagate_dense``, same arithmetic as the reference
+            kernel) or ``"matrix"`` (a dense [neurons, neurons] weight matrix, faster for a
+            few thousand neurons or fewer).
+    """
+    if propagation not in PROPAGATIONS:
+        raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
+    if net.pre is None:
+        raise ValueError("a differentiable run needs a Network built with with_pre=True")
+    if n_steps < 1 or checkpoint_steps < 1:
+        raise ValueError(
+            f"need n_steps >= 1 and checkpoint_steps >= 1, got {n_steps}, {checkpoint_steps}"
+        )
+    dtype = net.counts.dtype
+    n = net.n_neurons
+    b = drive.trial_ids.shape[0]
+    model = params.model(base)
+    d = model.delay_steps
+    props = model.propagators(1, dtype)
+    step_kw = neuron_params(model, dtype)
+    weight = params.weights(base, net.pre, net.counts)
+    if propagation == "matrix":
+        matrix = jnp.zeros((n, n), dtype).at[net.pre, net.indices].add(weight)
+
+        def propagate(s):
+            return propagate_dense_matrix(s, matrix)
+    else:
+
+        def propagate(s):
+            return propagate_dense(s, net.pre, net.indices, weight)
+
+    bias = params.bias()
+    silent = drive.silenced
+    if drive.removed is not None:
+        silent = drive.removed if silent is None else silent | drive.removed
+    keep = None if silent is None else 1 - silent.astype(dtype)
+    rec = jnp.zeros(0, jnp.int32) if record is None else jnp.asarray(record, jnp.int32)
+    detached = _Detached(surrogate)
+
+    def step(s: _State, xs):
+        t, replay_t = xs
+        slot = t % d
+        syn_in = s.ring[slot]
+        if drive.removed is not None:
+            syn_in = jnp.where(drive.removed, 0, syn_in)
+        events, i_ext = drive.inputs_at(key, t, replay_t, model.dt_ms)
+        ev_full = jnp.zeros_like(s.v).at[:, drive.input_idx].set(events)
+        ie_full = jnp.zeros_like(s.v).at[:, drive.input_idx].set(i_ext)
+        if bias is not None:
+            ie_full = ie_full + bias
+        margin = []
+
+        def spike_fn(x):
+            margin.append(x)
+            return surrogate(x)
+
+        args = (s.v, s.g, s.since, refractory_steps, syn_in, ev_full, ie_full, props)
+        v, g, since, spk = model.step(*args, **step_kw, spike_fn=spike_fn)
+        if detach_reset:
+            # the same step with the spike's gradient stopped where it resets v and g
+            v, g, _, _ = model.step(*args, **step_kw, spike_fn=detached)
+        out = spk if keep is None else spk * keep
+        ring = s.ring.at[slot].set(propagate(out))
+        ys = (spk[:, rec], margin[0][:, rec], spk if record_spikes else None)
+        return _State(v, g, since, ring, s.counts + spk), ys
+
+    if remat_steps:
+        step = jax.checkpoint(step)
+
+    @jax.checkpoint
+    def chunk(s: _State, xs):
+        return jax.lax.scan(step, s, xs)
+
+    v, g, since = initial_neurons(model, b, n, dtype)
+    zeros = jnp.zeros((b, n), dtype)
+    state = _State(v, g, since, jnp.zeros((d, b, n), dtype), zeros)
+    n_in = drive.input_idx.shape[0]
+    if replay is None:
+        replay = jnp.zeros((n_steps, b, n_in), dtype)
+    steps = jnp.arange(n_steps, dtype=jnp.int32)
+    k = min(checkpoint_steps, n_steps)
+    n_full = n_steps // k
+    main = (
+        steps[: n_full * k].reshape(n_full, k),
+        replay[: n_full * k].reshape(n_full, k, b, n_in),
+    )
+    state, ys = jax.lax.scan(chunk, state, main)
+    ys = jax.tree_util.tree_map(lambda y: y.reshape(n_full * k, *y.shape[2:]), ys)
+    if n_steps % k:
+        state, ys_tail = chunk(state, (steps[n_full * k :], replay[n_full * k :]))
+        ys = jax.tree_util.tree_map(lambda a, c: jnp.concatenate([a, c]), ys, ys_tail)
+    rec_spikes, rec_margin, spikes = ys
+    return DiffResult(state.counts, spikes, rec_spikes, rec_margin)
+
+
+class _Detached(eqx.Module):
+    surrogate: Surrogate
+
+    def __call__(self, x):
+        return jax.lax.stop_gradient(self.surrogate(x))

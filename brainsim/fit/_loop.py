@@ -1,0 +1,243 @@
+"""The optimisation: a fitting task, its loss, one jitted training step, the loop.
+
+A :class:`FitTask` holds everything the loss needs that is not fitted: the base model, the
+network, the protocol of every condition (conditions x trials on the trial axis, as
+``brainsim.experiments`` batches them), the target tables and their weights. The loss is
+
+    sum over terms of weight x mean squared rate error (Hz^2, one term per target table)
+    + regularization x sum of squared deviations of the trainable values from the prior
+      (log-scales for positive quantities, mV otherwise).
+
+:func:`train_step` is one ``eqx.filter_jit`` step: ``eqx.filter_value_and_grad`` of the loss
+with respect to the trainable part of the parameters (``eqx.partition``), then an optax
+update. :func:`fit` loops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int
+
+from brainsim.fit._differentiable import differentiable_run
+from brainsim.fit._losses import RateTargets, condition_rates, rate_loss
+from brainsim.fit._params import FitParams, partition
+from brainsim.fit._surrogate import Surrogate
+from brainsim.models import LIF
+from brainsim.sim import Drive, Network
+
+OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
+
+
+class FitTask(eqx.Module):
+    """What the loss compares and runs, apart from the fitted parameters.
+
+    Attributes:
+        base: the model whose parameters are not fitted (and the prior of those that are).
+        net: the network (``with_pre=True``).
+        drive, refractory_steps, replay: the protocol of all conditions' trials.
+        targets: one :class:`RateTargets` per loss term.
+        term_names, term_weights: the terms' names (``loss.parquet`` columns) and weights.
+        n_steps, n_conditions, duration_ms: run length and trial layout.
+        regularization: weight of the L2 penalty toward the prior.
+        surrogate and the remaining fields: options of :func:`differentiable_run`.
+    """
+
+    base: LIF
+    net: Network
+    drive: Drive
+    refractory_steps: Int[Array, " neurons"]
+    replay: Float[Array, "steps trials inputs"] | None
+    targets: tuple[RateTargets, ...]
+    term_names: tuple[str, ...] = eqx.field(static=True)
+    term_weights: tuple[float, ...] = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+    n_conditions: int = eqx.field(static=True)
+    regularization: float = eqx.field(static=True, default=0.0)
+    surrogate: Surrogate = eqx.field(default_factory=Surrogate)
+    checkpoint_steps: int = eqx.field(static=True, default=100)
+    remat_steps: bool = eqx.field(static=True, default=True)
+    detach_reset: bool = eqx.field(static=True, default=True)
+    propagation: str = eqx.field(static=True, default="csr")
+
+    @property
+    def duration_ms(self) -> float:
+        return self.n_steps * self.base.dt_ms
+
+    def rates(self, params: FitParams, key: Array) -> Float[Array, "conditions neurons"]:
+        """Model rates (Hz) per condition and neuron, differentiable in ``params``."""
+        res = differentiable_run(
+            params,
+            self.base,
+            self.net,
+            self.drive,
+            self.refractory_steps,
+            key,
+            self.n_steps,
+            surrogate=self.surrogate,
+            replay=self.replay,
+            checkpoint_steps=self.checkpoint_steps,
+            remat_steps=self.remat_steps,
+            detach_reset=self.detach_reset,
+            propagation=self.propagation,
+        )
+        return condition_rates(res.counts, self.n_conditions, self.duration_ms)
+
+    def loss(self, params: FitParams, key: Array) -> tuple[Float[Array, ""], dict]:
+        """``(loss, terms)``; ``terms`` maps each term name and ``"regularization"`` to its
+        weighted contribution: they sum to the loss."""
+        rates = self.rates(params, key)
+        terms = {
+            name: w * rate_loss(rates, t)
+            for name, t, w in zip(self.term_names, self.targets, self.term_weights, strict=True)
+        }
+        terms["regularization"] = self.regularization * params.penalty()
+        return sum(terms.values(), jnp.zeros((), rates.dtype)), terms
+
+
+def build_task(
+    network: Network,
+    protocol,
+    model: LIF,
+    targets: dict[str, RateTargets],
+    *,
+    duration_ms: float,
+    n_conditions: int = 1,
+    weights: dict[str, float] | None = None,
+    regularization: float = 0.0,
+    surrogate: Surrogate | None = None,
+    checkpoint_ms: float = 10.0,
+    remat_steps: bool | None = None,
+    detach_reset: bool = True,
+    propagation: str | None = None,
+) -> FitTask:
+    """A :class:`FitTask` from a host-side :class:`brainsim.sim.Protocol`.
+
+    ``targets`` maps term names to tables; ``weights`` their weights (default 1).
+    ``propagation`` and ``remat_steps`` default by size: a dense weight matrix and no
+    per-step recomputation up to 2,048 neurons, CSR with per-step recomputation above.
+    """
+    dtype = network.counts.dtype
+    n_steps = int(round(duration_ms / model.dt_ms))
+    if n_steps < 1:
+        raise ValueError(f"duration_ms={duration_ms} is shorter than one step")
+    small = network.n_neurons <= 2048
+    replay = None
+    if protocol.replay_events is not None and len(protocol.replay_events):
+        replay = jnp.asarray(protocol.replay_dense(0, n_steps), dtype)
+    weights = weights or {}
+    names = tuple(targets)
+    return FitTask(
+        base=model,
+        net=network,
+        drive=protocol.device(dtype),
+        refractory_steps=jnp.asarray(
+            protocol.refractory_steps(model.refractory_steps(network.n_neurons))
+        ),
+        replay=replay,
+        targets=tuple(targets[k] for k in names),
+        term_names=names,
+        term_weights=tuple(float(weights.get(k, 1.0)) for k in names),
+        n_steps=n_steps,
+        n_conditions=n_conditions,
+        regularization=float(regularization),
+        surrogate=surrogate or Surrogate(),
+        checkpoint_steps=max(1, int(round(checkpoint_ms / model.dt_ms))),
+        remat_steps=(not small) if remat_steps is None else remat_steps,
+        detach_reset=detach_reset,
+        propagation=propagation or ("matrix" if small else "csr"),
+    )
+
+
+def _loss(trainable, frozen, task: FitTask, key):
+    return task.loss(eqx.combine(trainable, frozen), key)
+
+
+def value_and_grad(params: FitParams, task: FitTask, key: Array):
+    """``((loss, terms), grads)`` with ``grads`` shaped like the trainable part of ``params``."""
+    trainable, frozen = partition(params)
+    return eqx.filter_value_and_grad(_loss, has_aux=True)(trainable, frozen, task, key)
+
+
+@eqx.filter_jit
+def train_step(trainable, frozen, opt_state, task: FitTask, key: Array, optimizer):
+    """One optimisation step: loss, gradient w.r.t. ``trainable``, optax update.
+
+    Returns ``(trainable, opt_state, loss, terms, grad_norm)``."""
+    (loss, terms), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(
+        trainable, frozen, task, key
+    )
+    updates, opt_state = optimizer.update(grads, opt_state, trainable)
+    trainable = eqx.apply_updates(trainable, updates)
+    return trainable, opt_state, loss, terms, _norm(grads)
+
+
+def _norm(tree) -> Float[Array, ""]:
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return jnp.sqrt(sum((jnp.sum(x.astype(jnp.float32) ** 2) for x in leaves), jnp.float32(0)))
+
+
+def make_optimizer(
+    name: str = "adam", learning_rate: float = 0.01, clip_norm: float | None = None
+) -> optax.GradientTransformation:
+    """``optax.chain(optax.clip_by_global_norm(clip_norm), optax.<name>(learning_rate))``
+    (without the clip when ``clip_norm`` is None)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    opt = getattr(optax, name)(learning_rate)
+    if clip_norm is None:
+        return opt
+    return optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+
+
+def fit(
+    params: FitParams,
+    task: FitTask,
+    *,
+    steps: int,
+    optimizer: optax.GradientTransformation | None = None,
+    seed: int = 0,
+    resample_noise: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    track: Callable[[FitParams], dict] | None = None,
+) -> tuple[FitParams, list[dict]]:
+    """Run ``steps`` optimisation steps from ``params``.
+
+    Args:
+        optimizer: an optax transformation (default :func:`make_optimizer`'s Adam).
+        seed: seed of the input noise; with ``resample_noise`` each step draws fresh noise
+            (``fold_in(key, step)``), otherwise every step sees the same trials.
+        callback: called with each step's record.
+        track: ``track(params)`` returns values to add to a step's record (e.g. the fitted
+            global values), taken before the step's update, where its loss was evaluated.
+    Returns:
+        the fitted parameters and one record per step: ``step``, ``loss``, each weighted
+        term, ``grad_norm``, ``wall_s`` (the record of step i holds the loss of the
+        parameters before update i).
+    """
+    optimizer = optimizer or make_optimizer()
+    trainable, frozen = partition(params)
+    opt_state = optimizer.init(eqx.filter(trainable, eqx.is_inexact_array))
+    key = jax.random.PRNGKey(seed)
+    history = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        tracked = {} if track is None else track(eqx.combine(trainable, frozen))
+        k = jax.random.fold_in(key, i) if resample_noise else key
+        trainable, opt_state, loss, terms, gnorm = train_step(
+            trainable, frozen, opt_state, task, k, optimizer
+        )
+        rec = {"step": i, "loss": float(loss), **{k_: float(v) for k_, v in terms.items()}}
+        rec["grad_norm"] = float(gnorm)
+        rec["wall_s"] = time.perf_counter() - t0
+        history.append(rec | tracked)
+        if callback is not None:
+            callback(history[-1])
+    return eqx.combine(trainable, frozen), history

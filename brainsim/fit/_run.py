@@ -1,0 +1,308 @@
+"""``brainsim fit``: a config in, a folder of fitted parameters, loss curve and final run out.
+
+The folder (written atomically, :func:`brainsim.io.atomic_dir`):
+
+- ``params.json``: fitted values by trainable name, a number or ``{group label: value}``;
+- ``loss.parquet``: ``step``, ``loss``, its weighted terms ``rates`` and ``perturbations``
+  (Hz^2) and ``regularization`` (they sum to ``loss``), ``grad_norm``, ``wall_s``, and each
+  global fitted value (e.g. ``w_syn_mv``) at which the step's loss was evaluated;
+- ``loss.png``: the loss curve;
+- ``fit_rates.parquet``: per target row ``condition``, ``label``, ``neuron_id``,
+  ``target_rate_hz``, ``initial_rate_hz``, ``fitted_rate_hz`` (plain runs of the initial
+  and the fitted model, [simulation] trials and duration);
+- ``run/``: a ``brainsim run`` results folder of the fitted model, one condition for the
+  baseline and one per ``[[fit.condition]]`` (spikes, rates, conditions, neurons,
+  manifest, raster);
+- ``manifest.json``: the config, initial, prior and fitted values, final loss, wall times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from brainsim.experiments import ConfigError
+from brainsim.experiments._kinds import Condition, Plan
+from brainsim.experiments._run import (
+    _devices_for,
+    _write_results,
+    batch_protocol,
+    batch_seed,
+    batches,
+    build_base,
+    build_model,
+    load_connectome,
+    manifest,
+)
+from brainsim.experiments._selectors import select
+from brainsim.fit._config import BASELINE, FitConfig, read_targets
+from brainsim.fit._loop import build_task, fit, make_optimizer
+from brainsim.fit._losses import RateTargets
+from brainsim.fit._params import FitParams, ParamInfo, build_params, plain_model, values_by_name
+from brainsim.fit._plot import plot_loss
+from brainsim.fit._surrogate import Surrogate
+
+MAX_BATCH_TRIALS = 256
+
+
+def run_fit(cfg: FitConfig, out_dir: str | Path | None = None, *, log=print) -> Path:
+    """Fit the config's trainable parameters to its targets, then run the fitted model and
+    write the results folder. Returns the folder."""
+    import jax
+    import jax.numpy as jnp
+
+    from brainsim.sim import Network
+
+    run = cfg.run
+    sim = run.simulation
+    if sim["precision"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    dtype = jnp.float64 if sim["precision"] == "float64" else jnp.float32
+    out_dir = Path(out_dir or cfg.output_dir)
+    t0 = time.perf_counter()
+    conn = load_connectome(run)
+    t_load = time.perf_counter() - t0
+    log(f"connectome: {conn}")
+    model = build_model(run)
+    missing: list[int] = []
+    base = build_base(run, conn, missing)
+    _check_trials(cfg, base)
+    conds = _conditions(cfg, conn, missing)
+    rows = read_targets(cfg, conn)
+    try:
+        params, info = build_params(model, conn, cfg.trainable, init=cfg.init, dtype=dtype)
+    except ValueError as e:
+        raise ConfigError(f"{cfg.where} trainable/init: {e}") from None
+    rec = np.zeros(0, np.int32)
+    if run.record:
+        rec = select(
+            conn,
+            run.record["neurons"],
+            where=f"{run.path}: [record] neurons",
+            base_dir=run.base_dir,
+            missing=missing,
+        )
+
+    n = conn.n_neurons
+    net = Network.from_connectome(conn, dtype, with_pre=True)
+    is_base = rows.condition == 0
+    targets = {
+        "rates": RateTargets.from_arrays(
+            rows.condition[is_base], rows.neuron[is_base], rows.rate_hz[is_base], dtype
+        ),
+        "perturbations": RateTargets.from_arrays(
+            rows.condition[~is_base], rows.neuron[~is_base], rows.rate_hz[~is_base], dtype
+        ),
+    }
+    tau = float(np.mean(np.asarray(model.tau_m_ms, np.float64)))
+    scale = cfg.surrogate_scale or model.dt_ms / tau
+    task = build_task(
+        net,
+        batch_protocol(base, conds, cfg.trials, n),
+        model,
+        targets,
+        duration_ms=cfg.duration_ms,
+        n_conditions=len(conds),
+        weights=cfg.weights,
+        regularization=cfg.regularization,
+        surrogate=Surrogate(cfg.surrogate, cfg.surrogate_slope, scale),
+        checkpoint_ms=cfg.checkpoint_ms,
+        detach_reset=cfg.detach_reset,
+    )
+    globals_ = [t for t in cfg.trainable if info.grouping[t.partition("_by_")[0]] == "global"]
+    log(
+        f"fitting {', '.join(cfg.trainable)} to {rows.rate_hz.size} target rate(s) in "
+        f"{len(conds)} condition(s) x {cfg.trials} trial(s) x {cfg.duration_ms:g} ms; "
+        f"{cfg.steps} {cfg.optimizer} steps"
+    )
+
+    history: list[dict] = []
+
+    def track(p: FitParams) -> dict:
+        vals = values_by_name(p, info)
+        return {name: vals[name] for name in globals_}
+
+    def progress(rec_: dict) -> None:
+        i = rec_["step"]
+        if i % cfg.log_every == 0 or i == cfg.steps - 1:
+            extra = " ".join(f"{k}={rec_[k]:.4g}" for k in globals_)
+            log(f"step {i:4d}  loss {rec_['loss']:.4g}  {extra}  ({rec_['wall_s']:.2f} s)")
+
+    t1 = time.perf_counter()
+    fitted, history = fit(
+        params,
+        task,
+        steps=cfg.steps,
+        optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.clip_norm),
+        seed=cfg.seed,
+        resample_noise=cfg.resample_noise,
+        callback=progress,
+        track=track,
+    )
+    t_fit = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    plain_net = Network.from_connectome(conn, dtype, with_pre=sim["kernel"] == "reference")
+    initial_parts = _plain_runs(cfg, conn, model, params, plain_net, base, conds, rec, dtype)
+    parts = _plain_runs(cfg, conn, model, fitted, plain_net, base, conds, rec, dtype)
+    t_sim = time.perf_counter() - t2
+    fitted_model = plain_model(fitted, model, plain_net)[0]
+    initial_rates = _rates(initial_parts, sim["trials"], len(conds), n)
+    fitted_rates = _rates(parts, sim["trials"], len(conds), n)
+    labels = np.array([c.label for c in conds], dtype=object)
+    fit_rates = pa.table(
+        {
+            "condition": pa.array(rows.condition.astype(np.int32)),
+            "label": pa.array(labels[rows.condition].tolist(), pa.string()),
+            "neuron_id": pa.array(conn.ids[rows.neuron].astype(np.int64)),
+            "target_rate_hz": pa.array(rows.rate_hz),
+            "initial_rate_hz": pa.array(initial_rates[rows.condition, rows.neuron]),
+            "fitted_rate_hz": pa.array(fitted_rates[rows.condition, rows.neuron]),
+        }
+    )
+    rmse = {
+        "initial": float(
+            np.sqrt(np.mean((initial_rates[rows.condition, rows.neuron] - rows.rate_hz) ** 2))
+        ),
+        "fitted": float(
+            np.sqrt(np.mean((fitted_rates[rows.condition, rows.neuron] - rows.rate_hz) ** 2))
+        ),
+    }
+    readout = np.unique(rows.neuron)
+    plan = Plan("run", conds, readout, {})
+    from brainsim.io import atomic_dir, write_json, write_table
+
+    with atomic_dir(out_dir) as tmp:
+        write_json(values_by_name(fitted, info), tmp / "params.json")
+        write_table(_history_table(history), tmp / "loss.parquet")
+        plot_loss(tmp / "loss.parquet")
+        write_table(fit_rates, tmp / "fit_rates.parquet")
+        _write_results(
+            run, conn, fitted_model, plan, parts, rec, missing, tmp / "run", t_load, t_sim
+        )
+        m = manifest(run, conn, plan, parts, fitted_model, missing, t_load, t_sim)
+        m["fit"] = _fit_manifest(cfg, params, fitted, info, history, rmse, t_fit)
+        write_json(m, tmp / "manifest.json")
+    log(
+        f"rate RMSE over the targets: {rmse['initial']:.3g} Hz initial -> "
+        f"{rmse['fitted']:.3g} Hz fitted; fit {t_fit:.1f} s"
+    )
+    log(f"results in {out_dir}")
+    return out_dir
+
+
+def _check_trials(cfg: FitConfig, base) -> None:
+    if cfg.trials == cfg.run.simulation["trials"]:
+        return
+    per_trial = any(np.asarray(r).size > 1 for _, r in base.poisson)
+    if per_trial or base.replay is not None:
+        raise ConfigError(
+            f"{cfg.where} trials: per-trial rates or spike_times stimuli need [fit] trials "
+            f"equal to [simulation] trials ({cfg.run.simulation['trials']})"
+        )
+
+
+def _conditions(cfg: FitConfig, conn, missing) -> list[Condition]:
+    conds = [Condition(BASELINE, {"kind": "baseline"})]
+    for i, c in enumerate(cfg.conditions):
+        where = f"{cfg.where} [[fit.condition]] #{i + 1} neurons"
+        idx = select(conn, c["neurons"], where=where, base_dir=cfg.run.base_dir, missing=missing)
+        if c["kind"] == "activate":
+            rate = float(c["rate_hz"])
+            conds.append(
+                Condition(c["label"], {"kind": "activate", "rate_hz": rate}, poisson=[(idx, rate)])
+            )
+        else:
+            conds.append(Condition(c["label"], {"kind": "silence"}, silence=idx))
+    return conds
+
+
+def _plain_runs(cfg: FitConfig, conn, model, params, net, base, conds, rec, dtype):
+    """Plain ``simulate`` runs of every condition with ``params`` in place:
+    [(first condition, SimResult)], as ``brainsim.experiments`` batches them."""
+    from brainsim.sim import simulate
+
+    sim = cfg.run.simulation
+    trials = sim["trials"]
+    fitted_model, fitted_net, bias = plain_model(params, model, net)
+    if bias is not None:
+        n_steps = int(round(sim["duration_ms"] / model.dt_ms))
+        values, inv = np.unique(bias, return_inverse=True)
+        currents = [
+            (np.nonzero(inv == j)[0].astype(np.int32), float(v), 0, n_steps)
+            for j, v in enumerate(values)
+            if v != 0
+        ]
+        base = dataclasses.replace(base, current=[*base.current, *currents])
+    parts = []
+    groups = batches(len(conds), trials, MAX_BATCH_TRIALS)
+    for bi, g in enumerate(groups):
+        proto = batch_protocol(base, [conds[c] for c in g], trials, conn.n_neurons)
+        r = simulate(
+            fitted_net,
+            proto,
+            model=fitted_model,
+            duration_ms=sim["duration_ms"],
+            seed=batch_seed(sim["seed"], bi),
+            kernel=sim["kernel"],
+            precision=sim["precision"],
+            record=rec if rec.size else None,
+            chunk_ms=sim["chunk_ms"],
+            devices=_devices_for(sim["devices"], proto.n_trials),
+            ids=conn.ids,
+        )
+        parts.append((g.start, r))
+    return parts
+
+
+def _rates(parts, trials: int, n_conditions: int, n: int) -> np.ndarray:
+    """float [conditions, neurons]: mean rate over each condition's trials."""
+    out = np.zeros((n_conditions, n))
+    for first, r in parts:
+        per = r.rates_hz().reshape(-1, trials, n).mean(axis=1)
+        out[first : first + per.shape[0]] = per
+    return out
+
+
+def _history_table(history: list[dict]) -> pa.Table:
+    cols = list(history[0])
+    data = {c: [h[c] for h in history] for c in cols}
+    out = {"step": pa.array(np.asarray(data.pop("step"), np.int32))}
+    out.update({c: pa.array(np.asarray(v, np.float64)) for c, v in data.items()})
+    return pa.table(out)
+
+
+def _fit_manifest(
+    cfg: FitConfig, initial: FitParams, fitted: FitParams, info: ParamInfo, history, rmse, t_fit
+) -> dict:
+    prior = jax_prior(initial)
+    return {
+        "trainable": cfg.trainable,
+        "groupings": dict(info.grouping),
+        "initial": values_by_name(initial, info),
+        "prior": values_by_name(prior, info),
+        "fitted": values_by_name(fitted, info),
+        "steps": cfg.steps,
+        "optimizer": cfg.optimizer,
+        "learning_rate": cfg.learning_rate,
+        "clip_norm": cfg.clip_norm,
+        "surrogate": {"kind": cfg.surrogate, "slope": cfg.surrogate_slope},
+        "trials": cfg.trials,
+        "duration_ms": cfg.duration_ms,
+        "final_loss": history[-1]["loss"],
+        "rate_rmse_hz": rmse,
+        "wall_time_s": t_fit,
+        "mean_step_s": float(np.mean([h["wall_s"] for h in history[1:]] or [history[0]["wall_s"]])),
+    }
+
+
+def jax_prior(params: FitParams) -> FitParams:
+    """``params`` with every group at its prior."""
+    out = params
+    for q, g in params.groups().items():
+        out = dataclasses.replace(out, **{q: dataclasses.replace(g, raw=g.prior_raw)})
+    return out
