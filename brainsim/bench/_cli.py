@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="B",
         help="trials per run; sugar runs once per value, scaling_trials sweeps the values "
-        "(default sugar 30, dense 2, scaling 8, reference_ratio 1)",
+        "(default sugar 30, dense 2, scaling_size and scaling_activity 8, "
+        "reference_ratio 1)",
     )
     p.add_argument(
         "--scale",
