@@ -105,6 +105,12 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from brainsim.bench import run_args
+
+    return run_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from brainsim.connectome import FORMATS
     from brainsim.fetch import ALIASES, DATASETS
@@ -161,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--quiet", action="store_true", help="no progress or status output")
     fetch.set_defaults(func=cmd_fetch)
+    from brainsim.bench import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench",
+        help="time standard workloads on synthetic brains (a table, or JSON with --json)",
+        description="Time brainsim on standard workloads: sugar, dense, scaling_trials, "
+        "scaling_size, scaling_activity, reference_ratio (brainsim.bench). Networks come "
+        "from the connectome cache; wall_s_first includes compilation.",
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return p
 
 

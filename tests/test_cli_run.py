@@ -83,7 +83,11 @@ neurons = {{ ids = [{int(grn[0])}] }}
     s = pq.read_table(out / "spikes.parquet").to_pandas()
     got = s[s.neuron_id.isin(grn[:3])].sort_values(["trial", "t_ms"])
     # each replayed event makes its input neuron fire one step later
-    assert list(zip(got.trial, np.round(got.t_ms, 6), strict=True)) == [(0, 1.1), (0, 5.1), (1, 2.1)]
+    assert list(zip(got.trial, np.round(got.t_ms, 6), strict=True)) == [
+        (0, 1.1),
+        (0, 5.1),
+        (1, 2.1),
+    ]
 
 
 @pytest.mark.parametrize(

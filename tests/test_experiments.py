@@ -8,7 +8,6 @@ unconnected background.
 
 import json
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -25,7 +24,9 @@ def write_network(tmp_path):
     edges += [(10, 20, 400), (30, 20, -2000)] + [(i, 30, 200) for i in range(40, 45)]
     pre, post, count = zip(*edges, strict=True)
     pacsv.write_csv(
-        pa.table({"pre": [100 + p for p in pre], "post": [100 + q for q in post], "count": list(count)}),
+        pa.table(
+            {"pre": [100 + p for p in pre], "post": [100 + q for q in post], "count": list(count)}
+        ),
         tmp_path / "edges.csv",
     )
     types = ["bg"] * N
@@ -34,7 +35,9 @@ def write_network(tmp_path):
     for i in range(40, 45):
         types[i] = "inh_in"
     types[10], types[11], types[20], types[30] = "A", "B", "R", "inh"
-    pacsv.write_csv(pa.table({"id": [100 + i for i in range(N)], "cell_type": types}), tmp_path / "neurons.csv")
+    pacsv.write_csv(
+        pa.table({"id": [100 + i for i in range(N)], "cell_type": types}), tmp_path / "neurons.csv"
+    )
 
 
 def config(tmp_path, experiment: str, trials: int = 4, duration_ms: float = 300.0) -> str:
@@ -44,7 +47,7 @@ def config(tmp_path, experiment: str, trials: int = 4, duration_ms: float = 300.
 format = "edgelist"
 path = "edges.csv"
 cache = false
-options = {{ signed_counts = true, neurons = "{tmp_path / 'neurons.csv'}" }}
+options = {{ signed_counts = true, neurons = "{tmp_path / "neurons.csv"}" }}
 [simulation]
 duration_ms = {duration_ms}
 trials = {trials}
@@ -102,9 +105,10 @@ def test_silencing_screen_finds_the_only_path(tmp_path):
     for off_path in (111, 150):
         assert not s.loc[off_path, "required"]
         # within trial noise of control: 4 standard errors
-        assert abs(s.loc[off_path, "readout_rate_hz"] - control) < 4 * (
-            s.loc[off_path, "readout_rate_hz_sem"] + 1e-9
-        ) + 0.25 * control
+        assert (
+            abs(s.loc[off_path, "readout_rate_hz"] - control)
+            < 4 * (s.loc[off_path, "readout_rate_hz_sem"] + 1e-9) + 0.25 * control
+        )
     assert (out / "silencing.png").exists()
 
 
@@ -195,7 +199,10 @@ def test_published_sets_and_allow_missing(tmp_path):
     from brainsim.connectome import load
 
     conn = load(
-        str(tmp_path / "edges.csv"), "edgelist", signed_counts=True, neurons=str(tmp_path / "neurons.csv")
+        str(tmp_path / "edges.csv"),
+        "edgelist",
+        signed_counts=True,
+        neurons=str(tmp_path / "neurons.csv"),
     )
     missing = []
     idx = select(conn, {"ids": [100, 5], "allow_missing": True}, where="t", missing=missing)

@@ -3,9 +3,10 @@
 Every record holds ``workload``, the network (``spec``, ``n_neurons``, ``n_connections``,
 ``n_synapses``), the run size and the environment (``device``, ``jax``, ``date``, ...).
 Wall times are seconds on the host clock around :func:`brainsim.sim.simulate` (results
-copied back included); ``wall_s_first`` includes compilation and budget growth, ``wall_s``
-is the best of ``repeats`` later runs started with the grown budgets (``wall_s_median``
-their median). A *trial-second* is one trial of one simulated second.
+copied back included; the network is copied to the device once beforehand, untimed).
+``wall_s_first`` includes compilation and budget growth; ``wall_s`` is the best of
+``repeats`` later runs started with the grown budgets (``wall_s_median`` their median).
+A *trial-second* is one trial of one simulated second.
 """
 
 from __future__ import annotations

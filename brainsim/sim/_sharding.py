@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -58,11 +59,14 @@ def place(mesh: Mesh, state: WindowedState, drive: Drive):
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: bool):
+def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: bool, static_model):
     t, r = P(AXIS), P()
     drive_spec = _drive_spec(has_silenced, has_removed)
 
-    def local(model, net, drive, rfc, always, state, w0, replay, key, rec):
+    def local(model_arrays, net, drive, rfc, always, state, w0, replay, key, rec):
+        # Python-number parameters stay concrete, as under windowed_chunk's filter_jit, so
+        # the propagator constants are the same float64-rounded values as on one device
+        model = eqx.combine(model_arrays, static_model)
         squeeze = lambda x: x[0]  # noqa: E731
         st = WindowedState(
             state.v,
@@ -105,5 +109,8 @@ def sharded_windowed_chunk(
     """:func:`windowed_chunk` with the trials split over ``mesh``. Outputs carry a leading
     shard axis: ``flat``/``k`` [shards, windows, S], ``counts`` [shards, windows, 4]; flat
     indices are local to their shard."""
-    fn = _sharded(mesh, budgets, peak, drive.silenced is not None, drive.removed is not None)
-    return fn(model, net, drive, rfc, always, state, w0, replay, key, rec)
+    arrays, static = eqx.partition(model, eqx.is_array)
+    fn = _sharded(
+        mesh, budgets, peak, drive.silenced is not None, drive.removed is not None, static
+    )
+    return fn(arrays, net, drive, rfc, always, state, w0, replay, key, rec)

@@ -82,9 +82,17 @@ def _x64_guard(precision: str):
     return PRECISIONS[precision]
 
 
-def initial_budgets(n_trials: int, n_inputs: int, n_rec: int) -> Budgets:
+def initial_budgets(n_trials: int, n_inputs: int, n_rec: int, n_neurons: int) -> Budgets:
+    """Small first sizes (they grow as a run needs); never more than one entry per
+    (trial, neuron), which a window cannot exceed for active and stepped neurons."""
     base = max(1024, 2 ** math.ceil(math.log2(4 * n_trials * (n_inputs + n_rec + 16))))
-    return Budgets(active=base, stepped=base, spikes=max(256, base // 4), events=base * 4)
+    cap = n_trials * n_neurons
+    return Budgets(
+        active=min(base, cap),
+        stepped=min(base, cap),
+        spikes=min(max(256, base // 4), cap),
+        events=base * 4,
+    )
 
 
 def simulate(
@@ -178,7 +186,7 @@ def simulate(
         if n_dev < 1 or b % n_dev:
             raise ValueError(f"{b} trials cannot be split evenly over {n_dev} device(s)")
         b_local = b // n_dev
-        budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size)
+        budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
         state = windowed_init(model, b, n, dtype, budgets, n_dev)
         always = always_active(protocol.input_idx, rec_idx)
         peak = model.psp_peak_factor()
@@ -200,7 +208,7 @@ def simulate(
                 else:
                     out = windowed_chunk(*args, budgets, peak)
                 need = np.asarray(out[3]).reshape(-1, 4).max(axis=0)
-                grown = budgets.grown(need)
+                grown = budgets.grown(need).capped(none)
                 if grown == budgets:
                     break
                 budgets = grown

@@ -75,6 +75,12 @@ class Budgets:
         sizes = [fit(c, int(n)) for c, n in zip(dataclasses.astuple(self), counts, strict=True)]
         return Budgets(*sizes)
 
+    def capped(self, entries: int) -> Budgets:
+        """Active and stepped lists never need more than one slot per (trial, neuron)."""
+        return dataclasses.replace(
+            self, active=min(self.active, entries), stepped=min(self.stepped, entries)
+        )
+
 
 class WindowedState(eqx.Module):
     """Lazy network state: each (trial, neuron) holds v, g and steps-since-spike as of the
