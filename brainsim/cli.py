@@ -1,5 +1,5 @@
-"""Command line: ``brainsim info``, ``run``, ``plot`` and ``fetch``. Thin: parse, call the layers,
-report."""
+"""Command line: ``brainsim info``, ``run``, ``fit``, ``plot``, ``fetch`` and ``bench``.
+Thin: parse, call the layers, report."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ def _progress(quiet: bool):
         el = time.perf_counter() - start
         eta = el / done * (total - done) if done else 0.0
         bar = "#" * int(30 * done / total)
-        sys.stderr.write(f"\r[{bar:<30}] {done}/{total} steps  {el:6.1f}s  eta {eta:6.1f}s")
+        rate = done / el if el > 0 else 0.0
+        sys.stderr.write(
+            f"\r[{bar:<30}] {done}/{total} steps  {rate:8.0f} steps/s  {el:6.1f}s  eta {eta:6.1f}s"
+        )
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -71,6 +74,16 @@ def cmd_run(args) -> int:
     quiet = args.quiet and not args.dry_run
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     run_config(cfg, args.out, progress=_progress(args.quiet), log=log, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from brainsim.fit import load_fit_config, run_fit
+
+    cfg = load_fit_config(args.config)
+    _enable_compilation_cache()
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    run_fit(cfg, args.out, log=log)
     return 0
 
 
@@ -140,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "output files; simulate nothing",
     )
     run.set_defaults(func=cmd_run)
+    fit = sub.add_parser(
+        "fit",
+        help="fit model parameters to target rates by gradient descent (a run config + [fit])",
+    )
+    fit.add_argument("config", help="TOML config with a [fit] table (see configs/fit_w_syn.toml)")
+    fit.add_argument("--out", help="results folder (default: [output] dir of the config)")
+    fit.add_argument("--quiet", action="store_true", help="no progress or log output")
+    fit.set_defaults(func=cmd_fit)
     plot = sub.add_parser("plot", help="remake the plots of a results folder from its tables")
     plot.add_argument("dir", help="results folder written by brainsim run")
     plot.set_defaults(func=cmd_plot)

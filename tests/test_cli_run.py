@@ -131,3 +131,22 @@ def test_failed_run_leaves_previous_results_intact(tmp_path, monkeypatch):
         run_mod.run_config(load_config(cfg), out, log=lambda *a: None)
     assert (out / "spikes.parquet").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert cli._progress(quiet=False) is None  # not a terminal: quiet
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    assert cli._progress(quiet=True) is None
+    show = cli._progress(quiet=False)
+    show(500, 1000)
+    show(1000, 1000)
+    out = tty.getvalue()
+    assert "500/1000 steps" in out and "steps/s" in out and "eta" in out and out.endswith("\n")

@@ -24,7 +24,8 @@ def test_four_devices_equal_one():
         rec = np.nonzero(types == "MN9_like")[0]
         sil = np.zeros((8, conn.n_neurons), bool)
         sil[3, grn[:5]] = True
-        proto = Protocol.build(8, conn.n_neurons, poisson=[(grn, np.linspace(50, 200, 8))], silence=sil)
+        rates = np.linspace(50, 200, 8)
+        proto = Protocol.build(8, conn.n_neurons, poisson=[(grn, rates)], silence=sil)
         kw = dict(duration_ms=60.0, seed=7, record=rec)
         one = simulate(conn, proto, devices=1, **kw)
         four = simulate(conn, proto, devices=4, **kw)

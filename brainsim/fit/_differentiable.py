@@ -2,8 +2,11 @@
 
 The step is :meth:`brainsim.models.LIF.step` with ``spike_fn`` a :class:`Surrogate`: the
 forward values equal a plain run's (same spikes as ``simulate(..., kernel="reference")``
-given the same seed: the input noise comes from the same ``Drive.inputs_at``), and spikes
-are floats whose derivative is the surrogate's. Synaptic input in flight sits in a ring
+given the same seed: the input noise comes from the same ``Drive.inputs_at``; tested bit
+for bit, also with fitted weights and thresholds), and spikes are floats whose derivative
+is the surrogate's. Fitted time constants are the one place where the arithmetic can differ:
+their propagators are computed in the run's precision on the device instead of float64 on
+the host, which can move a spike by rounding in float32. Synaptic input in flight sits in a ring
 buffer of ``delay`` slots, as in :mod:`brainsim.sim._reference`.
 
 Memory: time is a ``lax.scan`` over chunks of ``checkpoint_steps`` steps, each chunk under
@@ -80,6 +83,10 @@ def differentiable_run(
 
     Args:
         params: the fitted quantities (see :class:`FitParams`); the rest comes from ``base``.
+        surrogate: the spike function; give it a ``scale`` near ``dt_ms / tau_m_ms``
+            (:func:`brainsim.fit.default_scale`): with unit height every step of a threshold
+            crossing gets a whole spike's gradient, and gradients explode through recurrent
+            connections (measured: x1e10 over 50 ms on a 300-neuron network).
         net: a :class:`brainsim.sim.Network` built ``with_pre=True``.
         drive, refractory_steps: as for the reference kernel (``Protocol.device``,
             ``Protocol.refractory_steps``).

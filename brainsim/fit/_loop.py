@@ -21,6 +21,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
@@ -100,6 +101,15 @@ class FitTask(eqx.Module):
         return sum(terms.values(), jnp.zeros((), rates.dtype)), terms
 
 
+def default_scale(model: LIF) -> float:
+    """``dt_ms / tau_m_ms`` (mean over neurons): the surrogate height factor with which a
+    threshold crossing's summed surrogate derivative is about the change of spike count it
+    causes (a unit-area surrogate instead credits a whole spike to every step of a crossing,
+    about tau_m / dt times too much, and gradients then grow without bound through
+    recurrent connections)."""
+    return float(model.dt_ms / np.mean(np.asarray(model.tau_m_ms, np.float64)))
+
+
 def build_task(
     network: Network,
     protocol,
@@ -119,6 +129,8 @@ def build_task(
     """A :class:`FitTask` from a host-side :class:`brainsim.sim.Protocol`.
 
     ``targets`` maps term names to tables; ``weights`` their weights (default 1).
+    ``surrogate`` defaults to the fast sigmoid of slope 1/mV scaled by
+    :func:`default_scale`.
     ``propagation`` and ``remat_steps`` default by size: a dense weight matrix and no
     per-step recomputation up to 2,048 neurons, CSR with per-step recomputation above.
     """
@@ -146,7 +158,7 @@ def build_task(
         n_steps=n_steps,
         n_conditions=n_conditions,
         regularization=float(regularization),
-        surrogate=surrogate or Surrogate(),
+        surrogate=surrogate or Surrogate(scale=default_scale(model)),
         checkpoint_steps=max(1, int(round(checkpoint_ms / model.dt_ms))),
         remat_steps=(not small) if remat_steps is None else remat_steps,
         detach_reset=detach_reset,

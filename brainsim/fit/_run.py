@@ -40,7 +40,7 @@ from brainsim.experiments._run import (
 )
 from brainsim.experiments._selectors import select
 from brainsim.fit._config import BASELINE, FitConfig, read_targets
-from brainsim.fit._loop import build_task, fit, make_optimizer
+from brainsim.fit._loop import build_task, default_scale, fit, make_optimizer
 from brainsim.fit._losses import RateTargets
 from brainsim.fit._params import FitParams, ParamInfo, build_params, plain_model, values_by_name
 from brainsim.fit._plot import plot_loss
@@ -98,8 +98,7 @@ def run_fit(cfg: FitConfig, out_dir: str | Path | None = None, *, log=print) -> 
             rows.condition[~is_base], rows.neuron[~is_base], rows.rate_hz[~is_base], dtype
         ),
     }
-    tau = float(np.mean(np.asarray(model.tau_m_ms, np.float64)))
-    scale = cfg.surrogate_scale or model.dt_ms / tau
+    scale = cfg.surrogate_scale or default_scale(model)
     task = build_task(
         net,
         batch_protocol(base, conds, cfg.trials, n),

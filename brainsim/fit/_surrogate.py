@@ -13,6 +13,11 @@ at threshold: ``slope`` sets how sharp the surrogate is, and its width is about
 | ``fast_sigmoid`` (SuperSpike, Zenke & Ganguli 2018) | ``(slope / 2) / (1 + slope abs(x))**2`` |
 | ``arctan`` (Fang et al. 2021) | ``(slope / 2) / (1 + (pi slope x / 2)**2)`` |
 | ``straight_through`` | ``slope / 2`` where ``abs(x) < 1 / slope``, else 0 (a boxcar) |
+
+``scale`` multiplies the derivative. In a network stepped at dt, use about
+``dt_ms / tau_m_ms`` (:func:`brainsim.fit.default_scale`, the default of the fitting
+loop): at unit scale every step of a threshold crossing is credited with a whole spike,
+and gradients explode through recurrent connections.
 """
 
 from __future__ import annotations
