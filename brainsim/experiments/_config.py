@@ -83,15 +83,19 @@ class RunConfig:
         return self.path.parent if self.path else Path.cwd()
 
 
-def load_config(path: str | Path) -> RunConfig:
+def read_toml(path: str | Path) -> tuple[dict, Path]:
+    """The parsed TOML of a config file; a missing file or bad TOML is a ConfigError."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text()), path
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(raw, path)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    return parse_config(*read_toml(path))
 
 
 def parse_config(raw: dict, path: Path | None = None) -> RunConfig:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +52,7 @@ import pyarrow.parquet as pq
 
 from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments import ConfigError, RunConfig, parse_config
+from brainsim.experiments._config import read_toml
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
 from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
@@ -120,14 +120,7 @@ class FitConfig:
 
 
 def load_fit_config(path: str | Path) -> FitConfig:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_fit_config(raw, path)
+    return parse_fit_config(*read_toml(path))
 
 
 def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
