@@ -213,15 +213,7 @@ def run_config(
     model = build_model(cfg)
     missing: list[int] = []
     base = build_base(cfg, conn, missing)
-    rec = np.zeros(0, np.int32)
-    if cfg.record:
-        rec = select(
-            conn,
-            cfg.record["neurons"],
-            where=f"{cfg.path}: [record] neurons",
-            base_dir=cfg.base_dir,
-            missing=missing,
-        )
+    rec = record_indices(cfg, conn, missing)
     exp = cfg.experiment
     where = f"{cfg.path}: [experiment]"
 
@@ -262,42 +254,62 @@ def run_config(
     t1 = time.perf_counter()
     parts = _simulate_conditions(cfg, conn, model, base, p, rec, progress, log)
     t_sim = time.perf_counter() - t1
-    _write_results(cfg, conn, model, p, parts, rec, missing, out_dir, t_load, t_sim)
+    write_results(cfg, conn, model, p, parts, rec, missing, out_dir, t_load, t_sim)
     n_spikes = sum(r.n_spikes for _, r in parts)
     log(f"{n_spikes} spikes, {len(p.conditions)} condition(s); simulated in {t_sim:.2f} s")
     log(f"results in {out_dir}")
     return out_dir
 
 
-def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
-    """Run every condition in batches; returns [(first condition index, SimResult)]."""
+def record_indices(cfg: RunConfig, conn: Connectome, missing: list) -> np.ndarray:
+    """Neurons whose traces the config's ``[record]`` asks for (empty without one)."""
+    if not cfg.record:
+        return np.zeros(0, np.int32)
+    return select(
+        conn,
+        cfg.record["neurons"],
+        where=f"{cfg.path}: [record] neurons",
+        base_dir=cfg.base_dir,
+        missing=missing,
+    )
 
+
+def simulate_batch(
+    sim: dict, network, model, base: BaseInputs, conds, batch_no: int, rec, ids, *, progress=None
+):
+    """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
+    condition c owning trials [c*T, (c+1)*T), the batch's own seed."""
     from brainsim.sim import simulate
 
+    proto = batch_protocol(base, conds, sim["trials"], len(ids))
+    return simulate(
+        network,
+        proto,
+        model=model,
+        duration_ms=sim["duration_ms"],
+        seed=batch_seed(sim["seed"], batch_no),
+        kernel=sim["kernel"],
+        precision=sim["precision"],
+        record=rec if rec.size else None,
+        chunk_ms=sim["chunk_ms"],
+        devices=_devices_for(sim["devices"], proto.n_trials),
+        progress=progress,
+        ids=ids,
+    )
+
+
+def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
+    """Run every condition in batches; returns [(first condition index, SimResult)]."""
     sim = cfg.simulation
     trials = sim["trials"]
     max_batch = (cfg.experiment or {}).get("max_batch_trials", 256)
     parts = []
 
     def run(conds, first, batch_no, n_batches):
-        proto = batch_protocol(base, conds, trials, conn.n_neurons)
         prog = None
         if progress is not None:
             prog = lambda done, total: progress(batch_no * total + done, n_batches * total)  # noqa: E731
-        r = simulate(
-            conn,
-            proto,
-            model=model,
-            duration_ms=sim["duration_ms"],
-            seed=batch_seed(sim["seed"], batch_no),
-            kernel=sim["kernel"],
-            precision=sim["precision"],
-            record=rec if rec.size else None,
-            chunk_ms=sim["chunk_ms"],
-            devices=_devices_for(sim["devices"], proto.n_trials),
-            progress=prog,
-            ids=conn.ids,
-        )
+        r = simulate_batch(sim, conn, model, base, conds, batch_no, rec, conn.ids, progress=prog)
         parts.append((first, r))
 
     conds = p.conditions
@@ -341,7 +353,7 @@ def batch_seed(seed: int, batch_no: int) -> int:
     return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0] >> 1)
 
 
-def _write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim):
+def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim):
     from brainsim.io import (
         atomic_dir,
         neurons_table,

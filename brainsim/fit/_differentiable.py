@@ -133,9 +133,7 @@ def differentiable_run(
             return propagate_dense(s, net.pre, net.indices, weight)
 
     bias = params.bias()
-    silent = drive.silenced
-    if drive.removed is not None:
-        silent = drive.removed if silent is None else silent | drive.removed
+    silent = drive.outputs_cut()
     keep = None if silent is None else 1 - silent.astype(dtype)
     rec = jnp.zeros(0, jnp.int32) if record is None else jnp.asarray(record, jnp.int32)
     detached = _Detached(surrogate)
@@ -143,12 +141,8 @@ def differentiable_run(
     def step(s: _State, xs):
         t, replay_t = xs
         slot = t % d
-        syn_in = s.ring[slot]
-        if drive.removed is not None:
-            syn_in = jnp.where(drive.removed, 0, syn_in)
-        events, i_ext = drive.inputs_at(key, t, replay_t, model.dt_ms)
-        ev_full = jnp.zeros_like(s.v).at[:, drive.input_idx].set(events)
-        ie_full = jnp.zeros_like(s.v).at[:, drive.input_idx].set(i_ext)
+        syn_in = drive.incoming(s.ring[slot])
+        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, s.v)
         if bias is not None:
             ie_full = ie_full + bias
         margin = []

@@ -28,15 +28,15 @@ import pyarrow as pa
 from brainsim.experiments import ConfigError
 from brainsim.experiments._kinds import Condition, Plan
 from brainsim.experiments._run import (
-    _devices_for,
-    _write_results,
     batch_protocol,
-    batch_seed,
     batches,
     build_base,
     build_model,
     load_connectome,
     manifest,
+    record_indices,
+    simulate_batch,
+    write_results,
 )
 from brainsim.experiments._selectors import select
 from brainsim.fit._config import BASELINE, FitConfig, read_targets
@@ -77,15 +77,7 @@ def run_fit(cfg: FitConfig, out_dir: str | Path | None = None, *, log=print) -> 
         params, info = build_params(model, conn, cfg.trainable, init=cfg.init, dtype=dtype)
     except ValueError as e:
         raise ConfigError(f"{cfg.where} trainable/init: {e}") from None
-    rec = np.zeros(0, np.int32)
-    if run.record:
-        rec = select(
-            conn,
-            run.record["neurons"],
-            where=f"{run.path}: [record] neurons",
-            base_dir=run.base_dir,
-            missing=missing,
-        )
+    rec = record_indices(run, conn, missing)
 
     n = conn.n_neurons
     net = Network.from_connectome(conn, dtype, with_pre=True)
@@ -180,7 +172,7 @@ def run_fit(cfg: FitConfig, out_dir: str | Path | None = None, *, log=print) -> 
         write_table(_history_table(history), tmp / "loss.parquet")
         plot_loss(tmp / "loss.parquet")
         write_table(fit_rates, tmp / "fit_rates.parquet")
-        _write_results(
+        write_results(
             run, conn, fitted_model, plan, parts, rec, missing, tmp / "run", t_load, t_sim
         )
         m = manifest(run, conn, plan, parts, fitted_model, missing, t_load, t_sim)
@@ -223,8 +215,6 @@ def _conditions(cfg: FitConfig, conn, missing) -> list[Condition]:
 def _plain_runs(cfg: FitConfig, conn, model, params, net, base, conds, rec, dtype):
     """Plain ``simulate`` runs of every condition with ``params`` in place:
     [(first condition, SimResult)], as ``brainsim.experiments`` batches them."""
-    from brainsim.sim import simulate
-
     sim = cfg.run.simulation
     trials = sim["trials"]
     fitted_model, fitted_net, bias = plain_model(params, model, net)
@@ -240,19 +230,8 @@ def _plain_runs(cfg: FitConfig, conn, model, params, net, base, conds, rec, dtyp
     parts = []
     groups = batches(len(conds), trials, MAX_BATCH_TRIALS)
     for bi, g in enumerate(groups):
-        proto = batch_protocol(base, [conds[c] for c in g], trials, conn.n_neurons)
-        r = simulate(
-            fitted_net,
-            proto,
-            model=fitted_model,
-            duration_ms=sim["duration_ms"],
-            seed=batch_seed(sim["seed"], bi),
-            kernel=sim["kernel"],
-            precision=sim["precision"],
-            record=rec if rec.size else None,
-            chunk_ms=sim["chunk_ms"],
-            devices=_devices_for(sim["devices"], proto.n_trials),
-            ids=conn.ids,
+        r = simulate_batch(
+            sim, fitted_net, fitted_model, base, [conds[c] for c in g], bi, rec, conn.ids
         )
         parts.append((g.start, r))
     return parts

@@ -184,6 +184,26 @@ class Drive(eqx.Module):
     silenced: Bool[Array, "trials neurons"] | None
     removed: Bool[Array, "trials neurons"] | None
 
+    def outputs_cut(self) -> Bool[Array, "trials neurons"] | None:
+        """Neurons whose outgoing synapses are zeroed: silenced or removed (None: none)."""
+        if self.removed is None:
+            return self.silenced
+        return self.removed if self.silenced is None else self.silenced | self.removed
+
+    def incoming(self, syn_in_mv):
+        """Synaptic input with removed neurons' incoming synapses zeroed."""
+        return syn_in_mv if self.removed is None else jnp.where(self.removed, 0, syn_in_mv)
+
+    def dense_inputs_at(self, key, step, replay_counts, dt_ms: float, like):
+        """:meth:`inputs_at` scattered onto every neuron: (events, i_ext), shape of ``like``
+        [trials, neurons]; the dense steppers' form."""
+        events, i_ext = self.inputs_at(key, step, replay_counts, dt_ms)
+        zeros = jnp.zeros_like(like)
+        return (
+            zeros.at[:, self.input_idx].set(events),
+            zeros.at[:, self.input_idx].set(i_ext),
+        )
+
     def inputs_at(self, key, step, replay_counts, dt_ms: float):
         """(events, i_ext_mv), each [trials, inputs], for absolute ``step``."""
         events = poisson_events(

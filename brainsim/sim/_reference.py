@@ -8,7 +8,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from brainsim.kernels import propagate_dense
 from brainsim.models import LIF
@@ -54,19 +54,13 @@ def reference_chunk(
     params = neuron_params(model, dtype)
     w_pre = jnp.broadcast_to(params["w_syn"], (net.n_neurons,))[net.pre]
     weight = net.counts * w_pre
-    silent: Bool[Array, "trials neurons"] | None = drive.silenced
-    if drive.removed is not None:
-        silent = drive.removed if silent is None else silent | drive.removed
+    silent = drive.outputs_cut()
 
     def body(s: ReferenceState, xs):
         t, replay_t = xs
         slot = t % d
-        syn_in = s.ring[slot]
-        if drive.removed is not None:
-            syn_in = jnp.where(drive.removed, 0, syn_in)
-        events, i_ext = drive.inputs_at(key, t, replay_t, model.dt_ms)
-        ev_full = jnp.zeros_like(s.v).at[:, drive.input_idx].set(events)
-        ie_full = jnp.zeros_like(s.v).at[:, drive.input_idx].set(i_ext)
+        syn_in = drive.incoming(s.ring[slot])
+        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, s.v)
         v, g, since, spk = model.step(
             s.v, s.g, s.since, refractory_steps, syn_in, ev_full, ie_full, props, **params
         )

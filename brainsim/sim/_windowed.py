@@ -167,9 +167,7 @@ def windowed_chunk(
     n_spk, n_ev = budgets.spikes, budgets.events
     params = neuron_params(model, dtype)
     w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
-    silent = drive.silenced
-    if drive.removed is not None:
-        silent = drive.removed if silent is None else silent | drive.removed
+    silent = drive.outputs_cut()
     trial_base = jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n
     input_flat = (trial_base + drive.input_idx[None, :]).ravel()
     rec_flat = trial_base + rec_idx[None, :]
