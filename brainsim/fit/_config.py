@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments import ConfigError, RunConfig, parse_config
-from brainsim.experiments._config import read_toml
+from brainsim.experiments._config import _choice, _get, read_toml
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
 from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
@@ -298,17 +298,6 @@ def _is_num(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _get(d: dict, key: str, types, where: str, *, required=False, default=None):
-    if key not in d:
-        if required:
-            raise ConfigError(f"{where}: missing key {key!r}")
-        return default
-    v = d[key]
-    if (isinstance(v, bool) and types is not bool) or not isinstance(v, types):
-        raise ConfigError(f"{where} {key}: expected {types.__name__}, got {v!r}")
-    return v
-
-
 def _positive(d: dict, key: str, where: str, *, default=None, allow_zero=False) -> float:
     if key not in d:
         return default
@@ -318,10 +307,3 @@ def _positive(d: dict, key: str, where: str, *, default=None, allow_zero=False) 
         need = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{where} {key}: expected a number {need}, got {v!r}")
     return float(v)
-
-
-def _choice(d: dict, key: str, options: tuple, where: str, default, *, required=False):
-    v = _get(d, key, str, where, required=required, default=default)
-    if v is not None and v not in options:
-        raise ConfigError(f"{where} {key}: expected one of {options}, got {v!r}")
-    return v
