@@ -150,3 +150,20 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     show(1000, 1000)
     out = tty.getvalue()
     assert "500/1000 steps" in out and "steps/s" in out and "eta" in out and out.endswith("\n")
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = write(tmp_path, "[connectome\nformat = 1", name="bad.toml")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+    cfg = write(tmp_path, BASE.replace("seed = 1", 'seed = 1\ndevices = "some"'))
+    with pytest.raises(ConfigError, match=r"devices: expected a positive integer or \"all\""):
+        load_config(cfg)
+    assert load_config(write(tmp_path, BASE.replace("seed = 1", 'seed = 1\ndevices = "all"')))
+
+
+def test_plot_needs_a_results_folder(tmp_path, capsys):
+    assert cli.main(["plot", str(tmp_path)]) == 2
+    assert "not a results folder" in capsys.readouterr().err
