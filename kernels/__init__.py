@@ -6,14 +6,27 @@ that spiked); tests hold them equal.
 """
 
 from brainsim.kernels._dense import propagate_dense, propagate_dense_matrix
-from brainsim.kernels._events import compact, expand_rows, propagate_events
-from brainsim.kernels._poisson import poisson_events
+from brainsim.kernels._events import (
+    TRASH,
+    compact,
+    expand_rows,
+    propagate_events,
+    ranks,
+    scatter_to,
+    trash_index,
+)
+from brainsim.kernels._poisson import poisson_block, poisson_events
 
 __all__ = [
+    "TRASH",
     "compact",
     "expand_rows",
+    "poisson_block",
     "poisson_events",
     "propagate_dense",
     "propagate_dense_matrix",
     "propagate_events",
+    "ranks",
+    "scatter_to",
+    "trash_index",
 ]

@@ -4,23 +4,67 @@ The work is proportional to the synapses of the spiking neurons, not to all syna
 sizes are fixed by budgets (``spike_budget``, ``edge_budget``) so that the kernel can live
 inside ``jit``; the kernel reports the true totals, and the caller must re-run with larger
 budgets whenever a total exceeds its budget (the engine does so), so no event is dropped.
+
+Scatters write in ``mode="clip"`` into arrays with a trailing *trash region* that receives
+every padding or overflowing entry (:func:`scatter_to`); measured on XLA's CPU backend,
+scatters in ``mode="drop"`` (and ``jnp.nonzero(size=...)``, built on one) cost 4-5x more
+per element (benchmarks/RESULTS.md, "Kernel building blocks").
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 
-def compact(mask: Bool[Array, " n"], budget: int):
+TRASH = 1024  # slots of the trash region (padding entries spread over it)
+
+
+def trash_index(idx, size: int):
+    """``idx`` with every entry ``>= size`` sent to one of the ``TRASH`` slots after ``size``,
+    spread by position: many writes to one slot would form a dependency chain (measured 3x
+    slower on CPU)."""
+    spread = size + jnp.arange(idx.shape[0], dtype=idx.dtype) % TRASH
+    return jnp.where(idx < size, idx, spread)
+
+
+def scatter_to(size: int, idx, values, *, fill=0, op: str = "add"):
+    """``values`` written (``op`` "add" or "set") at ``idx`` of a new array of ``size``
+    entries filled with ``fill``; indices ``>= size`` (padding, overflow) are discarded
+    through a trash region. Indices must be non-negative."""
+    values = jnp.asarray(values)
+    values = jnp.broadcast_to(values, (idx.shape[0], *values.shape[1:]))
+    out = jnp.full((size + TRASH, *values.shape[1:]), fill, values.dtype)
+    at = out.at[trash_index(idx, size)]
+    out = at.add(values, mode="clip") if op == "add" else at.set(values, mode="clip")
+    return out[:size]
+
+
+def ranks(mask: Bool[Array, " n"]):
+    """``(rank, count)``: ``rank[i]`` is the number of True entries before ``i`` (the
+    position entry ``i`` takes in the compacted list when it is True)."""
+    m = mask.astype(jnp.int32)
+    incl = jnp.cumsum(m)
+    count = incl[-1] if mask.shape[0] else jnp.zeros((), jnp.int32)
+    return incl - m, count
+
+
+def compact(mask: Bool[Array, " n"], budget: int, rank=None):
     """Positions of the True entries (ascending), padded to ``budget`` with ``n``.
 
     Returns ``(positions, count)``; entries past ``count`` are padding. If ``count`` exceeds
     ``budget`` the list is truncated and the caller must grow the budget and retry.
+    ``rank`` (from :func:`ranks`) may be passed when already computed.
     """
     n = mask.shape[0]
-    (pos,) = jnp.nonzero(mask, size=budget, fill_value=n)
-    return pos.astype(jnp.int32), jnp.sum(mask, dtype=jnp.int32)
+    if rank is None:
+        rank, count = ranks(mask)
+    else:
+        count = jnp.sum(mask, dtype=jnp.int32)
+    dest = jnp.where(mask, rank, budget)
+    pos = scatter_to(budget, dest, jnp.arange(n, dtype=jnp.int32), fill=n, op="set")
+    return pos, count
 
 
 def expand_rows(
@@ -41,17 +85,25 @@ def expand_rows(
         ``total``), ``source[k]`` the position in ``rows`` it came from, and ``total`` the
         true number of connections (may exceed ``edge_budget``: then grow and retry).
     """
+    n_rows = rows.shape[0]
     rows_c = jnp.where(valid, rows, 0)
     start = indptr[rows_c]
     deg = jnp.where(valid, indptr[rows_c + 1] - start, 0)
     cum = jnp.cumsum(deg)
-    total = cum[-1] if cum.shape[0] else jnp.zeros((), cum.dtype)
+    total = cum[-1] if n_rows else jnp.zeros((), cum.dtype)
+    first = cum - deg
+    # Each non-empty row marks its first slot with the distance (in rows) from the previous
+    # non-empty row; a running sum over the slots then gives every slot its row.
+    pos = jnp.arange(n_rows, dtype=jnp.int32)
+    nonempty = deg > 0
+    last_before = jax.lax.cummax(jnp.where(nonempty, pos, 0))
+    prev = jnp.concatenate([jnp.zeros((1,), jnp.int32), last_before[:-1]])
+    mark_at = jnp.where(nonempty, first, edge_budget).astype(jnp.int32)
+    marks = scatter_to(edge_budget, mark_at, jnp.where(nonempty, pos - prev, 0))
+    source_c = jnp.minimum(jnp.cumsum(marks), max(n_rows - 1, 0))
     slot = jnp.arange(edge_budget, dtype=cum.dtype)
-    source = jnp.searchsorted(cum, slot, side="right").astype(jnp.int32)
-    source_c = jnp.minimum(source, rows.shape[0] - 1)
-    first = cum[source_c] - deg[source_c]
     in_range = slot < total
-    edge = jnp.where(in_range, start[source_c] + (slot - first), 0)
+    edge = jnp.where(in_range, start[source_c] + (slot - first[source_c]), 0)
     return edge, jnp.where(in_range, source_c, -1), total
 
 

@@ -142,7 +142,7 @@ def differentiable_run(
         t, replay_t = xs
         slot = t % d
         syn_in = drive.incoming(s.ring[slot])
-        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, s.v)
+        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, d, s.v)
         if bias is not None:
             ie_full = ie_full + bias
         margin = []

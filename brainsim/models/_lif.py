@@ -101,15 +101,17 @@ class LIF(eqx.Module):
         tau_m, tau_s = _at(tau_m, idx), _at(tau_s, idx)
         if isinstance(tau_m, jax.Array) or isinstance(tau_s, jax.Array) or isinstance(t, jax.Array):
             xp, tau_m, tau_s, t = jnp, jnp.asarray(tau_m), jnp.asarray(tau_s), jnp.asarray(t)
-        k_m = -xp.expm1(-t / tau_m)
-        k_s = -xp.expm1(-t / tau_s)
-        same = xp.abs(tau_m - tau_s) < 1e-9 * tau_m
-        rate = xp.where(same, 1.0, 1.0 / tau_s - 1.0 / tau_m)
-        ratio = xp.where(same, 1.0, tau_s / (tau_s - tau_m))
-        c_diff = ratio * xp.exp(-t / tau_m) * xp.expm1(-t * rate)
-        c_same = (t / tau_m) * xp.exp(-t / tau_m)  # limit tau_syn -> tau_m
-        c = xp.where(same, c_same, c_diff)
-        return tuple(jnp.asarray(x, dtype) for x in (k_m, k_s, c))
+        return tuple(jnp.asarray(x, dtype) for x in _decrements(xp, t, tau_m, tau_s))
+
+    def propagator_table(self, n_steps: np.ndarray, dtype) -> np.ndarray:
+        """numpy [len(n_steps), 3]: :meth:`propagators` ``(k_m, k_s, c)`` for each entry of
+        ``n_steps``, computed in float64 and rounded to ``dtype``; for time constants shared
+        by every neuron (concrete scalars), so usable while tracing as a constant table."""
+        taus = [np.asarray(x, np.float64) for x in (self.tau_m_ms, self.tau_syn_ms)]
+        if any(x.ndim for x in taus):
+            raise ValueError("propagator_table needs scalar time constants")
+        t = self.dt_ms * np.asarray(n_steps, np.float64)
+        return np.stack(_decrements(np, t, *taus), axis=1).astype(dtype)
 
     def psp_peak_factor(self) -> float:
         """Largest value over t >= 0 of u(t) per unit of g(0) when u(0) = 0: the peak of the
@@ -203,6 +205,18 @@ class LIF(eqx.Module):
 
 # saturation value of the steps-since-last-spike counter (never refractory beyond this)
 SINCE_MAX = 2**30
+
+
+def _decrements(xp, t, tau_m, tau_s):
+    """``(k_m, k_s, c)`` over a time ``t`` (see :meth:`LIF.propagators`), in ``xp``."""
+    k_m = -xp.expm1(-t / tau_m)
+    k_s = -xp.expm1(-t / tau_s)
+    same = xp.abs(tau_m - tau_s) < 1e-9 * tau_m
+    rate = xp.where(same, 1.0, 1.0 / tau_s - 1.0 / tau_m)
+    ratio = xp.where(same, 1.0, tau_s / (tau_s - tau_m))
+    c_diff = ratio * xp.exp(-t / tau_m) * xp.expm1(-t * rate)
+    c_same = (t / tau_m) * xp.exp(-t / tau_m)  # limit tau_syn -> tau_m
+    return k_m, k_s, xp.where(same, c_same, c_diff)
 
 
 def _at(x, idx):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from brainsim.kernels import poisson_events
+from brainsim.kernels import poisson_block, poisson_events
 
 
 @dataclasses.dataclass
@@ -194,24 +194,33 @@ class Drive(eqx.Module):
         """Synaptic input with removed neurons' incoming synapses zeroed."""
         return syn_in_mv if self.removed is None else jnp.where(self.removed, 0, syn_in_mv)
 
-    def dense_inputs_at(self, key, step, replay_counts, dt_ms: float, like):
+    def dense_inputs_at(self, key, step, replay_counts, dt_ms: float, block_steps: int, like):
         """:meth:`inputs_at` scattered onto every neuron: (events, i_ext), shape of ``like``
         [trials, neurons]; the dense steppers' form."""
-        events, i_ext = self.inputs_at(key, step, replay_counts, dt_ms)
+        events, i_ext = self.inputs_at(key, step, replay_counts, dt_ms, block_steps)
         zeros = jnp.zeros_like(like)
         return (
             zeros.at[:, self.input_idx].set(events),
             zeros.at[:, self.input_idx].set(i_ext),
         )
 
-    def inputs_at(self, key, step, replay_counts, dt_ms: float):
-        """(events, i_ext_mv), each [trials, inputs], for absolute ``step``."""
-        events = poisson_events(
-            key, self.trial_ids, step, self.rate_hz, dt_ms
-        ) + replay_counts.astype(self.rate_hz.dtype)
+    def inputs_at(self, key, step, replay_counts, dt_ms: float, block_steps: int):
+        """(events, i_ext_mv), each [trials, inputs], for absolute ``step``; Poisson events
+        are drawn in blocks of ``block_steps`` (see :mod:`brainsim.kernels`)."""
+        events = poisson_events(key, self.trial_ids, step, self.rate_hz, dt_ms, block_steps)
+        return events + replay_counts.astype(events.dtype), self.current_at(step)
+
+    def block_inputs(self, key, block, replay_counts, dt_ms: float, block_steps: int):
+        """(events, i_ext_mv), each [block_steps, trials, inputs], for the steps of one
+        block: the same values :meth:`inputs_at` gives step by step, drawn at once."""
+        events = poisson_block(key, self.trial_ids, block, self.rate_hz, dt_ms, block_steps)
+        steps = block * block_steps + jnp.arange(block_steps, dtype=jnp.int32)
+        return events + replay_counts.astype(events.dtype), jax.vmap(self.current_at)(steps)
+
+    def current_at(self, step) -> Float[Array, "trials inputs"]:
+        """External drive in mV of each (trial, input) at absolute ``step``."""
         on = (step >= self.cur_start) & (step < self.cur_stop)
         amp = self.cur_amp_mv * on.astype(self.cur_amp_mv.dtype)
-        i_ext = jax.vmap(
+        return jax.vmap(
             lambda a: jax.ops.segment_sum(a, self.cur_pos, num_segments=self.input_idx.shape[0])
         )(amp)
-        return events, i_ext

@@ -60,7 +60,7 @@ def reference_chunk(
         t, replay_t = xs
         slot = t % d
         syn_in = drive.incoming(s.ring[slot])
-        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, s.v)
+        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, d, s.v)
         v, g, since, spk = model.step(
             s.v, s.g, s.since, refractory_steps, syn_in, ev_full, ie_full, props, **params
         )

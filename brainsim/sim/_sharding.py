@@ -46,7 +46,7 @@ def _drive_spec(has_silenced: bool, has_removed: bool) -> Drive:
     )
 
 
-_STATE_SPEC = WindowedState(*(P(AXIS),) * 7)
+_STATE_SPEC = WindowedState(*(P(AXIS),) * 4)
 
 
 def place(mesh: Mesh, state: WindowedState, drive: Drive):
@@ -67,29 +67,13 @@ def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: 
         # Python-number parameters stay concrete, as under windowed_chunk's filter_jit, so
         # the propagator constants are the same float64-rounded values as on one device
         model = eqx.combine(model_arrays, static_model)
-        squeeze = lambda x: x[0]  # noqa: E731
-        st = WindowedState(
-            state.v,
-            state.g,
-            state.since,
-            state.valid_from,
-            squeeze(state.pending_flat),
-            squeeze(state.pending_k),
-            squeeze(state.awake_flat),
-        )
+        # every state field carries a leading shard axis (length 1 here)
+        st = jax.tree.map(lambda x: x[0], state)
         new, flat, k, counts, v_rec, g_rec = windowed_chunk(
             model, net, drive, rfc, always, st, w0, replay, key, rec, budgets, peak
         )
         lift = lambda x: x[None]  # noqa: E731
-        new = WindowedState(
-            new.v,
-            new.g,
-            new.since,
-            new.valid_from,
-            lift(new.pending_flat),
-            lift(new.pending_k),
-            lift(new.awake_flat),
-        )
+        new = jax.tree.map(lift, new)
         return new, lift(flat), lift(k), lift(counts), v_rec, g_rec
 
     return jax.jit(

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from brainsim.kernels import compact, propagate_events
+from brainsim.kernels import TRASH, compact, propagate_events, ranks, scatter_to, trash_index
 from brainsim.models import LIF, SINCE_MAX
 from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
@@ -47,8 +47,9 @@ from brainsim.sim._protocol import Drive
 @dataclasses.dataclass(frozen=True)
 class Budgets:
     """Array sizes per window, summed over trials: active neurons (touched this window),
-    stepped neurons (of those, the ones integrated one dt at a time), spikes, and synaptic
-    events."""
+    stepped neurons (of those, the ones integrated one dt at a time; also the size of the
+    list of neurons a window leaves awake, all of which the next window steps), spikes, and
+    synaptic events."""
 
     active: int
     stepped: int
@@ -83,20 +84,22 @@ class Budgets:
 
 
 class WindowedState(eqx.Module):
-    """Lazy network state: each (trial, neuron) holds v, g and steps-since-spike as of the
-    start of window ``valid_from``; neurons untouched since then follow the exact linear
-    solution and are brought forward when they next become active."""
+    """Lazy network state, flat over (trial, neuron) entries ``trial * n + neuron``, followed
+    by a trash region (``TRASH`` entries) that absorbs the writes of padding list entries.
 
-    v: Float[Array, "trials neurons"]
-    g: Float[Array, "trials neurons"]
-    since: Int[Array, "trials neurons"]
-    valid_from: Int[Array, "trials neurons"]
-    # spikes of the previous window: flat index trial * n + neuron (n_trials * n = none),
-    # and step within that window
+    ``cells[entry]`` holds ``(u, g, since, valid_from)``: voltage from rest, synaptic
+    conductance and steps since the last spike (an integer stored bit for bit, see
+    :func:`pack_cells`) as of the start of window ``valid_from``; entries untouched since then
+    follow the exact linear solution and are brought forward when they next become active.
+    One row per entry: each random access touches one 16-byte (32 in float64) row. With
+    several shards every field has a leading shard axis."""
+
+    cells: Float[Array, "entries 4"]
+    # spikes of the previous window: flat entry (``none`` = padding), and step within it
     pending_flat: Int[Array, " spikes"]
     pending_k: Int[Array, " spikes"]
-    # neurons the previous window left awake (refractory, or able to reach threshold)
-    awake_flat: Int[Array, " active"]
+    # entries the previous window left awake (refractory, or able to reach threshold)
+    awake_flat: Int[Array, " stepped"]
 
     def with_budgets(self, budgets: Budgets, none: int) -> WindowedState:
         """The same state with its lists padded (last axis) to the given budgets; ``none``
@@ -113,29 +116,74 @@ class WindowedState(eqx.Module):
             self,
             pending_flat=pad(self.pending_flat, budgets.spikes, none),
             pending_k=pad(self.pending_k, budgets.spikes, 0),
-            awake_flat=pad(self.awake_flat, budgets.active, none),
+            awake_flat=pad(self.awake_flat, budgets.stepped, none),
         )
+
+
+def _int_of(dtype):
+    """The integer type as wide as ``dtype`` (the cells store integers bit for bit)."""
+    return jnp.int32 if jnp.dtype(dtype).itemsize == 4 else jnp.int64
+
+
+def pack_cells(u, g, since, valid_from):
+    """Rows ``(u, g, since, valid_from)`` in the float type of ``u``; the two integers are
+    stored as their bit patterns (exact; only ever moved, never computed with as floats)."""
+    dtype = u.dtype
+    ints = jnp.stack([since, valid_from], axis=-1).astype(_int_of(dtype))
+    return jnp.concatenate(
+        [jnp.stack([u, g], axis=-1), jax.lax.bitcast_convert_type(ints, dtype)], axis=-1
+    )
+
+
+def unpack_cells(cells):
+    """``(u, g, since, valid_from)`` of rows made by :func:`pack_cells`."""
+    ints = jax.lax.bitcast_convert_type(cells[..., 2:], _int_of(cells.dtype)).astype(jnp.int32)
+    return cells[..., 0], cells[..., 1], ints[..., 0], ints[..., 1]
 
 
 def windowed_init(
     model: LIF, n_trials: int, n_neurons: int, dtype, budgets: Budgets, n_shards: int = 1
 ) -> WindowedState:
-    """Everyone at rest. With ``n_shards`` > 1 the trial axis is split in equal shards and
-    the lists get a leading shard axis (their sentinel is one shard's trials x neurons)."""
-    from brainsim.sim._state import initial_neurons
-
-    v, g, since = initial_neurons(model, n_trials, n_neurons, dtype)
+    """Everyone at rest (u = 0, g = 0, never spiked). With ``n_shards`` > 1 the trials are
+    split in equal shards and every field gets a leading shard axis (the sentinel ``none``
+    is one shard's trials x neurons)."""
     none = n_trials // n_shards * n_neurons
     lead = () if n_shards == 1 else (n_shards,)
+    zeros = jnp.zeros((*lead, none + TRASH), dtype)
+    never = jnp.full(zeros.shape, SINCE_MAX, jnp.int32)
     return WindowedState(
-        v,
-        g,
-        since,
-        jnp.zeros((n_trials, n_neurons), jnp.int32),
+        pack_cells(zeros, zeros, never, jnp.zeros(zeros.shape, jnp.int32)),
         jnp.full((*lead, budgets.spikes), none, jnp.int32),
         jnp.zeros((*lead, budgets.spikes), jnp.int32),
-        jnp.full((*lead, budgets.active), none, jnp.int32),
+        jnp.full((*lead, budgets.stepped), none, jnp.int32),
     )
+
+
+def jump_tables(model: LIF, dtype):
+    """Exact-solution constants as small tables, computed in float64 on the host, when the
+    time constants are the same for every neuron (else ``(None, None)``: computed per entry).
+
+    Returns ``(lag, arrival)``: ``lag[L]`` = ``(k_m, k_s, c)`` over ``L`` whole windows (the
+    last row is the limit 1, 1, 0 exactly in ``dtype``: longer lags use it); ``arrival[k]``
+    the constants over the ``D - 1 - k`` steps left after an arrival at step ``k``."""
+    taus = (model.tau_m_ms, model.tau_syn_ms)
+    if any(isinstance(x, jax.core.Tracer) or np.ndim(x) != 0 for x in taus):
+        return None, None
+    d = model.delay_steps
+
+    def table(steps):  # host arrays: concrete constants even while tracing
+        return model.propagator_table(steps, dtype)
+
+    arrival = jnp.asarray(table(np.arange(d - 1, -1, -1)))
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    tau_max = max(float(np.asarray(t)) for t in taus)
+    windows = int(np.ceil(-np.log(tiny) * tau_max / (d * model.dt_ms))) + 2
+    while windows <= 2**16:
+        lag = table(np.arange(windows) * d)
+        if np.array_equal(lag[-1], np.array([1, 1, 0], lag.dtype)):
+            return jnp.asarray(lag), arrival
+        windows *= 2
+    return None, arrival
 
 
 @eqx.filter_jit
@@ -157,28 +205,29 @@ def windowed_chunk(
 
     Returns ``(state, spikes_flat [windows, S], spikes_k [windows, S], counts [windows, 4],
     v_rec, g_rec [windows, D, trials, rec])``; ``counts`` holds the true numbers of active
-    and stepped neurons, spikes and synaptic events of each window, to compare with the budgets.
+    and stepped (or left awake, whichever is larger) neurons, spikes and synaptic events of
+    each window, to compare with the budgets.
     """
-    dtype = state.v.dtype
-    n_trials, n = state.v.shape
-    none = n_trials * n
+    dtype = state.cells.dtype
+    n = net.n_neurons
+    none = state.cells.shape[0] - TRASH
+    n_trials = none // n
     d = model.delay_steps
     n_act, n_st = budgets.active, budgets.stepped
     n_spk, n_ev = budgets.spikes, budgets.events
     params = neuron_params(model, dtype)
     w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
     silent = drive.outputs_cut()
-    trial_base = jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n
-    input_flat = (trial_base + drive.input_idx[None, :]).ravel()
-    rec_flat = trial_base + rec_idx[None, :]
-    always_flat = (trial_base + always_idx[None, :]).ravel()
+    n_always = always_idx.shape[0]
+    always_flat = (jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n + always_idx).ravel()
+    # inputs and recorded neurons are among the always-active ones: their positions there
+    input_pos = jnp.searchsorted(always_idx, drive.input_idx).astype(jnp.int32)
+    rec_pos = jnp.searchsorted(always_idx, rec_idx).astype(jnp.int32)
+    lag_table, arrival_table = jump_tables(model, dtype)
     tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
-    slot_of = lambda table, flat: jnp.where(  # noqa: E731
-        flat < none, table[jnp.minimum(flat, none - 1)], n_act
-    )
 
     def window(carry, xs):
-        s, slot_table = carry
+        s, table = carry
         w, replay_w = xs
         # 1. the previous window's spikes -> this window's synaptic events
         live_sp = s.pending_flat < none
@@ -189,52 +238,59 @@ def windowed_chunk(
         post, src, wt_count, n_events = propagate_events(
             i_sp, live_sp, net.indptr, net.indices, net.counts, n_ev
         )
-        live_ev = src >= 0
         src_c = jnp.maximum(src, 0)
-        ev_flat = jnp.where(live_ev, b_sp[src_c] * n + post, none)
+        ev_flat = jnp.where(src >= 0, (b_sp * n)[src_c] + post, none)
         ev_k = s.pending_k[src_c]
-        ev_w = wt_count * w_syn_pre[i_sp[src_c]]
+        ev_w = wt_count * w_syn_pre[i_sp][src_c]  # padding events weigh 0
         if drive.removed is not None:
             ev_w = jnp.where(drive.removed.ravel()[jnp.minimum(ev_flat, none - 1)], 0, ev_w)
 
         # 2. the active set: awake neurons, event targets, inputs and recorded neurons,
         # deduplicated through a scratch table (each candidate writes its position; the
-        # position that reads back its own entry is the one kept)
+        # position that reads back its own entry stands for the neuron; every candidate's
+        # slot is the rank of that position)
         cand = jnp.concatenate([s.awake_flat, ev_flat, always_flat])
-        pos = jnp.arange(cand.shape[0], dtype=jnp.int32)
-        slot_table = slot_table.at[cand].set(pos, mode="drop")
-        first = (cand < none) & (slot_table[jnp.minimum(cand, none - 1)] == pos)
-        chosen, n_active = compact(first, n_act)
-        act = jnp.where(chosen < cand.shape[0], cand[jnp.minimum(chosen, cand.shape[0] - 1)], none)
-        slot_table = slot_table.at[act].set(jnp.arange(n_act, dtype=jnp.int32), mode="drop")
+        n_cand = cand.shape[0]
+        pos = jnp.arange(n_cand, dtype=jnp.int32)
+        table = table.at[trash_index(cand, none)].set(pos, mode="clip")
+        winner = table[cand]
+        first = (cand < none) & (winner == pos)
+        rank, n_active = ranks(first)
+        chosen, _ = compact(first, n_act, rank)
+        act = jnp.where(chosen < n_cand, cand[jnp.minimum(chosen, n_cand - 1)], none)
+        cand_slot = jnp.where(cand < none, jnp.minimum(rank[winner], n_act), n_act)
+        n_aw = s.awake_flat.shape[0]
+        ev_slot = cand_slot[n_aw : n_aw + n_ev]
+        always_slot = cand_slot[n_aw + n_ev :].reshape(n_trials, n_always)
         live_a = act < none
-        act_c = jnp.minimum(act, none - 1)
-        ia = act_c % n
+        ia = jnp.minimum(act, none - 1) % n
 
         # 3. bring the active neurons forward from the window their state is valid for
         p_a = neuron_params(model, dtype, ia)
-        lag = (w - s.valid_from.ravel()[act_c]) * d
-        k_l, ks_l, c_l = propagators(model, lag, dtype, ia)
-        u0 = s.v.ravel()[act_c]  # voltages are held as u = v - v_0 (see neuron_params)
-        g0 = s.g.ravel()[act_c]
-        moved = lag > 0
+        # voltages are held as u = v - v_0 (see neuron_params); padding reads the trash
+        u0, g0, since0, valid0 = unpack_cells(s.cells[act])
+        lag_w = w - valid0
+        if lag_table is None:
+            k_l, ks_l, c_l = propagators(model, lag_w * d, dtype, ia)
+        else:
+            k_l, ks_l, c_l = lag_table[jnp.minimum(lag_w, lag_table.shape[0] - 1)].T
+        moved = lag_w > 0
         va = jnp.where(moved, u0 + (g0 * c_l - u0 * k_l), u0)
         ga = jnp.where(moved, g0 - g0 * ks_l, g0)
-        sa = jnp.minimum(s.since.ravel()[act_c] + lag, SINCE_MAX)
+        sa = jnp.minimum(since0 + lag_w * d, SINCE_MAX)
         rfc_a = refractory_steps[ia]
 
         # 4. a neuron that is not refractory and cannot reach threshold even if all its
         # excitatory input came at once takes the exact solution with its arrivals summed in;
         # the others are stepped one dt at a time
-        ev_slot = slot_of(slot_table, ev_flat)
-        rest = d - 1 - ev_k  # integration steps left after an arrival at step k
-        _, ks_r, c_r = propagators(model, rest, dtype, jnp.minimum(ev_flat, none - 1) % n)
-        u_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(ev_w * c_r, mode="drop")
-        g_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(ev_w - ev_w * ks_r, mode="drop")
-        exc_in = jnp.zeros((n_act,), dtype).at[ev_slot].add(jnp.maximum(ev_w, 0), mode="drop")
-        forced = (
-            jnp.zeros((n_act,), bool).at[slot_of(slot_table, always_flat)].set(True, mode="drop")
-        )
+        if arrival_table is None:
+            _, ks_r, c_r = propagators(model, d - 1 - ev_k, dtype, jnp.minimum(ev_flat, none - 1) % n)
+        else:
+            _, ks_r, c_r = arrival_table[ev_k].T
+        zero = jnp.zeros_like(ev_w)  # a fourth column: 16-byte rows scatter faster
+        summed = jnp.stack([ev_w * c_r, ev_w - ev_w * ks_r, jnp.maximum(ev_w, 0), zero], axis=1)
+        u_in, g_in, exc_in, _ = scatter_to(n_act, ev_slot, summed).T
+        forced = scatter_to(n_act, always_slot.ravel(), True, fill=False, op="set")
         reach = jnp.maximum(va, 0) + (jnp.maximum(ga, 0) + exc_in) * peak
         stepped = live_a & (forced | (sa < rfc_a) | (reach > p_a["v_th"] - tol(p_a)))
         k_d, ks_d, c_d = propagators(model, d, dtype, ia)
@@ -242,59 +298,67 @@ def windowed_chunk(
         g_end = ga - ga * ks_d + g_in
         s_end = jnp.minimum(sa + d, SINCE_MAX)
 
-        st_pos, n_stepped = compact(stepped, n_st)
+        st_rank, n_stepped = ranks(stepped)
+        st_pos, _ = compact(stepped, n_st, st_rank)
         live_s = st_pos < n_act
         st_c = jnp.minimum(st_pos, n_act - 1)
-        step_slot = (
-            jnp.full((n_act + 1,), n_st, jnp.int32)
-            .at[st_pos]
-            .set(jnp.arange(n_st, dtype=jnp.int32), mode="drop")
+        # stepped slot of every active slot (n_st: not stepped), and of the padding slot
+        step_slot = jnp.concatenate(
+            [jnp.where(stepped, jnp.minimum(st_rank, n_st), n_st), jnp.full((1,), n_st, jnp.int32)]
         )
-        arrivals = jnp.zeros((d, n_st), dtype).at[ev_k, step_slot[ev_slot]].add(ev_w, mode="drop")
-        in_slot = step_slot[slot_of(slot_table, input_flat)]
-        rec_slot = jnp.minimum(step_slot[slot_of(slot_table, rec_flat)], n_st - 1)
+        ev_step = step_slot[ev_slot]
+        at_step = jnp.where(ev_step < n_st, ev_k * n_st + ev_step, d * n_st)
+        arrivals = scatter_to(d * n_st, at_step, ev_w).reshape(d, n_st)
+        in_slot = step_slot[always_slot[:, input_pos]].ravel()
+        rec_slot = jnp.minimum(step_slot[always_slot[:, rec_pos]], n_st - 1)
         i_st = ia[st_c]
         p_s = neuron_params(model, dtype, i_st)
         props_s = propagators(model, 1, dtype, i_st)
         rfc_s = rfc_a[st_c]
 
-        def step(c, k):
+        # input events and currents of the window, onto the stepped slots
+        events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
+        ext = jnp.stack([events.reshape(d, -1), i_ext.reshape(d, -1)], axis=2)
+        ext = jax.vmap(lambda e: scatter_to(n_st, in_slot, e))(ext)
+
+        def step(c, xs):
             vs, gs, ss = c
-            events, i_ext = drive.inputs_at(key, w * d + k, replay_w[k], model.dt_ms)
-            ev_s = jnp.zeros((n_st,), dtype).at[in_slot].add(events.ravel(), mode="drop")
-            ie_s = jnp.zeros((n_st,), dtype).at[in_slot].add(i_ext.ravel(), mode="drop")
-            vs, gs, ss, spk = model.step(vs, gs, ss, rfc_s, arrivals[k], ev_s, ie_s, props_s, **p_s)
+            arrive_k, ext_k = xs
+            vs, gs, ss, spk = model.step(
+                vs, gs, ss, rfc_s, arrive_k, ext_k[:, 0], ext_k[:, 1], props_s, **p_s
+            )
             return (vs, gs, ss), (spk & live_s, vs[rec_slot], gs[rec_slot])
 
         (vs, gs, ss), (spk, v_rec, g_rec) = jax.lax.scan(
-            step, (va[st_c], ga[st_c], sa[st_c]), jnp.arange(d, dtype=jnp.int32)
+            step, (va[st_c], ga[st_c], sa[st_c]), (arrivals, ext)
         )
         st_write = jnp.where(live_s, st_pos, n_act)
         v_end = v_end.at[st_write].set(vs, mode="drop")
         g_end = g_end.at[st_write].set(gs, mode="drop")
         s_end = s_end.at[st_write].set(ss, mode="drop")
 
-        shape = (n_trials, n)
-        v_new = s.v.ravel().at[act].set(v_end, mode="drop").reshape(shape)
-        g_new = s.g.ravel().at[act].set(g_end, mode="drop").reshape(shape)
-        since_new = s.since.ravel().at[act].set(s_end, mode="drop").reshape(shape)
-        valid_new = s.valid_from.ravel().at[act].set(w + 1, mode="drop").reshape(shape)
+        rows = pack_cells(v_end, g_end, s_end, jnp.broadcast_to(w + 1, s_end.shape))
+        cells = s.cells.at[trash_index(act, none)].set(rows, mode="clip")
         could_fire = jnp.maximum(v_end, 0) + jnp.maximum(g_end, 0) * peak > p_a["v_th"] - tol(p_a)
         awake = live_a & ((s_end < rfc_a) | could_fire)
-        awake_flat = jnp.where(awake, act, none)
+        aw_pos, n_awake = compact(awake, n_st)
+        awake_flat = jnp.where(aw_pos < n_act, act[jnp.minimum(aw_pos, n_act - 1)], none)
 
-        # 5. this window's spikes, as a list ordered by step, then active slot
+        # 5. this window's spikes, as a list ordered by step, then stepped slot
         pos_sp, n_spikes = compact(spk.ravel(), n_spk)
         live_pos = pos_sp < d * n_st
         k_sp = jnp.where(live_pos, pos_sp // n_st, 0).astype(jnp.int32)
         flat_sp = jnp.where(live_pos, act[st_c[jnp.minimum(pos_sp % n_st, n_st - 1)]], none)
-        counts = jnp.stack([n_active, n_stepped, n_spikes, n_events.astype(jnp.int32)])
-        new = WindowedState(v_new, g_new, since_new, valid_new, flat_sp, k_sp, awake_flat)
-        return (new, slot_table), (flat_sp, k_sp, counts, v_rec, g_rec)
+        # awake neurons are all stepped next window: they share the stepped budget
+        counts = jnp.stack(
+            [n_active, jnp.maximum(n_stepped, n_awake), n_spikes, n_events.astype(jnp.int32)]
+        )
+        new = WindowedState(cells, flat_sp, k_sp, awake_flat)
+        return (new, table), (flat_sp, k_sp, counts, v_rec, g_rec)
 
     windows = w0 + jnp.arange(replay.shape[0], dtype=jnp.int32)
     # the scratch table's contents never matter: every entry read was written this window
-    table = jnp.zeros((none,), jnp.int32)
+    table = jnp.zeros((none + TRASH,), jnp.int32)
     (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
         window, (state, table), (windows, replay)
     )
@@ -308,4 +372,13 @@ def always_active(input_idx, rec_idx) -> jnp.ndarray:
     return jnp.asarray(idx, jnp.int32)
 
 
-__all__ = ["Budgets", "WindowedState", "always_active", "windowed_chunk", "windowed_init"]
+__all__ = [
+    "Budgets",
+    "WindowedState",
+    "always_active",
+    "jump_tables",
+    "pack_cells",
+    "unpack_cells",
+    "windowed_chunk",
+    "windowed_init",
+]
