@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-
 TRASH = 1024  # slots of the trash region (padding entries spread over it)
 
 

@@ -275,10 +275,21 @@ def record_indices(cfg: RunConfig, conn: Connectome, missing: list) -> np.ndarra
 
 
 def simulate_batch(
-    sim: dict, network, model, base: BaseInputs, conds, batch_no: int, rec, ids, *, progress=None
+    sim: dict,
+    network,
+    model,
+    base: BaseInputs,
+    conds,
+    batch_no: int,
+    rec,
+    ids,
+    *,
+    progress=None,
+    budgets=None,
 ):
     """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
-    condition c owning trials [c*T, (c+1)*T), the batch's own seed."""
+    condition c owning trials [c*T, (c+1)*T), the batch's own seed. ``budgets``: the
+    windowed kernel's starting sizes (a previous batch's, to skip growing them again)."""
     from brainsim.sim import simulate
 
     proto = batch_protocol(base, conds, sim["trials"], len(ids))
@@ -295,21 +306,41 @@ def simulate_batch(
         devices=_devices_for(sim["devices"], proto.n_trials),
         progress=progress,
         ids=ids,
+        budgets=budgets,
     )
 
 
 def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
     """Run every condition in batches; returns [(first condition index, SimResult)]."""
+    from brainsim.sim import Budgets
+
     sim = cfg.simulation
     trials = sim["trials"]
     max_batch = (cfg.experiment or {}).get("max_batch_trials", 256)
     parts = []
+    # the device copy of the network and the kernel's grown budgets serve every batch
+    net = prepared_network(conn, sim)
+    grown: dict = {}
 
     def run(conds, first, batch_no, n_batches):
         prog = None
         if progress is not None:
             prog = lambda done, total: progress(batch_no * total + done, n_batches * total)  # noqa: E731
-        r = simulate_batch(sim, conn, model, base, conds, batch_no, rec, conn.ids, progress=prog)
+        n_trials = len(conds) * trials
+        r = simulate_batch(
+            sim,
+            net,
+            model,
+            base,
+            conds,
+            batch_no,
+            rec,
+            conn.ids,
+            progress=prog,
+            budgets=grown.get(n_trials),
+        )
+        if "budgets" in r.stats:
+            grown[n_trials] = Budgets(**r.stats["budgets"])
         parts.append((first, r))
 
     conds = p.conditions
@@ -333,6 +364,15 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
     for bi, g in enumerate(groups):
         run([conds[c] for c in g], g.start, bi + offset, len(groups) + offset)
     return parts
+
+
+def prepared_network(conn, sim: dict):
+    """The connectome as the device arrays the configured kernel and precision read."""
+    from brainsim.sim import Network
+    from brainsim.sim._simulate import PRECISIONS
+
+    dtype = PRECISIONS[sim["precision"]]
+    return Network.from_connectome(conn, dtype, with_pre=sim["kernel"] == "reference")
 
 
 def _devices_for(devices, n_trials: int) -> int:

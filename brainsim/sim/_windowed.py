@@ -59,21 +59,29 @@ class Budgets:
     def grown(self, counts) -> Budgets:
         """Budgets that fit the given true counts (same order as the fields) with headroom.
 
-        Sizes grow in steps of a quarter power of two: few distinct shapes (few
-        recompilations) and at most ~20% padding work.
+        A list cut short also hides the work that follows from it (a truncated active set
+        steps fewer neurons, which spike less and send fewer events), so after an overflow
+        every count is extrapolated by the largest overflow ratio (at most 4x): one re-run
+        instead of a cascade of them, each a compilation. Sizes grow in steps of an eighth of a
+        power of two: few distinct shapes, and padding work bounded by the 20% headroom plus
+        at most 12.5%.
         """
+        counts = np.asarray(counts, np.float64)
+        ratio = float(np.max(counts / np.asarray(dataclasses.astuple(self), np.float64)))
+        if ratio > 1:
+            counts = counts * min(ratio, 4.0)
 
-        def fit(cur: int, need: int) -> int:
+        def fit(cur: int, need: float) -> int:
             if need <= cur:
                 return cur
             target = max(1.2 * need, cur + 1)
             p = 2 ** int(np.floor(np.log2(target)))
-            for m in (1.0, 1.25, 1.5, 1.75, 2.0):
+            for m in np.arange(8, 17) / 8:
                 if p * m >= target:
                     return int(p * m)
             return 2 * p
 
-        sizes = [fit(c, int(n)) for c, n in zip(dataclasses.astuple(self), counts, strict=True)]
+        sizes = [fit(c, n) for c, n in zip(dataclasses.astuple(self), counts, strict=True)]
         return Budgets(*sizes)
 
     def capped(self, entries: int) -> Budgets:
@@ -284,7 +292,9 @@ def windowed_chunk(
         # excitatory input came at once takes the exact solution with its arrivals summed in;
         # the others are stepped one dt at a time
         if arrival_table is None:
-            _, ks_r, c_r = propagators(model, d - 1 - ev_k, dtype, jnp.minimum(ev_flat, none - 1) % n)
+            _, ks_r, c_r = propagators(
+                model, d - 1 - ev_k, dtype, jnp.minimum(ev_flat, none - 1) % n
+            )
         else:
             _, ks_r, c_r = arrival_table[ev_k].T
         zero = jnp.zeros_like(ev_w)  # a fourth column: 16-byte rows scatter faster
