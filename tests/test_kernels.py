@@ -1,12 +1,23 @@
 """Fast paths against the plain references."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brainsim.kernels import propagate_dense, propagate_events
+from brainsim.kernels import (
+    compact,
+    expand_rows,
+    poisson_block,
+    poisson_events,
+    propagate_dense,
+    propagate_events,
+    scatter_to,
+)
 from conftest import random_connectome
 
+from brainsim.models import LIF, SINCE_MAX
 from brainsim.sim import Budgets, Protocol, simulate
+from brainsim.sim._windowed import jump_tables, pack_cells, unpack_cells
 
 
 def test_event_propagation_equals_dense_including_overflow():
@@ -79,3 +90,114 @@ def test_removal_cuts_incoming_and_outgoing():
     assert same_spikes(ref, fast)
     # removed neurons get no synaptic input, so (not being inputs) they never fire
     assert not np.isin(fast.neuron, np.arange(50, 60)).any()
+
+
+def test_expand_rows_matches_a_plain_loop_with_empty_rows_and_overflow():
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        n = int(rng.integers(1, 30))
+        deg = rng.integers(0, 5, n) * (rng.random(n) > 0.3)
+        indptr = np.concatenate([[0], np.cumsum(deg)])
+        s = int(rng.integers(1, 12))
+        rows, valid = rng.integers(0, n, s), rng.random(s) < 0.7
+        want = [
+            (e, j)
+            for j in range(s)
+            if valid[j]
+            for e in range(indptr[rows[j]], indptr[rows[j] + 1])
+        ]
+        budget = int(rng.integers(1, 40))
+        edge, src, total = expand_rows(
+            jnp.asarray(rows), jnp.asarray(valid), jnp.asarray(indptr), budget
+        )
+        k = min(budget, len(want))
+        assert int(total) == len(want)
+        assert list(zip(np.asarray(edge)[:k], np.asarray(src)[:k], strict=True)) == want[:k]
+        assert (np.asarray(src)[k:] == -1).all() and (np.asarray(edge)[k:] == 0).all()
+
+
+def test_compact_and_scatter_to_send_padding_to_the_trash():
+    rng = np.random.default_rng(2)
+    mask = rng.random(200) < 0.3
+    for budget in (10, int(mask.sum()), 300):
+        pos, count = compact(jnp.asarray(mask), budget)
+        want = np.nonzero(mask)[0][:budget]
+        assert int(count) == mask.sum()
+        assert np.array_equal(np.asarray(pos)[: want.size], want)
+        assert (np.asarray(pos)[want.size :] == mask.size).all()
+    idx = rng.integers(0, 40, 500)  # 0..29 real, 30..39 padding/overflow
+    vals = rng.random(500)
+    got = scatter_to(30, jnp.asarray(idx), jnp.asarray(vals))
+    want = np.bincount(idx, vals, minlength=40)[:30]
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_cells_store_integers_bit_for_bit(precision):
+    dtype = jnp.float32 if precision == "float32" else jnp.float64
+    since = jnp.asarray([0, 1, 22, 2**24 + 1, SINCE_MAX], jnp.int32)
+    valid = jnp.asarray([0, 7, 555, 2**20, 2**31 - 1], jnp.int32)
+    u = jnp.asarray([-1.5, 0.0, 3.25, 1e-30, 7.0], dtype)
+    g = -u
+    got = unpack_cells(pack_cells(u, g, since, valid))
+    for a, b in zip(got, (u, g, since, valid), strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_jump_tables_are_the_propagators_and_end_at_their_limit(precision):
+    dtype = jnp.float32 if precision == "float32" else jnp.float64
+    model = LIF()
+    d = model.delay_steps
+    lag, arrival = jump_tables(model, dtype)
+    for w in (0, 1, 7, 300):
+        np.testing.assert_array_equal(
+            np.asarray(lag[w]), np.asarray(jnp.stack(model.propagators(w * d, dtype)))
+        )
+    np.testing.assert_array_equal(np.asarray(lag[-1]), [1, 1, 0])
+    for k in range(d):
+        np.testing.assert_array_equal(
+            np.asarray(arrival[k]), np.asarray(jnp.stack(model.propagators(d - 1 - k, dtype)))
+        )
+    # per-neuron time constants: no tables (the kernel computes the constants per entry)
+    assert jump_tables(LIF(tau_m_ms=np.array([10.0, 20.0])), dtype) == (None, None)
+
+
+def test_poisson_blocks_equal_the_events_step_by_step():
+    key = jax.random.PRNGKey(3)
+    trials = jnp.asarray([0, 5, 2], jnp.int32)
+    rate = jnp.asarray(np.full((3, 4), 2000.0), jnp.float32)
+    block = poisson_block(key, trials, jnp.int32(2), rate, 0.1, 18)
+    for k in (0, 9, 17):
+        step = jnp.int32(2 * 18 + k)
+        np.testing.assert_array_equal(
+            np.asarray(block[k]), np.asarray(poisson_events(key, trials, step, rate, 0.1, 18))
+        )
+    # trial 5's events do not depend on which other trials share the batch
+    alone = poisson_block(key, trials[1:2], jnp.int32(2), rate[1:2], 0.1, 18)
+    np.testing.assert_array_equal(np.asarray(alone[:, 0]), np.asarray(block[:, 1]))
+    assert 0.1 < float(block.mean()) < 0.3  # 2000 Hz x 0.1 ms = 0.2 per step
+
+
+def test_budgets_extrapolate_past_an_overflow():
+    b = Budgets(active=100, stepped=100, spikes=10, events=100)
+    assert b.grown([50, 20, 5, 80]) == b  # nothing overflowed: unchanged
+    grown = b.grown([200, 20, 5, 150])  # active cut at half: everything after it doubles
+    assert grown.active >= 1.2 * 200 * 2 and grown.events >= 1.2 * 150 * 2
+    assert grown.spikes == 10 and grown.stepped == 100  # still within budget after doubling
+    huge = b.grown([100_000, 20, 5, 80])  # extrapolation is capped at 4x
+    assert huge.active < 1.2 * 100_000 * 4 * 1.13
+
+
+def test_windowed_equals_reference_with_per_neuron_time_constants():
+    n = 120
+    conn = random_connectome(n, 0.08, seed=4, max_count=60)
+    rng = np.random.default_rng(4)
+    model = LIF(tau_m_ms=rng.uniform(10.0, 30.0, n), tau_syn_ms=rng.uniform(3.0, 8.0, n))
+    proto = Protocol.build(2, n, poisson=[(rng.choice(n, 10, replace=False), 150.0)])
+    kw = dict(model=model, duration_ms=60.0, precision="float64", seed=4, record=[3])
+    ref = simulate(conn, proto, kernel="reference", **kw)
+    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 8, 4, 8), **kw)
+    assert ref.n_spikes > 30
+    assert same_spikes(ref, fast)
+    np.testing.assert_allclose(fast.v_rec, ref.v_rec, atol=1e-9)
