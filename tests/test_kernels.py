@@ -71,7 +71,7 @@ def test_windowed_equals_reference_on_random_networks(precision, seed):
     kw = dict(duration_ms=60.0, precision=precision, seed=seed, record=[int(inputs[0]), 7])
     ref = simulate(conn, proto, kernel="reference", **kw)
     # tiny initial budgets force overflow: the engine must grow them and re-run, losing nothing
-    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 8, 4, 8), **kw)
+    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 8, 4, 8, 8), **kw)
     assert fast.stats["reruns"] > 0
     assert ref.n_spikes > 50
     assert same_spikes(ref, fast)
@@ -149,18 +149,21 @@ def test_jump_tables_are_the_propagators_and_end_at_their_limit(precision):
     dtype = jnp.float32 if precision == "float32" else jnp.float64
     model = LIF()
     d = model.delay_steps
-    lag, arrival = jump_tables(model, dtype)
+    lag, arrival, c_window = jump_tables(model, dtype)
     for w in (0, 1, 7, 300):
         np.testing.assert_array_equal(
             np.asarray(lag[w]), np.asarray(jnp.stack(model.propagators(w * d, dtype)))
         )
     np.testing.assert_array_equal(np.asarray(lag[-1]), [1, 1, 0])
+    c = [float(model.propagators(j, dtype)[2]) for j in range(d + 1)]
     for k in range(d):
         np.testing.assert_array_equal(
-            np.asarray(arrival[k]), np.asarray(jnp.stack(model.propagators(d - 1 - k, dtype)))
+            np.asarray(arrival[k, :3]), np.asarray(jnp.stack(model.propagators(d - 1 - k, dtype)))
         )
+        assert float(arrival[k, 3]) == max(c[: d - k])  # the largest rise left in the window
+    assert c_window == max(c) and 0 < c_window < model.psp_peak_factor() / 2
     # per-neuron time constants: no tables (the kernel computes the constants per entry)
-    assert jump_tables(LIF(tau_m_ms=np.array([10.0, 20.0])), dtype) == (None, None)
+    assert jump_tables(LIF(tau_m_ms=np.array([10.0, 20.0])), dtype) == (None, None, None)
 
 
 def test_poisson_blocks_equal_the_events_step_by_step():
@@ -180,12 +183,12 @@ def test_poisson_blocks_equal_the_events_step_by_step():
 
 
 def test_budgets_extrapolate_past_an_overflow():
-    b = Budgets(active=100, stepped=100, spikes=10, events=100)
-    assert b.grown([50, 20, 5, 80]) == b  # nothing overflowed: unchanged
-    grown = b.grown([200, 20, 5, 150])  # active cut at half: everything after it doubles
+    b = Budgets(active=100, stepped=100, spikes=10, events=100, awake=100)
+    assert b.grown([50, 20, 5, 80, 30]) == b  # nothing overflowed: unchanged
+    grown = b.grown([200, 20, 5, 150, 30])  # active cut at half: everything after it doubles
     assert grown.active >= 1.2 * 200 * 2 and grown.events >= 1.2 * 150 * 2
     assert grown.spikes == 10 and grown.stepped == 100  # still within budget after doubling
-    huge = b.grown([100_000, 20, 5, 80])  # extrapolation is capped at 4x
+    huge = b.grown([100_000, 20, 5, 80, 30])  # extrapolation is capped at 4x
     assert huge.active < 1.2 * 100_000 * 4 * 1.13
 
 
@@ -197,7 +200,7 @@ def test_windowed_equals_reference_with_per_neuron_time_constants():
     proto = Protocol.build(2, n, poisson=[(rng.choice(n, 10, replace=False), 150.0)])
     kw = dict(model=model, duration_ms=60.0, precision="float64", seed=4, record=[3])
     ref = simulate(conn, proto, kernel="reference", **kw)
-    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 8, 4, 8), **kw)
+    fast = simulate(conn, proto, kernel="windowed", budgets=Budgets(8, 8, 4, 8, 8), **kw)
     assert ref.n_spikes > 30
     assert same_spikes(ref, fast)
     np.testing.assert_allclose(fast.v_rec, ref.v_rec, atol=1e-9)

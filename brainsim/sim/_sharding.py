@@ -91,7 +91,7 @@ def sharded_windowed_chunk(
     mesh, model, net, drive, rfc, always, state, w0, replay, key, rec, budgets, peak
 ):
     """:func:`windowed_chunk` with the trials split over ``mesh``. Outputs carry a leading
-    shard axis: ``flat``/``k`` [shards, windows, S], ``counts`` [shards, windows, 4]; flat
+    shard axis: ``flat``/``k`` [shards, windows, S], ``counts`` [shards, windows, 5]; flat
     indices are local to their shard."""
     arrays, static = eqx.partition(model, eqx.is_array)
     fn = _sharded(

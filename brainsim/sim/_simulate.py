@@ -20,6 +20,7 @@ from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
 from brainsim.sim._windowed import Budgets, always_active, windowed_chunk, windowed_init
 
 KERNELS = ("windowed", "reference")
+FIELDS = [f.name for f in dataclasses.fields(Budgets)]
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
 
 
@@ -84,14 +85,17 @@ def _x64_guard(precision: str):
 
 def initial_budgets(n_trials: int, n_inputs: int, n_rec: int, n_neurons: int) -> Budgets:
     """Small first sizes (they grow as a run needs); never more than one entry per
-    (trial, neuron), which a window cannot exceed for active and stepped neurons."""
-    base = max(1024, 2 ** math.ceil(math.log2(4 * n_trials * (n_inputs + n_rec + 16))))
+    (trial, neuron), which a window cannot exceed for its neuron lists."""
+    always = n_trials * (n_inputs + n_rec + 16)  # inputs and recorded: stepped every window
+    base = max(1024, 2 ** math.ceil(math.log2(4 * always)))
+    few = max(256, 2 ** math.ceil(math.log2(2 * always)))
     cap = n_trials * n_neurons
     return Budgets(
         active=min(base, cap),
-        stepped=min(base, cap),
+        stepped=min(few, cap),
         spikes=min(max(256, base // 4), cap),
         events=base * 4,
+        awake=min(few, cap),
     )
 
 
@@ -207,7 +211,7 @@ def simulate(
                     out = sharded_windowed_chunk(mesh, *args, budgets, peak)
                 else:
                     out = windowed_chunk(*args, budgets, peak)
-                need = np.asarray(out[3]).reshape(-1, 4).max(axis=0)
+                need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
                 grown = budgets.grown(need).capped(none)
                 if grown == budgets:
                     break

@@ -11,8 +11,14 @@ the window starts. Within a window, neurons do not influence each other. So per 
    threshold on its own (``max(v - v_0, 0) + max(g, 0) x peak > v_th - v_0``, where
    ``peak`` is the largest voltage a unit of g can still produce,
    :meth:`LIF.psp_peak_factor`);
-3. active neurons are stepped D times, one dt at a time, with the model's step function.
-   Every other neuron has no input, is not refractory and cannot spike, so it follows the
+3. an active neuron is stepped D times, one dt at a time, with the model's step function,
+   when it is refractory, an input or recorded, or could cross threshold within the window:
+   ``max(u, 0) + max(g, 0) x c_D + sum of max(w, 0) x c_max(steps left after its arrival)
+   > v_th - v_0``, where ``c(t)`` is the voltage a unit of g produces after t and the
+   ``c`` factors are its maxima over the window's steps (much below its peak: the window is
+   1.8 ms, the peak comes after ~9 ms); the other active neurons take the exact solution
+   with their arrivals summed in.
+4. Every other neuron has no input, is not refractory and cannot spike, so it follows the
    exact linear solution; it is not touched at all: its state stays as stored, with the
    window it is valid for, and is brought forward in one exact jump (any number of steps)
    when it next becomes active.
@@ -22,7 +28,7 @@ size of the network. The jumps equal the single steps up to floating-point round
 spikes agree with the reference stepper except where a voltage lies within rounding of
 the threshold.
 
-Budgets: the active list, the spikes of a window and their synaptic events live in arrays of
+Budgets: the neuron lists, the spikes of a window and their synaptic events live in arrays of
 fixed sizes (``Budgets``). The stepper reports the true counts; the engine re-runs a chunk
 with larger budgets whenever a count exceeded its budget, so nothing is ever dropped.
 """
@@ -47,14 +53,14 @@ from brainsim.sim._protocol import Drive
 @dataclasses.dataclass(frozen=True)
 class Budgets:
     """Array sizes per window, summed over trials: active neurons (touched this window),
-    stepped neurons (of those, the ones integrated one dt at a time; also the size of the
-    list of neurons a window leaves awake, all of which the next window steps), spikes, and
-    synaptic events."""
+    stepped neurons (of those, the ones integrated one dt at a time), spikes, synaptic
+    events, and awake neurons (left active for the next window)."""
 
     active: int
     stepped: int
     spikes: int
     events: int
+    awake: int
 
     def grown(self, counts) -> Budgets:
         """Budgets that fit the given true counts (same order as the fields) with headroom.
@@ -85,9 +91,12 @@ class Budgets:
         return Budgets(*sizes)
 
     def capped(self, entries: int) -> Budgets:
-        """Active and stepped lists never need more than one slot per (trial, neuron)."""
+        """Neuron lists never need more than one slot per (trial, neuron)."""
         return dataclasses.replace(
-            self, active=min(self.active, entries), stepped=min(self.stepped, entries)
+            self,
+            active=min(self.active, entries),
+            stepped=min(self.stepped, entries),
+            awake=min(self.awake, entries),
         )
 
 
@@ -107,7 +116,7 @@ class WindowedState(eqx.Module):
     pending_flat: Int[Array, " spikes"]
     pending_k: Int[Array, " spikes"]
     # entries the previous window left awake (refractory, or able to reach threshold)
-    awake_flat: Int[Array, " stepped"]
+    awake_flat: Int[Array, " awake"]
 
     def with_budgets(self, budgets: Budgets, none: int) -> WindowedState:
         """The same state with its lists padded (last axis) to the given budgets; ``none``
@@ -124,7 +133,7 @@ class WindowedState(eqx.Module):
             self,
             pending_flat=pad(self.pending_flat, budgets.spikes, none),
             pending_k=pad(self.pending_k, budgets.spikes, 0),
-            awake_flat=pad(self.awake_flat, budgets.stepped, none),
+            awake_flat=pad(self.awake_flat, budgets.awake, none),
         )
 
 
@@ -163,7 +172,7 @@ def windowed_init(
         pack_cells(zeros, zeros, never, jnp.zeros(zeros.shape, jnp.int32)),
         jnp.full((*lead, budgets.spikes), none, jnp.int32),
         jnp.zeros((*lead, budgets.spikes), jnp.int32),
-        jnp.full((*lead, budgets.stepped), none, jnp.int32),
+        jnp.full((*lead, budgets.awake), none, jnp.int32),
     )
 
 
@@ -171,27 +180,33 @@ def jump_tables(model: LIF, dtype):
     """Exact-solution constants as small tables, computed in float64 on the host, when the
     time constants are the same for every neuron (else ``(None, None)``: computed per entry).
 
-    Returns ``(lag, arrival)``: ``lag[L]`` = ``(k_m, k_s, c)`` over ``L`` whole windows (the
-    last row is the limit 1, 1, 0 exactly in ``dtype``: longer lags use it); ``arrival[k]``
-    the constants over the ``D - 1 - k`` steps left after an arrival at step ``k``."""
+    Returns ``(lag, arrival, c_window)``: ``lag[L]`` = ``(k_m, k_s, c)`` over ``L`` whole
+    windows (the last row is the limit 1, 1, 0 exactly in ``dtype``: longer lags use it);
+    ``arrival[k]`` = ``(k_m, k_s, c, c_max)`` over the ``D - 1 - k`` steps left after an
+    arrival at step ``k``, ``c_max`` the largest ``c`` over those steps; ``c_window`` the
+    largest ``c`` over the ``D`` steps of a window (``c`` is the voltage a unit of g
+    produces: these bound how far a neuron can rise within a window)."""
     taus = (model.tau_m_ms, model.tau_syn_ms)
     if any(isinstance(x, jax.core.Tracer) or np.ndim(x) != 0 for x in taus):
-        return None, None
+        return None, None, None
     d = model.delay_steps
 
     def table(steps):  # host arrays: concrete constants even while tracing
         return model.propagator_table(steps, dtype)
 
-    arrival = jnp.asarray(table(np.arange(d - 1, -1, -1)))
+    c_max = np.maximum.accumulate(table(np.arange(d + 1))[:, 2])
+    rest = np.arange(d - 1, -1, -1)
+    arrival = jnp.asarray(np.concatenate([table(rest), c_max[rest, None]], axis=1))
+    c_window = float(c_max[d])
     tiny = float(np.finfo(dtype).smallest_subnormal)
     tau_max = max(float(np.asarray(t)) for t in taus)
     windows = int(np.ceil(-np.log(tiny) * tau_max / (d * model.dt_ms))) + 2
     while windows <= 2**16:
         lag = table(np.arange(windows) * d)
         if np.array_equal(lag[-1], np.array([1, 1, 0], lag.dtype)):
-            return jnp.asarray(lag), arrival
+            return jnp.asarray(lag), arrival, c_window
         windows *= 2
-    return None, arrival
+    return None, arrival, c_window
 
 
 @eqx.filter_jit
@@ -211,10 +226,10 @@ def windowed_chunk(
 ):
     """Advance ``replay.shape[0]`` windows of ``model.delay_steps`` steps from window ``w0``.
 
-    Returns ``(state, spikes_flat [windows, S], spikes_k [windows, S], counts [windows, 4],
+    Returns ``(state, spikes_flat [windows, S], spikes_k [windows, S], counts [windows, 5],
     v_rec, g_rec [windows, D, trials, rec])``; ``counts`` holds the true numbers of active
-    and stepped (or left awake, whichever is larger) neurons, spikes and synaptic events of
-    each window, to compare with the budgets.
+    and stepped neurons, spikes, synaptic events and awake neurons of each window (the
+    fields of :class:`Budgets`), to compare with the budgets.
     """
     dtype = state.cells.dtype
     n = net.n_neurons
@@ -231,7 +246,9 @@ def windowed_chunk(
     # inputs and recorded neurons are among the always-active ones: their positions there
     input_pos = jnp.searchsorted(always_idx, drive.input_idx).astype(jnp.int32)
     rec_pos = jnp.searchsorted(always_idx, rec_idx).astype(jnp.int32)
-    lag_table, arrival_table = jump_tables(model, dtype)
+    lag_table, arrival_table, c_window = jump_tables(model, dtype)
+    if arrival_table is None:  # per-neuron time constants: bound by the PSP's peak
+        c_window = peak
     tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
 
     def window(carry, xs):
@@ -288,20 +305,22 @@ def windowed_chunk(
         sa = jnp.minimum(since0 + lag_w * d, SINCE_MAX)
         rfc_a = refractory_steps[ia]
 
-        # 4. a neuron that is not refractory and cannot reach threshold even if all its
-        # excitatory input came at once takes the exact solution with its arrivals summed in;
-        # the others are stepped one dt at a time
+        # 4. a neuron that is not refractory and cannot reach threshold within the window
+        # even if its excitatory input rose as fast as it can takes the exact solution with
+        # its arrivals summed in; the others are stepped one dt at a time
         if arrival_table is None:
-            _, ks_r, c_r = propagators(
-                model, d - 1 - ev_k, dtype, jnp.minimum(ev_flat, none - 1) % n
-            )
+            post_c = jnp.minimum(ev_flat, none - 1) % n
+            _, ks_r, c_r = propagators(model, d - 1 - ev_k, dtype, post_c)
+            c_rise = peak
         else:
-            _, ks_r, c_r = arrival_table[ev_k].T
+            _, ks_r, c_r, c_rise = arrival_table[ev_k].T
         zero = jnp.zeros_like(ev_w)  # a fourth column: 16-byte rows scatter faster
-        summed = jnp.stack([ev_w * c_r, ev_w - ev_w * ks_r, jnp.maximum(ev_w, 0), zero], axis=1)
-        u_in, g_in, exc_in, _ = scatter_to(n_act, ev_slot, summed).T
+        summed = jnp.stack(
+            [ev_w * c_r, ev_w - ev_w * ks_r, jnp.maximum(ev_w, 0) * c_rise, zero], axis=1
+        )
+        u_in, g_in, exc_rise, _ = scatter_to(n_act, ev_slot, summed).T
         forced = scatter_to(n_act, always_slot.ravel(), True, fill=False, op="set")
-        reach = jnp.maximum(va, 0) + (jnp.maximum(ga, 0) + exc_in) * peak
+        reach = jnp.maximum(va, 0) + jnp.maximum(ga, 0) * c_window + exc_rise
         stepped = live_a & (forced | (sa < rfc_a) | (reach > p_a["v_th"] - tol(p_a)))
         k_d, ks_d, c_d = propagators(model, d, dtype, ia)
         v_end = va + (ga * c_d - va * k_d) + u_in
@@ -351,7 +370,7 @@ def windowed_chunk(
         cells = s.cells.at[trash_index(act, none)].set(rows, mode="clip")
         could_fire = jnp.maximum(v_end, 0) + jnp.maximum(g_end, 0) * peak > p_a["v_th"] - tol(p_a)
         awake = live_a & ((s_end < rfc_a) | could_fire)
-        aw_pos, n_awake = compact(awake, n_st)
+        aw_pos, n_awake = compact(awake, budgets.awake)
         awake_flat = jnp.where(aw_pos < n_act, act[jnp.minimum(aw_pos, n_act - 1)], none)
 
         # 5. this window's spikes, as a list ordered by step, then stepped slot
@@ -359,10 +378,7 @@ def windowed_chunk(
         live_pos = pos_sp < d * n_st
         k_sp = jnp.where(live_pos, pos_sp // n_st, 0).astype(jnp.int32)
         flat_sp = jnp.where(live_pos, act[st_c[jnp.minimum(pos_sp % n_st, n_st - 1)]], none)
-        # awake neurons are all stepped next window: they share the stepped budget
-        counts = jnp.stack(
-            [n_active, jnp.maximum(n_stepped, n_awake), n_spikes, n_events.astype(jnp.int32)]
-        )
+        counts = jnp.stack([n_active, n_stepped, n_spikes, n_events.astype(jnp.int32), n_awake])
         new = WindowedState(cells, flat_sp, k_sp, awake_flat)
         return (new, table), (flat_sp, k_sp, counts, v_rec, g_rec)
 
