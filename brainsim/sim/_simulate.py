@@ -35,7 +35,9 @@ class SimResult:
         n_trials, n_steps, dt_ms: run size.
         ids: int64 [n_neurons] external ids.
         rec_idx: recorded neuron indices; ``v_rec``/``g_rec`` float [steps, trials, rec].
-        stats: kernel figures (budgets, re-runs, wall time).
+        stats: kernel figures: ``budgets_used`` (array sizes at the end), ``budgets`` (the
+            sizes this run needed, with headroom: where to start a similar run), ``reruns``
+            (chunks re-run to grow them), ``wall_s``.
     """
 
     trial: np.ndarray
@@ -191,6 +193,7 @@ def simulate(
             raise ValueError(f"{b} trials cannot be split evenly over {n_dev} device(s)")
         b_local = b // n_dev
         budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
+        start_budgets, peak_need = budgets, np.zeros(len(FIELDS), np.int64)
         state = windowed_init(model, b, n, dtype, budgets, n_dev)
         always = always_active(protocol.input_idx, rec_idx)
         peak = model.psp_peak_factor()
@@ -214,6 +217,7 @@ def simulate(
                 need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
                 grown = budgets.grown(need).capped(none)
                 if grown == budgets:
+                    peak_need = np.maximum(peak_need, need)
                     break
                 budgets = grown
                 stats["reruns"] += 1
@@ -232,7 +236,11 @@ def simulate(
             w += m
             if progress:
                 progress(min(w * d, n_steps), n_steps)
-        stats["budgets"] = dataclasses.asdict(budgets)
+        stats["budgets_used"] = dataclasses.asdict(budgets)
+        # what this run needed with headroom (growth may have overshot while extrapolating):
+        # the sizes to start a run like it with
+        fitted = start_budgets.grown(peak_need, extrapolate=False).capped(none)
+        stats["budgets"] = dataclasses.asdict(fitted)
 
     stats["wall_s"] = time.perf_counter() - t_wall
     cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731

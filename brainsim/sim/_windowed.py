@@ -62,25 +62,25 @@ class Budgets:
     events: int
     awake: int
 
-    def grown(self, counts) -> Budgets:
+    def grown(self, counts, *, extrapolate: bool = True) -> Budgets:
         """Budgets that fit the given true counts (same order as the fields) with headroom.
 
         A list cut short also hides the work that follows from it (a truncated active set
         steps fewer neurons, which spike less and send fewer events), so after an overflow
-        every count is extrapolated by the largest overflow ratio (at most 4x): one re-run
-        instead of a cascade of them, each a compilation. Sizes grow in steps of an eighth of a
-        power of two: few distinct shapes, and padding work bounded by the 20% headroom plus
-        at most 12.5%.
+        every count is extrapolated (unless ``extrapolate`` is False) by the largest overflow
+        ratio (at most 4x): one re-run instead of a cascade of them, each a compilation.
+        Sizes grow in steps of an eighth of a power of two: few distinct shapes, and padding
+        work bounded by the 10% headroom plus at most 12.5%.
         """
         counts = np.asarray(counts, np.float64)
         ratio = float(np.max(counts / np.asarray(dataclasses.astuple(self), np.float64)))
-        if ratio > 1:
+        if extrapolate and ratio > 1:
             counts = counts * min(ratio, 4.0)
 
         def fit(cur: int, need: float) -> int:
             if need <= cur:
                 return cur
-            target = max(1.2 * need, cur + 1)
+            target = max(1.1 * need, cur + 1)
             p = 2 ** int(np.floor(np.log2(target)))
             for m in np.arange(8, 17) / 8:
                 if p * m >= target:
