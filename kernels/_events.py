@@ -6,9 +6,9 @@ inside ``jit``; the kernel reports the true totals, and the caller must re-run w
 budgets whenever a total exceeds its budget (the engine does so), so no event is dropped.
 
 Scatters write in ``mode="clip"`` into arrays with a trailing *trash region* that receives
-every padding or overflowing entry (:func:`scatter_to`); measured on XLA's CPU backend,
-scatters in ``mode="drop"`` (and ``jnp.nonzero(size=...)``, built on one) cost 4-5x more
-per element (benchmarks/RESULTS.md, "Kernel building blocks").
+every padding or overflowing entry (:func:`scatter_to`): on XLA's CPU backend a scatter in
+``mode="drop"`` costs about 4x more per element, and padding written to a single trash slot
+about 3x more than spread over a region (``benchmarks/bench_kernel_blocks.py``).
 """
 
 from __future__ import annotations

@@ -22,9 +22,11 @@ from brainsim.sim import Budgets, Network, Protocol, SimResult, simulate
 
 INPUT_TYPE = "sugar_like_GRN"
 READOUT_TYPE = "MN9_like"
-# Brian2 (Cython runtime), whole-brain-sized network, 1 s trial, on the project's 2-core CPU
-# (DESIGN.md, "Where speed comes from"): the baseline the sugar figure is compared with.
-BRIAN2_CYTHON_S_PER_TRIAL_SECOND = 4.6
+# Brian2 2.9 (Cython runtime, float64) on the whole-brain synthetic network, sugar protocol,
+# 30 trials x 1 s, on the project's 2-core CPU: 2.32-2.40 s per trial-second, measured by
+# benchmarks/reference/compare_brian2.py (benchmarks/RESULTS.md, 2026-11-25; DESIGN.md had
+# guessed 4.6). Only a rough guide on another machine: run the harness there.
+BRIAN2_CYTHON_S_PER_TRIAL_SECOND = 2.35
 
 
 def spec_for(scale: float, seed: int = 0) -> str:

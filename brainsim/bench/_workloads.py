@@ -85,8 +85,8 @@ def sugar(
     out-degree of the neuron that fired), ``spikes_per_second``, ``neurons_firing``,
     ``mean_rate_hz``, ``reruns_first`` (chunks re-run to grow budgets in the first run, each a
     compilation), ``reruns_timed``, ``budgets``, ``load_s`` and
-    ``brian2_cython_over_brainsim`` (the Brian2 baseline of DESIGN.md, 2-core CPU, over
-    ``s_per_trial_second``: only comparable on that machine).
+    ``brian2_cython_over_brainsim`` (Brian2's time on the project's 2-core CPU, measured by
+    ``benchmarks/reference``, over ``s_per_trial_second``: only comparable on that machine).
     """
     spec, conn, load_s = _network(spec, scale, seed, cache)
     proto = sugar_protocol(conn, trials, rate_hz)
