@@ -9,6 +9,7 @@ from brainsim.kernels._dense import propagate_dense, propagate_dense_matrix
 from brainsim.kernels._events import (
     TRASH,
     compact,
+    compact_sparse,
     expand_rows,
     propagate_events,
     ranks,
@@ -20,6 +21,7 @@ from brainsim.kernels._poisson import poisson_block, poisson_events
 __all__ = [
     "TRASH",
     "compact",
+    "compact_sparse",
     "expand_rows",
     "poisson_block",
     "poisson_events",

@@ -66,6 +66,26 @@ def compact(mask: Bool[Array, " n"], budget: int, rank=None):
     return pos, count
 
 
+def compact_sparse(mask, budget: int, block: int = 32):
+    """:func:`compact` for a long, sparse mask: the blocks of ``block`` entries that hold a
+    True are found first (a reduction), then only those blocks are compacted. Same result
+    as ``compact(mask, budget)`` whenever the count fits the budget (the count is exact
+    either way)."""
+    n = mask.shape[0]
+    pad = -n % block
+    blocks = jnp.pad(mask, (0, pad)).reshape(-1, block)
+    n_blocks = blocks.shape[0]
+    count = jnp.sum(mask, dtype=jnp.int32)
+    # at most ``budget`` blocks hold the first ``budget`` entries
+    b_pos, _ = compact(jnp.any(blocks, axis=1), budget)
+    live = b_pos < n_blocks
+    picked = blocks[jnp.minimum(b_pos, n_blocks - 1)] & live[:, None]
+    inner, _ = compact(picked.reshape(-1), budget)
+    row, col = inner // block, inner % block
+    pos = b_pos[jnp.minimum(row, budget - 1)] * block + col
+    return jnp.where(inner < budget * block, pos, n).astype(jnp.int32), count
+
+
 def expand_rows(
     rows: Int[Array, " spikes"],
     valid: Bool[Array, " spikes"],

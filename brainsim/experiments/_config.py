@@ -15,7 +15,7 @@ Schema (every key optional unless marked required)::
     seed = 0
     dt_ms = 0.1
     precision = "float32"      # or "float64"
-    kernel = "windowed"        # or "reference" (dense; small networks only)
+    kernel = "windowed"        # or "dense_window" (every neuron driven), "reference" (small nets)
     chunk_ms = 100.0
     devices = 1                # or N, or "all": trials split over devices (same results)
     [[stimulus]]               # kind = "poisson": neurons (selector), rate_hz
@@ -140,7 +140,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         "seed": _get(sim, "seed", int, s, default=0),
         "dt_ms": _positive(sim, "dt_ms", s, default=0.1),
         "precision": _choice(sim, "precision", ("float32", "float64"), s, "float32"),
-        "kernel": _choice(sim, "kernel", ("windowed", "reference"), s, "windowed"),
+        "kernel": _choice(sim, "kernel", ("windowed", "dense_window", "reference"), s, "windowed"),
         "chunk_ms": _positive(sim, "chunk_ms", s, default=100.0),
         "devices": devices,
     }

@@ -179,7 +179,7 @@ def differentiable_run(
     n_full = n_steps // k
     main = (
         steps[: n_full * k].reshape(n_full, k),
-        replay[: n_full * k].reshape(n_full, k, b, n_in),
+        replay[: n_full * k].reshape(n_full, k, b, -1),
     )
     state, ys = jax.lax.scan(chunk, state, main)
     ys = jax.tree_util.tree_map(lambda y: y.reshape(n_full * k, *y.shape[2:]), ys)

@@ -142,12 +142,15 @@ class Protocol:
         return out
 
     def replay_dense(self, t0: int, n_steps: int) -> np.ndarray:
-        """float32 [n_steps, n_trials, n_in]: replayed event counts of steps [t0, t0+n)."""
+        """float32 [n_steps, n_trials, n_in]: replayed event counts of steps [t0, t0+n);
+        [n_steps, n_trials, 1] zeros (broadcasting over the inputs) when nothing is
+        replayed, so that a run driving every neuron moves no large array of zeros."""
+        if self.replay_events is None or not len(self.replay_events):
+            return np.zeros((n_steps, self.n_trials, 1), np.float32)
         out = np.zeros((n_steps, self.n_trials, self.n_inputs), np.float32)
-        if self.replay_events is not None and len(self.replay_events):
-            ev = self.replay_events
-            sel = (ev[:, 1] >= t0) & (ev[:, 1] < t0 + n_steps)
-            np.add.at(out, (ev[sel, 1] - t0, ev[sel, 0], ev[sel, 2]), 1.0)
+        ev = self.replay_events
+        sel = (ev[:, 1] >= t0) & (ev[:, 1] < t0 + n_steps)
+        np.add.at(out, (ev[sel, 1] - t0, ev[sel, 0], ev[sel, 2]), 1.0)
         return out
 
     def device(self, dtype) -> Drive:

@@ -40,7 +40,7 @@ def reference_chunk(
     refractory_steps: Int[Array, " neurons"],
     state: ReferenceState,
     t0: Int[Array, ""],
-    replay: Float[Array, "steps trials inputs"],
+    replay: Float[Array, "steps trials inputs_or_1"],
     key: Array,
     rec_idx: Int[Array, " recorded"],
 ):

@@ -13,13 +13,17 @@ import numpy as np
 
 from brainsim.connectome import Connectome
 from brainsim.models import LIF
+from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
 from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
 from brainsim.sim._windowed import Budgets, always_active, windowed_chunk, windowed_init
 
-KERNELS = ("windowed", "reference")
+KERNELS = ("windowed", "dense_window", "reference")
+# "windowed" hands a single-device run to the dense-window stepper when at least this
+# fraction of the neurons is driven or recorded (stepped every dt anyway)
+DENSE_FRACTION = 0.25
 FIELDS = [f.name for f in dataclasses.fields(Budgets)]
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
 
@@ -123,7 +127,10 @@ def simulate(
         network: a Connectome (moved to the device here) or a prepared :class:`Network`.
         protocol: drive and perturbations (internal neuron indices).
         model: LIF parameters (defaults: Shiu et al. 2024).
-        kernel: ``"windowed"`` (event-driven, fast) or ``"reference"`` (dense, every
+        kernel: ``"windowed"`` (event-driven, fast; on one device it runs the dense-window
+            stepper when a quarter or more of the neurons are driven or recorded),
+            ``"dense_window"`` (every neuron stepped every dt, synapses event-driven per
+            window: for dense activity; one device) or ``"reference"`` (dense, every
             connection every step: for validation on small networks).
         precision: ``"float32"`` or ``"float64"`` (needs JAX 64-bit mode).
         record: neuron indices whose v and g are returned at every step.
@@ -192,10 +199,20 @@ def simulate(
         if n_dev < 1 or b % n_dev:
             raise ValueError(f"{b} trials cannot be split evenly over {n_dev} device(s)")
         b_local = b // n_dev
+        always = always_active(protocol.input_idx, rec_idx)
+        if kernel == "dense_window" and n_dev > 1:
+            raise ValueError("the dense_window kernel runs on one device (devices = 1)")
+        dense = kernel == "dense_window" or (n_dev == 1 and always.size >= DENSE_FRACTION * n)
+        if budgets is None and dense:  # only the spike and event lists are used
+            budgets = Budgets(active=1, stepped=1, spikes=1024, events=65536, awake=1)
         budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
         start_budgets, peak_need = budgets, np.zeros(len(FIELDS), np.int64)
-        state = windowed_init(model, b, n, dtype, budgets, n_dev)
-        always = always_active(protocol.input_idx, rec_idx)
+        if dense:
+            stats["kernel"] = "dense_window"
+            every_input = bool(np.array_equal(protocol.input_idx, np.arange(n)))
+            state = dense_window_init(model, b, n, dtype, budgets)
+        else:
+            state = windowed_init(model, b, n, dtype, budgets, n_dev)
         peak = model.psp_peak_factor()
         none = b_local * n
         if n_dev > 1:
@@ -205,12 +222,26 @@ def simulate(
         w = 0
         while w < n_windows:
             m = min(wpc, n_windows - w)
-            replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, protocol.n_inputs)
+            replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, -1)
             replay = jnp.asarray(replay_np, dtype)
             while True:
                 start = state.with_budgets(budgets, none)
                 args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)
-                if n_dev > 1:
+                if dense:
+                    out = dense_window_chunk(
+                        model,
+                        net,
+                        drive,
+                        rfc,
+                        start,
+                        jnp.int32(w),
+                        replay,
+                        key,
+                        rec_dev,
+                        budgets,
+                        every_input,
+                    )
+                elif n_dev > 1:
                     out = sharded_windowed_chunk(mesh, *args, budgets, peak)
                 else:
                     out = windowed_chunk(*args, budgets, peak)

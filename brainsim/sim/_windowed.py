@@ -218,7 +218,7 @@ def windowed_chunk(
     always_idx: Int[Array, " always"],
     state: WindowedState,
     w0: Int[Array, ""],
-    replay: Float[Array, "windows delay trials inputs"],
+    replay: Float[Array, "windows delay trials inputs_or_1"],
     key: Array,
     rec_idx: Int[Array, " recorded"],
     budgets: Budgets,

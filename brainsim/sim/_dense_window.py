@@ -1,0 +1,152 @@
+"""Stepper for dense activity: every neuron stepped every dt, synapses event-driven per window.
+
+When most neurons are active (every neuron driven, as in the dense-activity workload), the
+windowed stepper's lists cover the whole network and its gathers and scatters cost more
+than stepping everyone: this stepper holds the state as plain [trials, neurons] arrays and
+steps all of it with the model's step function, while synaptic delivery stays event-driven
+and once per delay window, as in :mod:`brainsim.sim._windowed` (the previous window's spikes
+expanded over their CSR rows into a [delay, trials, neurons] table of arrivals). Work per
+step grows with trials x neurons, per window with the events: the reference kernel's
+arithmetic without its sweep over every connection every step, and the same spikes.
+
+Budgets: only ``spikes`` and ``events`` are used (the other counts are reported as 0).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from brainsim.kernels import compact_sparse, propagate_events, scatter_to
+from brainsim.models import LIF
+from brainsim.sim._network import Network
+from brainsim.sim._params import neuron_params, propagators
+from brainsim.sim._protocol import Drive
+from brainsim.sim._windowed import Budgets
+
+
+class DenseWindowState(eqx.Module):
+    """Every neuron's state at a window start, and the previous window's spikes (flat entry
+    ``trial * n + neuron``, ``trials x neurons`` = padding; step within the window)."""
+
+    v: Float[Array, "trials neurons"]
+    g: Float[Array, "trials neurons"]
+    since: Int[Array, "trials neurons"]
+    pending_flat: Int[Array, " spikes"]
+    pending_k: Int[Array, " spikes"]
+
+    def with_budgets(self, budgets: Budgets, none: int) -> DenseWindowState:
+        """The same state with its spike list padded to ``budgets.spikes``."""
+        cur = self.pending_flat.shape[0]
+        if budgets.spikes == cur:
+            return self
+        pad = budgets.spikes - cur
+        return DenseWindowState(
+            self.v,
+            self.g,
+            self.since,
+            jnp.concatenate([self.pending_flat, jnp.full((pad,), none, jnp.int32)]),
+            jnp.concatenate([self.pending_k, jnp.zeros((pad,), jnp.int32)]),
+        )
+
+
+def dense_window_init(model: LIF, n_trials: int, n_neurons: int, dtype, budgets: Budgets):
+    """Everyone at rest (voltages held from rest, as in every engine stepper)."""
+    from brainsim.sim._state import initial_neurons
+
+    v, g, since = initial_neurons(model, n_trials, n_neurons, dtype)
+    none = n_trials * n_neurons
+    return DenseWindowState(
+        v,
+        g,
+        since,
+        jnp.full((budgets.spikes,), none, jnp.int32),
+        jnp.zeros((budgets.spikes,), jnp.int32),
+    )
+
+
+@eqx.filter_jit
+def dense_window_chunk(
+    model: LIF,
+    net: Network,
+    drive: Drive,
+    refractory_steps: Int[Array, " neurons"],
+    state: DenseWindowState,
+    w0: Int[Array, ""],
+    replay: Float[Array, "windows delay trials inputs_or_1"],
+    key: Array,
+    rec_idx: Int[Array, " recorded"],
+    budgets: Budgets,
+    every_neuron_input: bool = False,
+):
+    """Advance ``replay.shape[0]`` windows from window ``w0``; returns the same tuple as
+    :func:`brainsim.sim._windowed.windowed_chunk`. ``every_neuron_input``: the drive's
+    inputs are exactly neurons 0..n-1 in order (their arrays need no mapping)."""
+    dtype = state.v.dtype
+    n_trials, n = state.v.shape
+    none = n_trials * n
+    d = model.delay_steps
+    n_spk, n_ev = budgets.spikes, budgets.events
+    params = neuron_params(model, dtype)
+    props = propagators(model, 1, dtype)
+    w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
+    silent = drive.outputs_cut()
+    n_in = drive.input_idx.shape[0]
+    # each neuron's position among the inputs (n_in: not an input)
+    input_pos = (
+        jnp.full((n,), n_in, jnp.int32).at[drive.input_idx].set(jnp.arange(n_in, dtype=jnp.int32))
+    )
+
+    def window(s: DenseWindowState, xs):
+        w, replay_w = xs
+        # the previous window's spikes -> this window's arrivals, every (step, trial, neuron)
+        live_sp = s.pending_flat < none
+        pend = jnp.minimum(s.pending_flat, none - 1)
+        b_sp, i_sp = pend // n, pend % n
+        if silent is not None:
+            live_sp = live_sp & ~silent[b_sp, i_sp]
+        post, src, wt_count, n_events = propagate_events(
+            i_sp, live_sp, net.indptr, net.indices, net.counts, n_ev
+        )
+        src_c = jnp.maximum(src, 0)
+        at = jnp.where(src >= 0, s.pending_k[src_c] * none + (b_sp * n)[src_c] + post, d * none)
+        weight = wt_count * w_syn_pre[i_sp][src_c]
+        arrivals = drive.incoming(scatter_to(d * none, at, weight).reshape(d, n_trials, n))
+        events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
+
+        # onto every neuron: a gather (position n_in reads an appended zero column), unless
+        # the inputs are all the neurons in order
+        ext = jnp.stack([events, i_ext], axis=0)
+        if not every_neuron_input:
+            ext = jnp.concatenate([ext, jnp.zeros((*ext.shape[:-1], 1), ext.dtype)], axis=-1)
+            ext = jnp.take(ext, input_pos, axis=-1)  # [2, d, trials, neurons]
+
+        def step(c, xs):
+            v, g, since = c
+            arrive_k, ev_full, ie_full = xs
+            v, g, since, spk = model.step(
+                v, g, since, refractory_steps, arrive_k, ev_full, ie_full, props, **params
+            )
+            return (v, g, since), (spk, v[:, rec_idx], g[:, rec_idx])
+
+        (v, g, since), (spk, v_rec, g_rec) = jax.lax.scan(
+            step, (s.v, s.g, s.since), (arrivals, ext[0], ext[1])
+        )
+        # this window's spikes, ordered by step, then trial, then neuron
+        pos, n_spikes = compact_sparse(spk.reshape(-1), n_spk)
+        live = pos < d * none
+        k_sp = jnp.where(live, pos // none, 0).astype(jnp.int32)
+        flat_sp = jnp.where(live, pos % none, none).astype(jnp.int32)
+        zero = jnp.zeros((), jnp.int32)
+        counts = jnp.stack([zero, zero, n_spikes, n_events.astype(jnp.int32), zero])
+        new = DenseWindowState(v, g, since, flat_sp, k_sp)
+        return new, (flat_sp, k_sp, counts, v_rec, g_rec)
+
+    windows = w0 + jnp.arange(replay.shape[0], dtype=jnp.int32)
+    state, (flat, k, counts, v_rec, g_rec) = jax.lax.scan(window, state, (windows, replay))
+    return state, flat, k, counts, v_rec, g_rec
+
+
+__all__ = ["DenseWindowState", "dense_window_chunk", "dense_window_init"]
