@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import make_connectome, random_connectome
 
+from brainsim.models import LIF
 from brainsim.sim import Protocol, simulate
 
 
@@ -52,3 +53,7 @@ def test_bad_arguments_are_named():
         simulate(conn, Protocol.build(1, 3), duration_ms=1.0)
     with pytest.raises(ValueError, match="rates"):
         Protocol.build(1, 2, poisson=[([0], float("nan"))])
+    with pytest.raises(ValueError, match="dense_window kernel runs on one device"):
+        simulate(conn, Protocol.build(2, 2), duration_ms=1.0, kernel="dense_window", devices=2)
+    with pytest.raises(ValueError, match="scalar time constants"):
+        LIF(tau_m_ms=np.array([10.0, 20.0])).propagator_table(np.arange(3), np.float64)

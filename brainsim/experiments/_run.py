@@ -339,7 +339,7 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
             progress=prog,
             budgets=grown.get(n_trials),
         )
-        if "budgets" in r.stats:
+        if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])
         parts.append((first, r))
 
