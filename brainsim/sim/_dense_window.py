@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from brainsim.kernels import compact_sparse, propagate_events, scatter_to
+from brainsim.kernels import compact_sparse, scatter_to
 from brainsim.models import LIF
 from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
 from brainsim.sim._protocol import Drive
-from brainsim.sim._windowed import Budgets
+from brainsim.sim._windowed import Budgets, window_events
 
 
 class DenseWindowState(eqx.Module):
@@ -92,7 +92,6 @@ def dense_window_chunk(
     params = neuron_params(model, dtype)
     props = propagators(model, 1, dtype)
     w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
-    silent = drive.outputs_cut()
     n_in = drive.input_idx.shape[0]
     # each neuron's position among the inputs (n_in: not an input)
     input_pos = (
@@ -102,18 +101,11 @@ def dense_window_chunk(
     def window(s: DenseWindowState, xs):
         w, replay_w = xs
         # the previous window's spikes -> this window's arrivals, every (step, trial, neuron)
-        live_sp = s.pending_flat < none
-        pend = jnp.minimum(s.pending_flat, none - 1)
-        b_sp, i_sp = pend // n, pend % n
-        if silent is not None:
-            live_sp = live_sp & ~silent[b_sp, i_sp]
-        post, src, wt_count, n_events = propagate_events(
-            i_sp, live_sp, net.indptr, net.indices, net.counts, n_ev
+        ev_flat, ev_k, ev_w, n_events = window_events(
+            s.pending_flat, s.pending_k, net, drive, w_syn_pre, n_ev
         )
-        src_c = jnp.maximum(src, 0)
-        at = jnp.where(src >= 0, s.pending_k[src_c] * none + (b_sp * n)[src_c] + post, d * none)
-        weight = wt_count * w_syn_pre[i_sp][src_c]
-        arrivals = drive.incoming(scatter_to(d * none, at, weight).reshape(d, n_trials, n))
+        at = jnp.where(ev_flat < none, ev_k * none + ev_flat, d * none)
+        arrivals = scatter_to(d * none, at, ev_w).reshape(d, n_trials, n)
         events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
 
         # onto every neuron: a gather (position n_in reads an appended zero column), unless

@@ -210,6 +210,34 @@ def jump_tables(model: LIF, dtype):
     return None, arrival, c_window
 
 
+def window_events(pending_flat, pending_k, net: Network, drive: Drive, w_syn_pre, budget: int):
+    """The synaptic events that a window's spikes cause in the next window.
+
+    ``pending_flat``/``pending_k``: the spikes as flat entries ``trial * n + neuron``
+    (``trials x n`` = padding) and their steps within the window. Spikes of silenced or
+    removed neurons send nothing; events onto removed neurons weigh 0. Returns ``(flat,
+    k, weight_mv, total)`` over ``budget`` slots: target entry (``trials x n`` for
+    padding), arrival step within the window, weight (0 for padding) and the true number
+    of events (may exceed the budget: then grow and retry)."""
+    n = net.n_neurons
+    none = drive.trial_ids.shape[0] * n
+    live = pending_flat < none
+    pend = jnp.minimum(pending_flat, none - 1)
+    b_sp, i_sp = pend // n, pend % n
+    silent = drive.outputs_cut()
+    if silent is not None:
+        live = live & ~silent[b_sp, i_sp]
+    post, src, wt_count, total = propagate_events(
+        i_sp, live, net.indptr, net.indices, net.counts, budget
+    )
+    src_c = jnp.maximum(src, 0)
+    flat = jnp.where(src >= 0, (b_sp * n)[src_c] + post, none)
+    weight = wt_count * w_syn_pre[i_sp][src_c]  # padding events weigh 0
+    if drive.removed is not None:
+        weight = jnp.where(drive.removed.ravel()[jnp.minimum(flat, none - 1)], 0, weight)
+    return flat, pending_k[src_c], weight, total
+
+
 @eqx.filter_jit
 def windowed_chunk(
     model: LIF,
@@ -241,7 +269,6 @@ def windowed_chunk(
     n_spk, n_ev = budgets.spikes, budgets.events
     params = neuron_params(model, dtype)
     w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
-    silent = drive.outputs_cut()
     n_always = always_idx.shape[0]
     always_flat = (jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n + always_idx).ravel()
     # inputs and recorded neurons are among the always-active ones: their positions there
@@ -264,20 +291,9 @@ def windowed_chunk(
         s, table = carry
         w, replay_w = xs
         # 1. the previous window's spikes -> this window's synaptic events
-        live_sp = s.pending_flat < none
-        pend = jnp.minimum(s.pending_flat, none - 1)
-        b_sp, i_sp = pend // n, pend % n
-        if silent is not None:
-            live_sp = live_sp & ~silent[b_sp, i_sp]
-        post, src, wt_count, n_events = propagate_events(
-            i_sp, live_sp, net.indptr, net.indices, net.counts, n_ev
+        ev_flat, ev_k, ev_w, n_events = window_events(
+            s.pending_flat, s.pending_k, net, drive, w_syn_pre, n_ev
         )
-        src_c = jnp.maximum(src, 0)
-        ev_flat = jnp.where(src >= 0, (b_sp * n)[src_c] + post, none)
-        ev_k = s.pending_k[src_c]
-        ev_w = wt_count * w_syn_pre[i_sp][src_c]  # padding events weigh 0
-        if drive.removed is not None:
-            ev_w = jnp.where(drive.removed.ravel()[jnp.minimum(ev_flat, none - 1)], 0, ev_w)
 
         # 2. the active set: awake neurons, event targets, inputs and recorded neurons,
         # deduplicated through a scratch table (each candidate writes its position; the
