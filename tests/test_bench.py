@@ -45,6 +45,7 @@ def test_sugar(sugar_rec):
     assert rec["workload"] == "sugar"
     assert rec["spec"] == "synthetic:seed=0,scale=0.005" and rec["scale"] == 0.005
     assert rec["n_inputs"] == 21 and rec["trials"] == 2
+    assert rec["kernel"] == "windowed"
     assert rec["spikes_per_trial_second"] > 0
     # every spike delivers its row: events outnumber spikes on this network
     assert rec["synaptic_events_per_trial_second"] > rec["spikes_per_trial_second"]
@@ -59,6 +60,7 @@ def test_dense():
     has(rec, (*ENV, *NETWORK, *ACTIVITY, "input_rate_hz", "bandwidth_bytes_per_s"))
     has(rec, ("state_bytes_per_step", "bytes_per_trial_second", "bound_s_per_trial_second"))
     assert rec["mean_rate_hz"] > 0
+    assert rec["kernel"] == "dense_window"  # every neuron driven
     assert rec["state_bytes_per_step"] == 2 * rec["n_neurons"] * 12  # float32 v, g; int32
     assert rec["bandwidth_bytes_per_s"] > 0
     assert rec["bound_s_per_trial_second"] > 0 and rec["over_bandwidth_bound"] > 0
