@@ -16,6 +16,7 @@ from brainsim.kernels._events import (
     scatter_to,
     trash_index,
 )
+from brainsim.kernels._native import native_kernels, window_deliver
 from brainsim.kernels._poisson import poisson_block, poisson_events
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "compact",
     "compact_sparse",
     "expand_rows",
+    "native_kernels",
     "poisson_block",
     "poisson_events",
     "propagate_dense",
@@ -31,4 +33,5 @@ __all__ = [
     "ranks",
     "scatter_to",
     "trash_index",
+    "window_deliver",
 ]

@@ -100,6 +100,13 @@ def test_reference_ratio():
     assert rec["reference_over_windowed"] > 0
 
 
+def test_native_ratio():
+    rec = bench.native_ratio(**TINY)
+    has(rec, ("jax_wall_s", "native_wall_s", "jax_over_native", "brian2_cython_over_native"))
+    assert rec["identical_spikes"] is True and rec["n_spikes"] > 0
+    assert rec["jax_over_native"] > 0
+
+
 def test_synaptic_events_are_spikes_times_out_degree(tiny_chain):
     # 0 -> 1 -> 2 (out-degrees 1, 1, 0, 0): spikes of 0, 0, 2, 1 deliver 3 events
     r = SimResult(

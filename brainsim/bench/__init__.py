@@ -2,9 +2,9 @@
 ``brainsim bench`` (:func:`main`) that runs them.
 
 Workloads (synthetic brains, :mod:`brainsim.connectome`'s ``synthetic:`` spec):
-``sugar``, ``dense``, ``scaling_trials``, ``scaling_size``, ``scaling_activity`` and
-``reference_ratio``; see each function's docstring for its keys. JAX is imported on first
-use of a workload, not by ``import brainsim.bench``.
+``sugar``, ``dense``, ``scaling_trials``, ``scaling_size``, ``scaling_activity``,
+``reference_ratio`` and ``native_ratio``; see each function's docstring for its keys. JAX is
+imported on first use of a workload, not by ``import brainsim.bench``.
 """
 
 from brainsim.bench._cli import NAMES, add_arguments, build_parser, format_table, main, run_args
@@ -12,6 +12,7 @@ from brainsim.bench._cli import NAMES, add_arguments, build_parser, format_table
 _LAZY = (
     "WORKLOADS",
     "dense",
+    "native_ratio",
     "reference_ratio",
     "scaling_activity",
     "scaling_size",
@@ -44,6 +45,7 @@ __all__ = [
     "load_network",
     "main",
     "memory_bandwidth",
+    "native_ratio",
     "reference_ratio",
     "run_args",
     "scaling_activity",

@@ -18,6 +18,7 @@ NAMES = (
     "scaling_size",
     "scaling_activity",
     "reference_ratio",
+    "native_ratio",
 )
 _ENV_KEYS = (
     "device",
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="B",
         help="trials per run; sugar runs once per value, scaling_trials sweeps the values "
-        "(default sugar 30, dense 2, scaling_size and scaling_activity 8, "
+        "(default sugar and native_ratio 30, dense 2, scaling_size and scaling_activity 8, "
         "reference_ratio 1)",
     )
     p.add_argument(
@@ -68,8 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--duration-ms",
         type=float,
-        help="simulated time per trial (default sugar 1000, dense 100, reference_ratio 20, "
-        "others 200)",
+        help="simulated time per trial (default sugar and native_ratio 1000, dense 100, "
+        "reference_ratio 20, others 200)",
     )
     p.add_argument("--repeats", type=int, help="timed runs after the first (default 2)")
     p.add_argument("--rate-hz", type=float, help="Poisson rate of the sugar inputs (default 150)")
@@ -105,7 +106,9 @@ def _calls(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
     names = args.workload or ["sugar"]
     if "all" in names:
-        names = list(NAMES)
+        import jax  # the native kernel runs on the CPU only
+
+        names = [x for x in NAMES if x != "native_ratio" or jax.default_backend() == "cpu"]
     common = {
         "scale": args.scale,
         "duration_ms": args.duration_ms,

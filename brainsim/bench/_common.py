@@ -159,10 +159,14 @@ def run_timed(
     kernel: str = "windowed",
     seed: int = 0,
     budgets: Budgets | None = None,
+    native: bool | None = None,
 ) -> Timed:
     """Run once (compile, grow budgets), then ``repeats`` times with the budgets that run
-    needed (compiled first when they differ from the sizes it ended with)."""
+    needed (compiled first when they differ from the sizes it ended with). ``native`` as in
+    :func:`brainsim.sim.simulate`."""
     kw = dict(duration_ms=duration_ms, precision=precision, kernel=kernel, seed=seed, ids=conn.ids)
+    if kernel == "windowed":
+        kw["native"] = native
     t = time.perf_counter()
     r = simulate(net, protocol, budgets=budgets, **kw)
     first = time.perf_counter() - t
@@ -205,6 +209,7 @@ def activity_fields(conn: Connectome, timed: Timed, trials: int, duration_ms: fl
         "reruns_first": timed.reruns_first,
         "reruns_timed": int(r.stats.get("reruns", 0)),
         "budgets": r.stats.get("budgets"),
+        "native": bool(r.stats.get("native", False)),
     }
 
 

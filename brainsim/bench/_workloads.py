@@ -416,6 +416,70 @@ def reference_ratio(
     }
 
 
+def native_ratio(
+    *,
+    trials: int = 30,
+    duration_ms: float = 1000.0,
+    rate_hz: float = 150.0,
+    scale: float = 1.0,
+    seed: int = 0,
+    spec: str | None = None,
+    repeats: int = 2,
+    precision: str = "float32",
+    cache: bool = True,
+    log: Log = no_log,
+) -> dict:
+    """The windowed kernel's native CPU form (C++ window delivery) against its plain-JAX
+    form on the sugar protocol, both compiled first, then timed alternately in this process.
+
+    Keys: ``jax_wall_s``, ``native_wall_s`` (medians of ``repeats``, with their lists
+    ``..._walls_s``), ``jax_over_native``, ``identical_spikes``, ``n_spikes``,
+    ``jax_s_per_trial_second``, ``native_s_per_trial_second`` and
+    ``brian2_cython_over_native`` (see :func:`sugar`).
+    """
+    spec, conn, load_s = _network(spec, scale, seed, cache)
+    net = device_network(conn, precision)
+    proto = sugar_protocol(conn, trials, rate_hz)
+    kw = dict(duration_ms=duration_ms, precision=precision)
+    log(f"native_ratio: {conn.n_neurons} neurons, {trials} trials x {duration_ms:g} ms")
+    first = {nat: run_timed(conn, net, proto, repeats=0, native=nat, **kw) for nat in (False, True)}
+    if not first[True].result.stats["native"]:
+        raise RuntimeError("the native kernel is not available here (see brainsim.kernels)")
+    walls: dict = {False: [], True: []}
+    last = {}
+    for _ in range(max(1, repeats)):
+        for nat in (False, True):
+            t = run_timed(conn, net, proto, repeats=0, native=nat, budgets=first[nat].budgets, **kw)
+            walls[nat].append(t.wall_s_first)
+            last[nat] = t.result
+    a, b = last[False], last[True]
+    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("trial", "step", "neuron"))
+    jax_s, nat_s = float(np.median(walls[False])), float(np.median(walls[True]))
+    trial_s = trials * duration_ms / 1000.0
+    return {
+        "workload": "native_ratio",
+        **network_fields(spec, conn),
+        "scale": _scale(spec, scale, seed),
+        "trials": trials,
+        "duration_ms": duration_ms,
+        "rate_hz": rate_hz,
+        "precision": precision,
+        "repeats": len(walls[True]),
+        "jax_wall_s": jax_s,
+        "native_wall_s": nat_s,
+        "jax_walls_s": walls[False],
+        "native_walls_s": walls[True],
+        "jax_over_native": jax_s / nat_s,
+        "jax_s_per_trial_second": jax_s / trial_s,
+        "native_s_per_trial_second": nat_s / trial_s,
+        "brian2_cython_over_native": BRIAN2_CYTHON_S_PER_TRIAL_SECOND / (nat_s / trial_s),
+        "identical_spikes": bool(same),
+        "n_spikes": b.n_spikes,
+        "load_s": load_s,
+        **environment(),
+    }
+
+
 WORKLOADS = {
     "sugar": sugar,
     "dense": dense,
@@ -423,4 +487,5 @@ WORKLOADS = {
     "scaling_size": scaling_size,
     "scaling_activity": scaling_activity,
     "reference_ratio": reference_ratio,
+    "native_ratio": native_ratio,
 }

@@ -59,7 +59,15 @@ def place(mesh: Mesh, state: WindowedState, drive: Drive):
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: bool, static_model):
+def _sharded(
+    mesh: Mesh,
+    budgets,
+    peak: float,
+    has_silenced: bool,
+    has_removed: bool,
+    static_model,
+    native: bool,
+):
     t, r = P(AXIS), P()
     drive_spec = _drive_spec(has_silenced, has_removed)
 
@@ -70,7 +78,7 @@ def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: 
         # every state field carries a leading shard axis (length 1 here)
         st = jax.tree.map(lambda x: x[0], state)
         new, flat, k, counts, v_rec, g_rec = windowed_chunk(
-            model, net, drive, rfc, always, st, w0, replay, key, rec, budgets, peak
+            model, net, drive, rfc, always, st, w0, replay, key, rec, budgets, peak, native
         )
         lift = lambda x: x[None]  # noqa: E731
         new = jax.tree.map(lift, new)
@@ -88,13 +96,13 @@ def _sharded(mesh: Mesh, budgets, peak: float, has_silenced: bool, has_removed: 
 
 
 def sharded_windowed_chunk(
-    mesh, model, net, drive, rfc, always, state, w0, replay, key, rec, budgets, peak
+    mesh, model, net, drive, rfc, always, state, w0, replay, key, rec, budgets, peak, native=False
 ):
     """:func:`windowed_chunk` with the trials split over ``mesh``. Outputs carry a leading
     shard axis: ``flat``/``k`` [shards, windows, S], ``counts`` [shards, windows, 5]; flat
     indices are local to their shard."""
     arrays, static = eqx.partition(model, eqx.is_array)
     fn = _sharded(
-        mesh, budgets, peak, drive.silenced is not None, drive.removed is not None, static
+        mesh, budgets, peak, drive.silenced is not None, drive.removed is not None, static, native
     )
     return fn(arrays, net, drive, rfc, always, state, w0, replay, key, rec)

@@ -12,13 +12,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainsim.connectome import Connectome
+from brainsim.kernels import native_kernels
 from brainsim.models import LIF
 from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
 from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
-from brainsim.sim._windowed import Budgets, always_active, windowed_chunk, windowed_init
+from brainsim.sim._windowed import (
+    Budgets,
+    always_active,
+    native_supported,
+    windowed_chunk,
+    windowed_init,
+)
 
 KERNELS = ("windowed", "dense_window", "reference")
 # "windowed" hands a single-device run to the dense-window stepper when at least this
@@ -26,6 +33,29 @@ KERNELS = ("windowed", "dense_window", "reference")
 DENSE_FRACTION = 0.25
 FIELDS = [f.name for f in dataclasses.fields(Budgets)]
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
+# budget fields that constrain the native window kernel (its active and event lists are
+# unbounded): 1 where a count is checked against its budget
+UNLIMITED_NATIVE = np.array([f not in ("active", "events") for f in FIELDS], np.int64)
+
+
+def _native_choice(native: bool | None, model: LIF, dtype) -> bool:
+    """Whether the windowed kernel runs its native CPU form (see :func:`simulate`)."""
+    if native is False:
+        return False
+    reasons = []
+    if jax.default_backend() != "cpu":
+        reasons.append(f"it runs on the CPU only (backend: {jax.default_backend()})")
+    if not native_supported(model, dtype):
+        reasons.append("the model has per-neuron time constants or thresholds")
+    if not reasons:
+        ok, why = native_kernels()
+        if not ok:
+            reasons.append(why)
+    if reasons and native:
+        raise ValueError(
+            "native=True, but the native window kernel cannot run: " + "; ".join(reasons)
+        )
+    return not reasons
 
 
 @dataclasses.dataclass
@@ -120,6 +150,7 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     ids: np.ndarray | None = None,
     devices: int | str = 1,
+    native: bool | None = None,
 ) -> SimResult:
     """Simulate ``protocol.n_trials`` trials of ``duration_ms`` each.
 
@@ -140,6 +171,11 @@ def simulate(
         devices: number of devices to split the trials over (windowed kernel), or
             ``"all"``; the number of trials must be a multiple of it. Results equal a
             one-device run.
+        native: windowed kernel on the CPU: deliver each window's synaptic events with the
+            compiled C++ kernel (``brainsim.kernels.window_deliver``; same results as the
+            JAX form, tested). None (default): wherever it applies (CPU backend, a C++
+            compiler, time constants and thresholds shared by all neurons); False: never;
+            True: required (an error says why it cannot run).
     """
     model = model or LIF()
     dtype = _x64_guard(precision)
@@ -215,6 +251,8 @@ def simulate(
             state = windowed_init(model, b, n, dtype, budgets, n_dev)
         peak = model.psp_peak_factor()
         none = b_local * n
+        use_native = not dense and _native_choice(native, model, dtype)
+        stats["native"] = use_native
         if n_dev > 1:
             mesh = trial_mesh(n_dev)
             state, drive = place(mesh, state, drive)
@@ -242,11 +280,13 @@ def simulate(
                         every_input,
                     )
                 elif n_dev > 1:
-                    out = sharded_windowed_chunk(mesh, *args, budgets, peak)
+                    out = sharded_windowed_chunk(mesh, *args, budgets, peak, use_native)
                 else:
-                    out = windowed_chunk(*args, budgets, peak)
+                    out = windowed_chunk(*args, budgets, peak, use_native)
                 need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
-                grown = budgets.grown(need).capped(none)
+                # the native kernel's active and event lists have no size limit
+                limits = need * UNLIMITED_NATIVE if use_native else need
+                grown = budgets.grown(limits).capped(none)
                 if grown == budgets:
                     peak_need = np.maximum(peak_need, need)
                     break

@@ -44,7 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from brainsim.kernels import TRASH, compact, propagate_events, ranks, scatter_to, trash_index
+from brainsim.kernels import (
+    TRASH,
+    compact,
+    propagate_events,
+    ranks,
+    scatter_to,
+    trash_index,
+    window_deliver,
+)
 from brainsim.models import LIF, SINCE_MAX
 from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
@@ -238,6 +246,48 @@ def window_events(pending_flat, pending_k, net: Network, drive: Drive, w_syn_pre
     return flat, pending_k[src_c], weight, total
 
 
+def step_listed(
+    model, drive, key, w, replay_w, start, i_st, rfc_s, live_s, arrivals, in_slot, rec_slot
+):
+    """Step the listed entries D times, one dt at a time, with the model's step function.
+
+    ``start``: their ``(u, g, since)`` at the start of window ``w``; ``i_st`` their neuron
+    indices, ``rfc_s`` refractory steps, ``live_s`` which list slots are real; ``arrivals``
+    [D, slots] synaptic input per step; ``in_slot`` the slot of every (trial, input) of the
+    drive (``>= slots``: not listed), ``rec_slot`` of every (trial, recorded neuron).
+    Returns ``(u, g, since)`` at the end, spikes [D, slots] and the recorded v, g [D, ...]."""
+    dtype = start[0].dtype
+    d = model.delay_steps
+    n_st = i_st.shape[0]
+    p_s = neuron_params(model, dtype, i_st)
+    props_s = propagators(model, 1, dtype, i_st)
+    # input events and currents of the window, onto the stepped slots
+    events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
+    ext = jnp.stack([events.reshape(d, -1), i_ext.reshape(d, -1)], axis=2)
+    ext = jax.vmap(lambda e: scatter_to(n_st, in_slot, e))(ext)
+
+    def step(c, xs):
+        vs, gs, ss = c
+        arrive_k, ext_k = xs
+        vs, gs, ss, spk = model.step(
+            vs, gs, ss, rfc_s, arrive_k, ext_k[:, 0], ext_k[:, 1], props_s, **p_s
+        )
+        return (vs, gs, ss), (spk & live_s, vs[rec_slot], gs[rec_slot])
+
+    (vs, gs, ss), (spk, v_rec, g_rec) = jax.lax.scan(step, start, (arrivals, ext))
+    return vs, gs, ss, spk, v_rec, g_rec
+
+
+def native_supported(model: LIF, dtype) -> bool:
+    """Whether the native CPU window kernel covers this model: time constants and
+    neuron parameters shared by every neuron (``w_syn`` may differ per neuron)."""
+    lag, _, _ = jump_tables(model, dtype)
+    scalars = [v for k, v in neuron_params(model, dtype).items() if k != "w_syn"]
+    return lag is not None and all(
+        jnp.ndim(v) == 0 and not isinstance(v, jax.core.Tracer) for v in scalars
+    )
+
+
 @eqx.filter_jit
 def windowed_chunk(
     model: LIF,
@@ -252,6 +302,7 @@ def windowed_chunk(
     rec_idx: Int[Array, " recorded"],
     budgets: Budgets,
     peak: float,
+    native: bool = False,
 ):
     """Advance ``replay.shape[0]`` windows of ``model.delay_steps`` steps from window ``w0``.
 
@@ -259,6 +310,10 @@ def windowed_chunk(
     v_rec, g_rec [windows, D, trials, rec])``; ``counts`` holds the true numbers of active
     and stepped neurons, spikes, synaptic events and awake neurons of each window (the
     fields of :class:`Budgets`), to compare with the budgets.
+
+    With ``native`` (CPU; see :func:`native_supported`) steps 1-4 run as one C++ kernel
+    (``brainsim.kernels.window_deliver``) and only the stepping stays in JAX; the active
+    and event lists then have no size limit (their budgets are not used).
     """
     dtype = state.cells.dtype
     n = net.n_neurons
@@ -285,6 +340,8 @@ def windowed_chunk(
     window_bound = arrival_table is not None and jnp.dtype(dtype).itemsize == 8
     if not window_bound:
         c_window = peak
+    if native and lag_table is None:
+        raise ValueError("the native window kernel needs time constants shared by all neurons")
     tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
 
     def window(carry, xs):
@@ -367,25 +424,20 @@ def windowed_chunk(
         in_slot = step_slot[always_slot[:, input_pos]].ravel()
         rec_slot = jnp.minimum(step_slot[always_slot[:, rec_pos]], n_st - 1)
         i_st = ia[st_c]
-        p_s = neuron_params(model, dtype, i_st)
-        props_s = propagators(model, 1, dtype, i_st)
         rfc_s = rfc_a[st_c]
-
-        # input events and currents of the window, onto the stepped slots
-        events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
-        ext = jnp.stack([events.reshape(d, -1), i_ext.reshape(d, -1)], axis=2)
-        ext = jax.vmap(lambda e: scatter_to(n_st, in_slot, e))(ext)
-
-        def step(c, xs):
-            vs, gs, ss = c
-            arrive_k, ext_k = xs
-            vs, gs, ss, spk = model.step(
-                vs, gs, ss, rfc_s, arrive_k, ext_k[:, 0], ext_k[:, 1], props_s, **p_s
-            )
-            return (vs, gs, ss), (spk & live_s, vs[rec_slot], gs[rec_slot])
-
-        (vs, gs, ss), (spk, v_rec, g_rec) = jax.lax.scan(
-            step, (va[st_c], ga[st_c], sa[st_c]), (arrivals, ext)
+        vs, gs, ss, spk, v_rec, g_rec = step_listed(
+            model,
+            drive,
+            key,
+            w,
+            replay_w,
+            (va[st_c], ga[st_c], sa[st_c]),
+            i_st,
+            rfc_s,
+            live_s,
+            arrivals,
+            in_slot,
+            rec_slot,
         )
         st_write = jnp.where(live_s, st_pos, n_act)
         v_end = v_end.at[st_write].set(vs, mode="drop")
@@ -408,7 +460,87 @@ def windowed_chunk(
         new = WindowedState(cells, flat_sp, k_sp, awake_flat)
         return (new, table), (flat_sp, k_sp, counts, v_rec, g_rec)
 
+    def window_native(carry, xs):
+        s, stamps = carry
+        w, replay_w = xs
+        p0 = neuron_params(model, dtype)
+        k_d, ks_d, c_d = propagators(model, d, dtype)
+        consts = jnp.stack(
+            [p0["v_th"] - tol(p0), c_window, peak, k_d, ks_d, c_d, float(window_bound)]
+        ).astype(dtype)
+        silent = drive.outputs_cut()
+        removed = drive.removed
+        cells, stamps, st_flat, st_vg, st_since, arrivals, aw_jumped, cnt = window_deliver(
+            s.cells,
+            stamps,
+            s.pending_flat,
+            s.pending_k,
+            s.awake_flat,
+            always_flat,
+            net.indptr,
+            net.indices,
+            net.counts,
+            w_syn_pre,
+            None if silent is None else silent.ravel(),
+            None if removed is None else removed.ravel(),
+            refractory_steps,
+            lag_table,
+            arrival_table,
+            consts,
+            w,
+            n_neurons=n,
+            stepped=n_st,
+            awake=budgets.awake,
+        )
+        # the always-active entries hold stepped slots 0..K-1 in the order of always_flat
+        always_slot = jnp.arange(n_trials * n_always, dtype=jnp.int32).reshape(n_trials, -1)
+        in_slot = always_slot[:, input_pos].ravel()
+        rec_slot = jnp.minimum(always_slot[:, rec_pos], n_st - 1)
+        live_s = st_flat < none
+        i_st = jnp.minimum(st_flat, none - 1) % n
+        rfc_s = refractory_steps[i_st]
+        vs, gs, ss, spk, v_rec, g_rec = step_listed(
+            model,
+            drive,
+            key,
+            w,
+            replay_w,
+            (st_vg[:, 0], st_vg[:, 1], st_since),
+            i_st,
+            rfc_s,
+            live_s,
+            arrivals,
+            in_slot,
+            rec_slot,
+        )
+        rows = pack_cells(vs, gs, ss, jnp.broadcast_to(w + 1, ss.shape))
+        cells = cells.at[trash_index(st_flat, none)].set(rows, mode="clip")
+        p_s = neuron_params(model, dtype, i_st)
+        could_fire = jnp.maximum(vs, 0) + jnp.maximum(gs, 0) * peak > p_s["v_th"] - tol(p_s)
+        awake_st = live_s & ((ss < rfc_s) | could_fire)
+        merged = jnp.concatenate([aw_jumped, jnp.where(awake_st, st_flat, none)])
+        aw_pos, _ = compact(merged < none, budgets.awake)
+        awake_flat = jnp.where(
+            aw_pos < merged.shape[0], merged[jnp.minimum(aw_pos, merged.shape[0] - 1)], none
+        )
+        n_awake = cnt[3] + jnp.sum(awake_st, dtype=jnp.int32)
+
+        pos_sp, n_spikes = compact(spk.ravel(), n_spk)
+        live_pos = pos_sp < d * n_st
+        k_sp = jnp.where(live_pos, pos_sp // n_st, 0).astype(jnp.int32)
+        flat_sp = jnp.where(live_pos, st_flat[jnp.minimum(pos_sp % n_st, n_st - 1)], none)
+        counts = jnp.stack([cnt[0], cnt[1], n_spikes, cnt[2], n_awake])
+        new = WindowedState(cells, flat_sp, k_sp, awake_flat)
+        return (new, stamps), (flat_sp, k_sp, counts, v_rec, g_rec)
+
     windows = w0 + jnp.arange(replay.shape[0], dtype=jnp.int32)
+    if native:
+        # stamp table of the active set: (window + 1, slot) per entry; zeros are empty
+        stamps = jnp.zeros((none, 2), jnp.int32)
+        (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
+            window_native, (state, stamps), (windows, replay)
+        )
+        return state, flat, k, counts, v_rec, g_rec
     # the scratch table's contents never matter: every entry read was written this window
     table = jnp.zeros((none + TRASH,), jnp.int32)
     (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
@@ -429,6 +561,8 @@ __all__ = [
     "WindowedState",
     "always_active",
     "jump_tables",
+    "native_supported",
+    "step_listed",
     "pack_cells",
     "unpack_cells",
     "windowed_chunk",
