@@ -252,3 +252,17 @@ def test_native_kernels_say_why_they_are_unavailable(monkeypatch, tmp_path):
     ok, why = build()
     assert not ok and "native kernel build failed" in why and "false -O3" in why
     assert not list((tmp_path / "native").glob("*.so"))  # no half-built library left
+
+
+def test_native_results_do_not_depend_on_the_worker_count(monkeypatch):
+    conn = random_connectome(120, 0.08, seed=8, max_count=60)
+    rng = np.random.default_rng(8)
+    proto = Protocol.build(5, 120, poisson=[(rng.choice(120, 10, replace=False), 150.0)])
+    kw = dict(duration_ms=40.0, seed=8, native=True, record=[3])
+    runs = []
+    for workers in ("1", "3"):  # 5 trials over 3 workers: uneven trial ranges
+        monkeypatch.setenv("BRAINSIM_NATIVE_THREADS", workers)
+        runs.append(simulate(conn, proto, **kw))
+    assert runs[0].n_spikes > 30
+    assert same_spikes(*runs)
+    np.testing.assert_array_equal(runs[0].v_rec, runs[1].v_rec)
