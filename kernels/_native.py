@@ -2,10 +2,10 @@
 XLA's foreign function interface (``jax.ffi``).
 
 The compiled library is cached per source, jaxlib version and compiler in
-``$BRAINSIM_CACHE_DIR/native`` (default ``~/.cache/brainsim/native``), so a machine pays
-the compilation (a few seconds) once. Where no C++ compiler is found, or the build fails,
-:func:`native_kernels` says why and the engine runs the plain-JAX form of the same work
-(identical semantics, tested against each other). ``BRAINSIM_NATIVE=0`` turns the native
+``$BRAINSIM_CACHE/native`` (``BRAINSIM_CACHE`` defaults to ``~/.cache/brainsim``), so a
+machine pays the compilation (a few seconds) once. Where no C++ compiler is found, or the
+build fails, :func:`native_kernels` says why and the engine runs the plain-JAX form of the
+same work (identical semantics, tested against each other). ``BRAINSIM_NATIVE=0`` turns the native
 kernels off.
 """
 
@@ -28,9 +28,7 @@ TARGET = "brainsim_window_deliver"
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("BRAINSIM_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "brainsim"
-    return base / "native"
+    return Path(os.environ.get("BRAINSIM_CACHE", Path.home() / ".cache" / "brainsim")) / "native"
 
 
 def _compiler() -> str | None:

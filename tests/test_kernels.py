@@ -247,7 +247,7 @@ def test_native_kernels_say_why_they_are_unavailable(monkeypatch, tmp_path):
     monkeypatch.setenv("BRAINSIM_NATIVE", "0")
     assert build() == (False, "turned off by BRAINSIM_NATIVE=0")
     monkeypatch.delenv("BRAINSIM_NATIVE")
-    monkeypatch.setenv("BRAINSIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("BRAINSIM_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "false")  # a compiler that always fails
     ok, why = build()
     assert not ok and "native kernel build failed" in why and "false -O3" in why

@@ -58,6 +58,9 @@ from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
 from brainsim.sim._protocol import Drive
 
+# drive values (windows x steps x trials x inputs) up to which a chunk's input is drawn at once
+PRECOMPUTED_DRIVE = 1 << 22
+
 
 @dataclasses.dataclass(frozen=True)
 class Budgets:
@@ -246,12 +249,12 @@ def window_events(pending_flat, pending_k, net: Network, drive: Drive, w_syn_pre
     return flat, pending_k[src_c], weight, total
 
 
-def step_listed(
-    model, drive, key, w, replay_w, start, i_st, rfc_s, live_s, arrivals, in_slot, rec_slot
-):
+def step_listed(model, inputs, start, i_st, rfc_s, live_s, arrivals, in_slot, rec_slot):
     """Step the listed entries D times, one dt at a time, with the model's step function.
 
-    ``start``: their ``(u, g, since)`` at the start of window ``w``; ``i_st`` their neuron
+    ``inputs``: the window's ``(events, i_ext)`` of the drive, each [D, trials, inputs]
+    (:meth:`Drive.block_inputs`). ``start``: the entries' ``(u, g, since)`` at the start of
+    the window; ``i_st`` their neuron
     indices, ``rfc_s`` refractory steps, ``live_s`` which list slots are real; ``arrivals``
     [D, slots] synaptic input per step; ``in_slot`` the slot of every (trial, input) of the
     drive (``>= slots``: not listed), ``rec_slot`` of every (trial, recorded neuron).
@@ -262,7 +265,7 @@ def step_listed(
     p_s = neuron_params(model, dtype, i_st)
     props_s = propagators(model, 1, dtype, i_st)
     # input events and currents of the window, onto the stepped slots
-    events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
+    events, i_ext = inputs
     ext = jnp.stack([events.reshape(d, -1), i_ext.reshape(d, -1)], axis=2)
     ext = jax.vmap(lambda e: scatter_to(n_st, in_slot, e))(ext)
 
@@ -344,9 +347,15 @@ def windowed_chunk(
         raise ValueError("the native window kernel needs time constants shared by all neurons")
     tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
 
+    def window_inputs(w, replay_w, pre_w):
+        """The drive of window ``w``: drawn beforehand for the chunk, or now."""
+        if pre_w is not None:
+            return pre_w
+        return drive.block_inputs(key, w, replay_w, model.dt_ms, d)
+
     def window(carry, xs):
         s, table = carry
-        w, replay_w = xs
+        w, replay_w, pre_w = xs
         # 1. the previous window's spikes -> this window's synaptic events
         ev_flat, ev_k, ev_w, n_events = window_events(
             s.pending_flat, s.pending_k, net, drive, w_syn_pre, n_ev
@@ -427,10 +436,7 @@ def windowed_chunk(
         rfc_s = rfc_a[st_c]
         vs, gs, ss, spk, v_rec, g_rec = step_listed(
             model,
-            drive,
-            key,
-            w,
-            replay_w,
+            window_inputs(w, replay_w, pre_w),
             (va[st_c], ga[st_c], sa[st_c]),
             i_st,
             rfc_s,
@@ -462,7 +468,7 @@ def windowed_chunk(
 
     def window_native(carry, xs):
         s, stamps = carry
-        w, replay_w = xs
+        w, replay_w, pre_w = xs
         p0 = neuron_params(model, dtype)
         k_d, ks_d, c_d = propagators(model, d, dtype)
         consts = jnp.stack(
@@ -501,10 +507,7 @@ def windowed_chunk(
         rfc_s = refractory_steps[i_st]
         vs, gs, ss, spk, v_rec, g_rec = step_listed(
             model,
-            drive,
-            key,
-            w,
-            replay_w,
+            window_inputs(w, replay_w, pre_w),
             (st_vg[:, 0], st_vg[:, 1], st_since),
             i_st,
             rfc_s,
@@ -534,17 +537,23 @@ def windowed_chunk(
         return (new, stamps), (flat_sp, k_sp, counts, v_rec, g_rec)
 
     windows = w0 + jnp.arange(replay.shape[0], dtype=jnp.int32)
+    # the drive of every window of the chunk in one batched draw when it is small: each
+    # draw is a small XLA loop whose fixed cost dwarfs a window's few hundred numbers
+    n_drive = replay.shape[0] * d * n_trials * drive.input_idx.shape[0]
+    pre = None
+    if n_drive <= PRECOMPUTED_DRIVE:
+        pre = jax.vmap(lambda w, r: drive.block_inputs(key, w, r, model.dt_ms, d))(windows, replay)
     if native:
         # stamp table of the active set: (window + 1, slot) per entry; zeros are empty
         stamps = jnp.zeros((none, 2), jnp.int32)
         (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
-            window_native, (state, stamps), (windows, replay)
+            window_native, (state, stamps), (windows, replay, pre)
         )
         return state, flat, k, counts, v_rec, g_rec
     # the scratch table's contents never matter: every entry read was written this window
     table = jnp.zeros((none + TRASH,), jnp.int32)
     (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
-        window, (state, table), (windows, replay)
+        window, (state, table), (windows, replay, pre)
     )
     return state, flat, k, counts, v_rec, g_rec
 

@@ -18,9 +18,13 @@
 //      stays awake when it still could reach threshold. The others are *stepped*: listed
 //      (entry, u, g, since) with their arrivals per step, for the JAX step loop.
 //
-// Arithmetic is written in the same order as the JAX form, so both round alike.
-// Built and loaded by brainsim/kernels/_native.py (compiled on first use; falls back to the
-// JAX form when no compiler is present).
+// The trials are split in contiguous ranges over XLA's intra-op threads (each range owns
+// its rows of the state and stamp tables); a trial's entries are handled in the same order
+// whatever the split. Every formula keeps the operation order of the JAX form (the exact
+// solution of brainsim.models.LIF.propagators: u' = u + (g c - u k_m), g' = g - g k_s);
+// only the order in which one target's arrivals are summed may differ from XLA's scatter.
+// Built and loaded by brainsim/kernels/_native.py (compiled on first use; the engine falls
+// back to the JAX form when no compiler is present).
 
 #include <algorithm>
 #include <atomic>
@@ -40,7 +44,7 @@ namespace {
 
 constexpr int64_t kSinceMax = int64_t(1) << 30;  // brainsim.models.SINCE_MAX
 constexpr int64_t kAhead = 32;  // prefetch distance of the random accesses, in iterations
-constexpr int64_t kParallelWork = 2048;  // listed entries from which a window is split over threads
+constexpr int64_t kParallelWork = 2048;  // list entries from which a window is split
 
 template <typename T>
 using IntOf = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
