@@ -265,6 +265,9 @@ def simulate(
             while True:
                 start = state.with_budgets(budgets, none)
                 args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)
+                # the native kernel's active and event lists are unbounded: their budgets do
+                # not size anything, and must not key a recompilation
+                sized = dataclasses.replace(budgets, active=1, events=1) if use_native else budgets
                 if dense:
                     out = dense_window_chunk(
                         model,
@@ -280,9 +283,9 @@ def simulate(
                         every_input,
                     )
                 elif n_dev > 1:
-                    out = sharded_windowed_chunk(mesh, *args, budgets, peak, use_native)
+                    out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)
                 else:
-                    out = windowed_chunk(*args, budgets, peak, use_native)
+                    out = windowed_chunk(*args, sized, peak, use_native)
                 need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
                 # the native kernel's active and event lists have no size limit
                 limits = need * UNLIMITED_NATIVE if use_native else need
