@@ -281,6 +281,18 @@ def step_listed(model, inputs, start, i_st, rfc_s, live_s, arrivals, in_slot, re
     return vs, gs, ss, spk, v_rec, g_rec
 
 
+def spike_list(spk, entry_of_slot, budget: int, none: int):
+    """A window's spikes [D, slots] as a list ordered by step, then slot: ``(flat, k,
+    count)``, the flat entry (``none`` for padding) and step of each, over ``budget`` slots,
+    and the true count (may exceed the budget: then grow and retry)."""
+    d, n_st = spk.shape
+    pos, count = compact(spk.ravel(), budget)
+    live = pos < d * n_st
+    k = jnp.where(live, pos // n_st, 0).astype(jnp.int32)
+    flat = jnp.where(live, entry_of_slot[jnp.minimum(pos % n_st, n_st - 1)], none)
+    return flat, k, count
+
+
 def native_supported(model: LIF, dtype) -> bool:
     """Whether the native CPU window kernel covers this model: time constants and
     neuron parameters shared by every neuron (``w_syn`` may differ per neuron)."""
@@ -458,10 +470,7 @@ def windowed_chunk(
         awake_flat = jnp.where(aw_pos < n_act, act[jnp.minimum(aw_pos, n_act - 1)], none)
 
         # 5. this window's spikes, as a list ordered by step, then stepped slot
-        pos_sp, n_spikes = compact(spk.ravel(), n_spk)
-        live_pos = pos_sp < d * n_st
-        k_sp = jnp.where(live_pos, pos_sp // n_st, 0).astype(jnp.int32)
-        flat_sp = jnp.where(live_pos, act[st_c[jnp.minimum(pos_sp % n_st, n_st - 1)]], none)
+        flat_sp, k_sp, n_spikes = spike_list(spk, act[st_c], n_spk, none)
         counts = jnp.stack([n_active, n_stepped, n_spikes, n_events.astype(jnp.int32), n_awake])
         new = WindowedState(cells, flat_sp, k_sp, awake_flat)
         return (new, table), (flat_sp, k_sp, counts, v_rec, g_rec)
@@ -528,10 +537,7 @@ def windowed_chunk(
         )
         n_awake = cnt[3] + jnp.sum(awake_st, dtype=jnp.int32)
 
-        pos_sp, n_spikes = compact(spk.ravel(), n_spk)
-        live_pos = pos_sp < d * n_st
-        k_sp = jnp.where(live_pos, pos_sp // n_st, 0).astype(jnp.int32)
-        flat_sp = jnp.where(live_pos, st_flat[jnp.minimum(pos_sp % n_st, n_st - 1)], none)
+        flat_sp, k_sp, n_spikes = spike_list(spk, st_flat, n_spk, none)
         counts = jnp.stack([cnt[0], cnt[1], n_spikes, cnt[2], n_awake])
         new = WindowedState(cells, flat_sp, k_sp, awake_flat)
         return (new, stamps), (flat_sp, k_sp, counts, v_rec, g_rec)
@@ -571,6 +577,7 @@ __all__ = [
     "always_active",
     "jump_tables",
     "native_supported",
+    "spike_list",
     "step_listed",
     "pack_cells",
     "unpack_cells",
