@@ -266,3 +266,15 @@ def test_native_results_do_not_depend_on_the_worker_count(monkeypatch):
     assert runs[0].n_spikes > 30
     assert same_spikes(*runs)
     np.testing.assert_array_equal(runs[0].v_rec, runs[1].v_rec)
+
+
+def test_native_required_but_unavailable_names_the_reason(monkeypatch):
+    import brainsim.sim._simulate as engine
+
+    monkeypatch.setattr(engine, "native_kernels", lambda: (False, "no C++ compiler found"))
+    conn = random_connectome(30, 0.1, seed=9)
+    proto = Protocol.build(1, 30, poisson=[([0, 1], 100.0)])
+    with pytest.raises(ValueError, match="native=True.*no C\\+\\+ compiler found"):
+        simulate(conn, proto, duration_ms=5.0, native=True)
+    auto = simulate(conn, proto, duration_ms=5.0)  # by default: the plain-JAX form instead
+    assert auto.stats["native"] is False

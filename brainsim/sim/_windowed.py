@@ -475,16 +475,23 @@ def windowed_chunk(
         new = WindowedState(cells, flat_sp, k_sp, awake_flat)
         return (new, table), (flat_sp, k_sp, counts, v_rec, g_rec)
 
-    def window_native(carry, xs):
-        s, stamps = carry
-        w, replay_w, pre_w = xs
+    if native:  # the native kernel's constants and masks, the same for every window
         p0 = neuron_params(model, dtype)
         k_d, ks_d, c_d = propagators(model, d, dtype)
         consts = jnp.stack(
             [p0["v_th"] - tol(p0), c_window, peak, k_d, ks_d, c_d, float(window_bound)]
         ).astype(dtype)
         silent = drive.outputs_cut()
-        removed = drive.removed
+        silent = None if silent is None else silent.ravel()
+        removed = None if drive.removed is None else drive.removed.ravel()
+        # the always-active entries hold stepped slots 0..K-1 in the order of always_flat
+        always_slot = jnp.arange(n_trials * n_always, dtype=jnp.int32).reshape(n_trials, -1)
+        native_in_slot = always_slot[:, input_pos].ravel()
+        native_rec_slot = jnp.minimum(always_slot[:, rec_pos], n_st - 1)
+
+    def window_native(carry, xs):
+        s, stamps = carry
+        w, replay_w, pre_w = xs
         cells, stamps, st_flat, st_vg, st_since, arrivals, aw_jumped, cnt = window_deliver(
             s.cells,
             stamps,
@@ -496,8 +503,8 @@ def windowed_chunk(
             net.indices,
             net.counts,
             w_syn_pre,
-            None if silent is None else silent.ravel(),
-            None if removed is None else removed.ravel(),
+            silent,
+            removed,
             refractory_steps,
             lag_table,
             arrival_table,
@@ -507,10 +514,6 @@ def windowed_chunk(
             stepped=n_st,
             awake=budgets.awake,
         )
-        # the always-active entries hold stepped slots 0..K-1 in the order of always_flat
-        always_slot = jnp.arange(n_trials * n_always, dtype=jnp.int32).reshape(n_trials, -1)
-        in_slot = always_slot[:, input_pos].ravel()
-        rec_slot = jnp.minimum(always_slot[:, rec_pos], n_st - 1)
         live_s = st_flat < none
         i_st = jnp.minimum(st_flat, none - 1) % n
         rfc_s = refractory_steps[i_st]
@@ -522,8 +525,8 @@ def windowed_chunk(
             rfc_s,
             live_s,
             arrivals,
-            in_slot,
-            rec_slot,
+            native_in_slot,
+            native_rec_slot,
         )
         rows = pack_cells(vs, gs, ss, jnp.broadcast_to(w + 1, ss.shape))
         cells = cells.at[trash_index(st_flat, none)].set(rows, mode="clip")
