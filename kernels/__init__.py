@@ -16,13 +16,14 @@ from brainsim.kernels._events import (
     scatter_to,
     trash_index,
 )
-from brainsim.kernels._native import native_kernels, window_deliver
+from brainsim.kernels._native import dense_deliver, native_kernels, window_deliver
 from brainsim.kernels._poisson import poisson_block, poisson_events
 
 __all__ = [
     "TRASH",
     "compact",
     "compact_sparse",
+    "dense_deliver",
     "expand_rows",
     "native_kernels",
     "poisson_block",

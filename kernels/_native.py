@@ -25,6 +25,7 @@ import jax
 
 SOURCE = Path(__file__).parent / "native" / "window_deliver.cc"
 TARGET = "brainsim_window_deliver"
+DENSE_TARGET = "brainsim_dense_deliver"
 
 
 def cache_dir() -> Path:
@@ -71,9 +72,9 @@ def native_kernels() -> tuple[bool, str]:
         if not lib_path.exists():
             _build(cxx, lib_path)
         lib = ctypes.cdll.LoadLibrary(str(lib_path))
-        jax.ffi.register_ffi_target(
-            TARGET, jax.ffi.pycapsule(lib.BrainsimWindowDeliver), platform="cpu"
-        )
+        handlers = {TARGET: lib.BrainsimWindowDeliver, DENSE_TARGET: lib.BrainsimDenseDeliver}
+        for name, handler in handlers.items():
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
     except (OSError, RuntimeError, AttributeError) as err:
         return False, f"native kernel build failed: {err}"
     return True, str(lib_path)
@@ -150,4 +151,53 @@ def window_deliver(
     )
 
 
-__all__ = ["TARGET", "cache_dir", "native_kernels", "window_deliver"]
+def dense_deliver(
+    pending_flat,
+    pending_k,
+    indptr,
+    indices,
+    counts,
+    w_pre,
+    silent,
+    removed,
+    *,
+    n_neurons: int,
+    delay_steps: int,
+    entries: int,
+):
+    """The dense-window stepper's delivery in C++: the spikes ``pending_flat`` (flat entries,
+    ``entries`` = padding) at steps ``pending_k`` expanded over their CSR rows into arrivals
+    [delay_steps, entries] (``silent``/``removed``: flat bool masks or None). Returns
+    ``(arrivals, events [1])``, the true number of synaptic events."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    dtype = counts.dtype
+    out = (
+        jax.ShapeDtypeStruct((delay_steps, entries), dtype),
+        jax.ShapeDtypeStruct((1,), jnp.int32),
+    )
+    dummy = jnp.zeros((1,), bool)
+    return jax.ffi.ffi_call(DENSE_TARGET, out)(
+        pending_flat,
+        pending_k,
+        indptr,
+        indices,
+        counts,
+        w_pre,
+        dummy if silent is None else silent,
+        dummy if removed is None else removed,
+        n_neurons=np.int64(n_neurons),
+        has_silent=np.int64(silent is not None),
+        has_removed=np.int64(removed is not None),
+    )
+
+
+__all__ = [
+    "DENSE_TARGET",
+    "TARGET",
+    "cache_dir",
+    "dense_deliver",
+    "native_kernels",
+    "window_deliver",
+]

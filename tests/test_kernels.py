@@ -216,10 +216,11 @@ def test_windowed_equals_reference_with_per_neuron_time_constants():
         simulate(conn, proto, kernel="windowed", native=True, **kw)
 
 
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize(
     ("precision", "driven"), [("float64", 1.0), ("float32", 1.0), ("float64", 0.4)]
 )
-def test_dense_window_equals_reference_when_most_neurons_are_driven(precision, driven):
+def test_dense_window_equals_reference_when_most_neurons_are_driven(precision, driven, native):
     n = 120
     conn = random_connectome(n, 0.08, seed=6, max_count=60)
     rng = np.random.default_rng(6)
@@ -231,9 +232,12 @@ def test_dense_window_equals_reference_when_most_neurons_are_driven(precision, d
     proto = Protocol.build(2, n, poisson=[(inputs, 40.0)], silence=silenced, remove=removed)
     kw = dict(duration_ms=50.0, precision=precision, seed=6, record=[5, 77])
     ref = simulate(conn, proto, kernel="reference", **kw)
-    dense = simulate(conn, proto, kernel="dense_window", budgets=Budgets(8, 8, 4, 8, 8), **kw)
-    auto = simulate(conn, proto, kernel="windowed", **kw)  # >= 25% driven: dense chosen
+    dense = simulate(
+        conn, proto, kernel="dense_window", budgets=Budgets(8, 8, 4, 8, 8), native=native, **kw
+    )
+    auto = simulate(conn, proto, kernel="windowed", native=native, **kw)  # dense chosen
     assert dense.stats["reruns"] > 0 and auto.stats["kernel"] == "dense_window"
+    assert dense.stats["native"] == auto.stats["native"] == native
     assert ref.n_spikes > 100
     assert same_spikes(ref, dense) and same_spikes(ref, auto)
     tol = 1e-9 if precision == "float64" else 1e-3

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from brainsim.kernels import compact_sparse, scatter_to
+from brainsim.kernels import compact_sparse, dense_deliver, scatter_to
 from brainsim.models import LIF
 from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
@@ -80,10 +80,13 @@ def dense_window_chunk(
     rec_idx: Int[Array, " recorded"],
     budgets: Budgets,
     every_neuron_input: bool = False,
+    native: bool = False,
 ):
     """Advance ``replay.shape[0]`` windows from window ``w0``; returns the same tuple as
     :func:`brainsim.sim._windowed.windowed_chunk`. ``every_neuron_input``: the drive's
-    inputs are exactly neurons 0..n-1 in order (their arrays need no mapping)."""
+    inputs are exactly neurons 0..n-1 in order (their arrays need no mapping). ``native``
+    (CPU): the arrivals come from the C++ kernel ``brainsim.kernels.dense_deliver`` (no
+    event budget), else from the plain-JAX event list and scatter."""
     dtype = state.v.dtype
     n_trials, n = state.v.shape
     none = n_trials * n
@@ -98,14 +101,33 @@ def dense_window_chunk(
         jnp.full((n,), n_in, jnp.int32).at[drive.input_idx].set(jnp.arange(n_in, dtype=jnp.int32))
     )
 
+    silent = drive.outputs_cut()
+    flat_mask = lambda m: None if m is None else m.ravel()  # noqa: E731
+
     def window(s: DenseWindowState, xs):
         w, replay_w = xs
         # the previous window's spikes -> this window's arrivals, every (step, trial, neuron)
-        ev_flat, ev_k, ev_w, n_events = window_events(
-            s.pending_flat, s.pending_k, net, drive, w_syn_pre, n_ev
-        )
-        at = jnp.where(ev_flat < none, ev_k * none + ev_flat, d * none)
-        arrivals = scatter_to(d * none, at, ev_w).reshape(d, n_trials, n)
+        if native:
+            arrivals, n_events = dense_deliver(
+                s.pending_flat,
+                s.pending_k,
+                net.indptr,
+                net.indices,
+                net.counts,
+                w_syn_pre,
+                flat_mask(silent),
+                flat_mask(drive.removed),
+                n_neurons=n,
+                delay_steps=d,
+                entries=none,
+            )
+            arrivals, n_events = arrivals.reshape(d, n_trials, n), n_events[0]
+        else:
+            ev_flat, ev_k, ev_w, n_events = window_events(
+                s.pending_flat, s.pending_k, net, drive, w_syn_pre, n_ev
+            )
+            at = jnp.where(ev_flat < none, ev_k * none + ev_flat, d * none)
+            arrivals = scatter_to(d * none, at, ev_w).reshape(d, n_trials, n)
         events, i_ext = drive.block_inputs(key, w, replay_w, model.dt_ms, d)
 
         # onto every neuron: a gather (position n_in reads an appended zero column), unless

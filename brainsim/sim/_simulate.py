@@ -38,14 +38,15 @@ PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
 UNLIMITED_NATIVE = np.array([f not in ("active", "events") for f in FIELDS], np.int64)
 
 
-def _native_choice(native: bool | None, model: LIF, dtype) -> bool:
-    """Whether the windowed kernel runs its native CPU form (see :func:`simulate`)."""
+def _native_choice(native: bool | None, model: LIF, dtype, *, dense: bool = False) -> bool:
+    """Whether the windowed (or, with ``dense``, the dense-window) stepper runs its native
+    CPU form (see :func:`simulate`)."""
     if native is False:
         return False
     reasons = []
     if jax.default_backend() != "cpu":
         reasons.append(f"it runs on the CPU only (backend: {jax.default_backend()})")
-    if not native_supported(model, dtype):
+    if not dense and not native_supported(model, dtype):
         reasons.append("the model has per-neuron time constants or thresholds")
     if not reasons:
         ok, why = native_kernels()
@@ -171,11 +172,12 @@ def simulate(
         devices: number of devices to split the trials over (windowed kernel), or
             ``"all"``; the number of trials must be a multiple of it. Results equal a
             one-device run.
-        native: windowed kernel on the CPU: deliver each window's synaptic events with the
-            compiled C++ kernel (``brainsim.kernels.window_deliver``; same results as the
-            JAX form, tested). None (default): wherever it applies (CPU backend, a C++
-            compiler, time constants and thresholds shared by all neurons); False: never;
-            True: required (an error says why it cannot run).
+        native: on the CPU, deliver each window's synaptic events with a compiled C++
+            kernel (``brainsim.kernels.window_deliver`` for the windowed stepper,
+            ``dense_deliver`` for the dense-window one; same results as their JAX forms,
+            tested). None (default): wherever it applies (CPU backend, a C++ compiler; for
+            the windowed stepper also time constants and thresholds shared by all neurons);
+            False: never; True: required (an error says why it cannot run).
     """
     model = model or LIF()
     dtype = _x64_guard(precision)
@@ -251,7 +253,7 @@ def simulate(
             state = windowed_init(model, b, n, dtype, budgets, n_dev)
         peak = model.psp_peak_factor()
         none = b_local * n
-        use_native = not dense and _native_choice(native, model, dtype)
+        use_native = _native_choice(native, model, dtype, dense=dense)
         stats["native"] = use_native
         if n_dev > 1:
             mesh = trial_mesh(n_dev)
@@ -279,8 +281,9 @@ def simulate(
                         replay,
                         key,
                         rec_dev,
-                        budgets,
+                        sized,
                         every_input,
+                        use_native,
                     )
                 elif n_dev > 1:
                     out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)

@@ -254,6 +254,34 @@ int worker_count(int64_t pool_threads, int64_t n_trials, int64_t work) {
   return static_cast<int>(std::max<int64_t>(1, std::min(want, n_trials)));
 }
 
+// Runs work(t) for every part t < workers: part 0 here, the others scheduled on XLA's
+// intra-op pool. A part is run by whoever claims it first: a pool thread, or this thread
+// once its own part is done, so the call never waits for a part that no thread has started
+// (the pool may be busy, e.g. with the calls of other CPU devices), only for running ones.
+// The claims are shared with the scheduled tasks: a task that starts after this call
+// returned finds its part claimed and touches nothing else (``work`` is only called for a
+// claimed part, before this returns).
+template <typename F>
+void run_parts(ffi::ThreadPool& thread_pool, int workers, const F& work) {
+  struct Claims {
+    explicit Claims(int count) : taken(new std::atomic<bool>[count]) {
+      for (int t = 0; t < count; ++t) taken[t].store(false);
+    }
+    std::unique_ptr<std::atomic<bool>[]> taken;
+    std::atomic<int> done{0};
+  };
+  auto claims = std::make_shared<Claims>(workers);
+  const F* work_p = &work;
+  auto run = [claims, work_p](int t) {
+    if (claims->taken[t].exchange(true)) return;
+    (*work_p)(t);
+    claims->done.fetch_add(1, std::memory_order_release);
+  };
+  for (int t = 1; t < workers; ++t) thread_pool.Schedule([run, t] { run(t); });
+  for (int t = 0; t < workers; ++t) run(t);
+  while (claims->done.load(std::memory_order_acquire) < workers) std::this_thread::yield();
+}
+
 template <typename T>
 ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, int64_t has_removed,
                    ffi::AnyBuffer cells_in, ffi::Buffer<ffi::S32> stamps_in,
@@ -327,30 +355,9 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
                                    in.n_pending + in.n_awake_in + k_always);
   std::vector<Part<T>>& pool = parts<T>(workers);
   auto range = [&](int t) { return in.n_trials * t / workers; };
-  // A part is run by whoever claims it first: a pool thread, or this thread once its own
-  // part is done. So the call never waits for a part that no thread has started (the pool
-  // may be busy, e.g. with the calls of other CPU devices), only for running ones.
-  // (the claims are shared with the scheduled tasks: a task that starts after this call
-  // returned finds its part claimed and touches nothing else)
-  struct Claims {
-    explicit Claims(int count) : taken(new std::atomic<bool>[count]) {
-      for (int t = 0; t < count; ++t) taken[t].store(false);
-    }
-    std::unique_ptr<std::atomic<bool>[]> taken;
-    std::atomic<int> done{0};
-  };
-  auto claims = std::make_shared<Claims>(workers);
-  const Inputs<T>* in_p = &in;
-  Part<T>* pool_p = pool.data();
-  auto run = [claims, in_p, pool_p, workers](int t) {
-    if (claims->taken[t].exchange(true)) return;
-    const int64_t b0 = in_p->n_trials * t / workers, b1 = in_p->n_trials * (t + 1) / workers;
-    deliver_part(*in_p, b0, b1, pool_p[t]);
-    claims->done.fetch_add(1, std::memory_order_release);
-  };
-  for (int t = 1; t < workers; ++t) thread_pool.Schedule([run, t] { run(t); });
-  for (int t = 0; t < workers; ++t) run(t);
-  while (claims->done.load(std::memory_order_acquire) < workers) std::this_thread::yield();
+  run_parts(thread_pool, workers, [&](int t) {
+    deliver_part(in, range(t), range(t + 1), pool[t]);
+  });
 
   // merge: always-active entries at their place in always_flat (slots 0..K-1), then the
   // other stepped entries part by part; entries past the budget are counted, not listed
@@ -446,6 +453,89 @@ ffi::Error DeliverDispatch(ffi::ThreadPool thread_pool, int64_t n, int64_t has_s
   return ffi::Error::InvalidArgument("brainsim_window_deliver: float32 or float64 only");
 }
 
+// The dense-window stepper's delivery: the previous window's spikes expanded over their
+// CSR rows into a full table of arrivals [D, trials x n] (the plain-JAX form is
+// `window_events` and a scatter in brainsim/sim/_dense_window.py); the trials split over
+// the workers as above, each zeroing and filling its own columns.
+template <typename T>
+ffi::Error DenseDeliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
+                        int64_t has_removed, ffi::Buffer<ffi::S32> pending_flat,
+                        ffi::Buffer<ffi::S32> pending_k, ffi::AnyBuffer indptr_buf,
+                        ffi::Buffer<ffi::S32> indices, ffi::AnyBuffer counts_buf,
+                        ffi::AnyBuffer w_pre_buf, ffi::Buffer<ffi::PRED> silent,
+                        ffi::Buffer<ffi::PRED> removed, ffi::Result<ffi::AnyBuffer> arrivals,
+                        ffi::Result<ffi::Buffer<ffi::S32>> n_events_out) {
+  const int64_t d = arrivals->dimensions()[0];
+  const int64_t none = arrivals->dimensions()[1];
+  const int64_t n_trials = none / n;
+  if (none != n_trials * n) {
+    return ffi::Error::InvalidArgument("brainsim_dense_deliver: inconsistent sizes");
+  }
+  T* arr = reinterpret_cast<T*>(arrivals->untyped_data());
+  const int32_t* pf = pending_flat.typed_data();
+  const int32_t* pk = pending_k.typed_data();
+  const int64_t n_pending = pending_flat.dimensions()[0];
+  const int32_t* ind = indices.typed_data();
+  const T* counts = reinterpret_cast<const T*>(counts_buf.untyped_data());
+  const T* w_pre = reinterpret_cast<const T*>(w_pre_buf.untyped_data());
+  const bool* sil = silent.typed_data();
+  const bool* rem = removed.typed_data();
+  const bool wide_ptr = indptr_buf.element_type() == ffi::DataType::S64;
+  const int32_t* ptr32 = reinterpret_cast<const int32_t*>(indptr_buf.untyped_data());
+  const int64_t* ptr64 = reinterpret_cast<const int64_t*>(indptr_buf.untyped_data());
+  auto row_start = [&](int64_t i) -> int64_t { return wide_ptr ? ptr64[i] : ptr32[i]; };
+  const int workers = worker_count(thread_pool.num_threads(), n_trials, n_pending);
+  std::vector<int64_t> events(workers, 0);
+  run_parts(thread_pool, workers, [&](int t) {
+    const int64_t lo_e = n_trials * t / workers * n, hi_e = n_trials * (t + 1) / workers * n;
+    for (int64_t k = 0; k < d; ++k) std::fill(arr + k * none + lo_e, arr + k * none + hi_e, T(0));
+    int64_t count = 0;
+    for (int64_t j = 0; j < n_pending; ++j) {
+      const int64_t q = pf[j];
+      if (q < lo_e || q >= hi_e || (has_silent && sil[q])) continue;
+      const int64_t i = q % n, base = q - i;
+      const int64_t lo = row_start(i), hi = row_start(i + 1);
+      const T wp = w_pre[i];
+      T* row = arr + pk[j] * none + base;
+      for (int64_t c = lo; c < hi; ++c) {
+        const T wt = counts[c] * wp;
+        if (!(has_removed && rem[base + ind[c]])) row[ind[c]] += wt;
+      }
+      count += hi - lo;
+    }
+    events[t] = count;
+  });
+  int64_t total = 0;
+  for (int64_t e : events) total += e;
+  n_events_out->typed_data()[0] = static_cast<int32_t>(std::min<int64_t>(total, INT32_MAX));
+  return ffi::Error::Success();
+}
+
+ffi::Error DenseDeliverDispatch(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
+                                int64_t has_removed, ffi::Buffer<ffi::S32> pending_flat,
+                                ffi::Buffer<ffi::S32> pending_k, ffi::AnyBuffer indptr,
+                                ffi::Buffer<ffi::S32> indices, ffi::AnyBuffer counts,
+                                ffi::AnyBuffer w_pre, ffi::Buffer<ffi::PRED> silent,
+                                ffi::Buffer<ffi::PRED> removed,
+                                ffi::Result<ffi::AnyBuffer> arrivals,
+                                ffi::Result<ffi::Buffer<ffi::S32>> n_events) {
+  const auto type = arrivals->element_type();
+  if (counts.element_type() != type || w_pre.element_type() != type) {
+    return ffi::Error::InvalidArgument("brainsim_dense_deliver: mixed float types");
+  }
+  if (type == ffi::DataType::F32) {
+    return DenseDeliver<float>(thread_pool, n, has_silent, has_removed, pending_flat, pending_k,
+                               indptr, indices, counts, w_pre, silent, removed, arrivals,
+                               n_events);
+  }
+  if (type == ffi::DataType::F64) {
+    return DenseDeliver<double>(thread_pool, n, has_silent, has_removed, pending_flat,
+                                pending_k, indptr, indices, counts, w_pre, silent, removed,
+                                arrivals, n_events);
+  }
+  return ffi::Error::InvalidArgument("brainsim_dense_deliver: float32 or float64 only");
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BrainsimWindowDeliver, DeliverDispatch,
@@ -479,3 +569,20 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BrainsimWindowDeliver, DeliverDispatch,
                                   .Ret<ffi::AnyBuffer>()             // arrivals [D, stepped]
                                   .Ret<ffi::Buffer<ffi::S32>>()      // awake (jumped ones)
                                   .Ret<ffi::Buffer<ffi::S32>>());    // counts
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BrainsimDenseDeliver, DenseDeliverDispatch,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Attr<int64_t>("n_neurons")
+                                  .Attr<int64_t>("has_silent")
+                                  .Attr<int64_t>("has_removed")
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // pending_flat
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // pending_k
+                                  .Arg<ffi::AnyBuffer>()          // indptr
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // indices
+                                  .Arg<ffi::AnyBuffer>()          // counts
+                                  .Arg<ffi::AnyBuffer>()          // w_syn per presynaptic
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // silent (outputs cut)
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // removed
+                                  .Ret<ffi::AnyBuffer>()          // arrivals [D, trials x n]
+                                  .Ret<ffi::Buffer<ffi::S32>>());  // events
