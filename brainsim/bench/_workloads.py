@@ -351,6 +351,30 @@ def scaling_activity(
     }
 
 
+def _same_spikes(a, b) -> bool:
+    """The same spikes (trial, step and neuron of every one) in two results."""
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("trial", "step", "neuron"))
+
+
+def _alternate(conn, net, proto, variants: dict, repeats: int, **kw):
+    """Side-by-side timing in one process: every variant (keyword arguments of
+    :func:`run_timed`) runs once (compilation, budget growth), then all are timed in turn,
+    ``repeats`` rounds, each starting from the budgets its first run fitted. Returns
+    ``(first, first_s, walls, last)``, keyed like ``variants``: the first runs, the seconds
+    they took together, the timed walls and the last results."""
+    t = time.perf_counter()
+    first = {k: run_timed(conn, net, proto, repeats=0, **v, **kw) for k, v in variants.items()}
+    first_s = time.perf_counter() - t
+    walls: dict = {k: [] for k in variants}
+    last = {}
+    for _ in range(max(1, repeats)):
+        for k, v in variants.items():
+            timed = run_timed(conn, net, proto, repeats=0, budgets=first[k].budgets, **v, **kw)
+            walls[k].append(timed.wall_s_first)
+            last[k] = timed.result
+    return first, first_s, walls, last
+
+
 def reference_ratio(
     *,
     trials: int = 1,
@@ -377,18 +401,11 @@ def reference_ratio(
     proto = sugar_protocol(conn, trials, rate_hz)
     kw = dict(duration_ms=duration_ms, precision=precision)
     log(f"reference_ratio: {conn.n_neurons} neurons, {trials} trials x {duration_ms:g} ms")
-    t = time.perf_counter()
-    run_timed(conn, net, proto, kernel="reference", repeats=0, **kw)
-    win = run_timed(conn, net, proto, repeats=0, **kw)
-    compile_s = time.perf_counter() - t
-    ref_walls, win_walls = [], []
-    for _ in range(max(1, repeats)):
-        r = run_timed(conn, net, proto, kernel="reference", repeats=0, **kw)
-        ref_walls.append(r.wall_s_first)
-        w = run_timed(conn, net, proto, repeats=0, budgets=win.budgets, **kw)
-        win_walls.append(w.wall_s_first)
-    a, b = r.result, w.result
-    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("trial", "step", "neuron"))
+    variants = {"reference": {"kernel": "reference"}, "windowed": {}}
+    _, compile_s, walls, last = _alternate(conn, net, proto, variants, repeats, **kw)
+    ref_walls, win_walls = walls["reference"], walls["windowed"]
+    a, b = last["reference"], last["windowed"]
+    same = _same_spikes(a, b)
     ref_s, win_s = float(np.median(ref_walls)), float(np.median(win_walls))
     trial_s = trials * duration_ms / 1000.0
     return {
@@ -442,18 +459,11 @@ def native_ratio(
     proto = sugar_protocol(conn, trials, rate_hz)
     kw = dict(duration_ms=duration_ms, precision=precision)
     log(f"native_ratio: {conn.n_neurons} neurons, {trials} trials x {duration_ms:g} ms")
-    first = {nat: run_timed(conn, net, proto, repeats=0, native=nat, **kw) for nat in (False, True)}
-    if not first[True].result.stats["native"]:
-        raise RuntimeError("the native kernel is not available here (see brainsim.kernels)")
-    walls: dict = {False: [], True: []}
-    last = {}
-    for _ in range(max(1, repeats)):
-        for nat in (False, True):
-            t = run_timed(conn, net, proto, repeats=0, native=nat, budgets=first[nat].budgets, **kw)
-            walls[nat].append(t.wall_s_first)
-            last[nat] = t.result
+    # native=True: simulate raises, naming why, where the native kernel cannot run
+    variants = {False: {"native": False}, True: {"native": True}}
+    _, _, walls, last = _alternate(conn, net, proto, variants, repeats, **kw)
     a, b = last[False], last[True]
-    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("trial", "step", "neuron"))
+    same = _same_spikes(a, b)
     jax_s, nat_s = float(np.median(walls[False])), float(np.median(walls[True]))
     trial_s = trials * duration_ms / 1000.0
     return {

@@ -33,9 +33,10 @@ KERNELS = ("windowed", "dense_window", "reference")
 DENSE_FRACTION = 0.25
 FIELDS = [f.name for f in dataclasses.fields(Budgets)]
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
-# budget fields that constrain the native window kernel (its active and event lists are
-# unbounded): 1 where a count is checked against its budget
-UNLIMITED_NATIVE = np.array([f not in ("active", "events") for f in FIELDS], np.int64)
+# budgets the native kernels never size anything with (their active and event lists are
+# unbounded): fixed at 1 in the compiled call, and never grown
+NATIVE_UNSIZED = ("active", "events")
+CHECKED_NATIVE = np.array([f not in NATIVE_UNSIZED for f in FIELDS], np.int64)
 
 
 def _native_choice(native: bool | None, model: LIF, dtype, *, dense: bool = False) -> bool:
@@ -267,9 +268,9 @@ def simulate(
             while True:
                 start = state.with_budgets(budgets, none)
                 args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)
-                # the native kernel's active and event lists are unbounded: their budgets do
-                # not size anything, and must not key a recompilation
-                sized = dataclasses.replace(budgets, active=1, events=1) if use_native else budgets
+                # (unused budgets must not key a recompilation)
+                unsized = dict.fromkeys(NATIVE_UNSIZED, 1) if use_native else {}
+                sized = dataclasses.replace(budgets, **unsized)
                 if dense:
                     out = dense_window_chunk(
                         model,
@@ -290,8 +291,7 @@ def simulate(
                 else:
                     out = windowed_chunk(*args, sized, peak, use_native)
                 need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
-                # the native kernel's active and event lists have no size limit
-                limits = need * UNLIMITED_NATIVE if use_native else need
+                limits = need * CHECKED_NATIVE if use_native else need
                 grown = budgets.grown(limits).capped(none)
                 if grown == budgets:
                     peak_need = np.maximum(peak_need, need)

@@ -254,10 +254,10 @@ def step_listed(model, inputs, start, i_st, rfc_s, live_s, arrivals, in_slot, re
 
     ``inputs``: the window's ``(events, i_ext)`` of the drive, each [D, trials, inputs]
     (:meth:`Drive.block_inputs`). ``start``: the entries' ``(u, g, since)`` at the start of
-    the window; ``i_st`` their neuron
-    indices, ``rfc_s`` refractory steps, ``live_s`` which list slots are real; ``arrivals``
-    [D, slots] synaptic input per step; ``in_slot`` the slot of every (trial, input) of the
-    drive (``>= slots``: not listed), ``rec_slot`` of every (trial, recorded neuron).
+    the window; ``i_st`` their neuron indices, ``rfc_s`` refractory steps, ``live_s`` which
+    list slots are real; ``arrivals`` [D, slots] synaptic input per step; ``in_slot`` the
+    slot of every (trial, input) of the drive (``>= slots``: not listed), ``rec_slot`` of
+    every (trial, recorded neuron).
     Returns ``(u, g, since)`` at the end, spikes [D, slots] and the recorded v, g [D, ...]."""
     dtype = start[0].dtype
     d = model.delay_steps
@@ -358,6 +358,13 @@ def windowed_chunk(
     if native and lag_table is None:
         raise ValueError("the native window kernel needs time constants shared by all neurons")
     tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
+
+    def stays_awake(live, v, g, since, rfc, p):
+        """Entries left active for the next window: still refractory, or able to reach
+        threshold on their own (the native kernel applies the same rule to the entries it
+        jumps)."""
+        could_fire = jnp.maximum(v, 0) + jnp.maximum(g, 0) * peak > p["v_th"] - tol(p)
+        return live & ((since < rfc) | could_fire)
 
     def window_inputs(w, replay_w, pre_w):
         """The drive of window ``w``: drawn beforehand for the chunk, or now."""
@@ -464,8 +471,7 @@ def windowed_chunk(
 
         rows = pack_cells(v_end, g_end, s_end, jnp.broadcast_to(w + 1, s_end.shape))
         cells = s.cells.at[trash_index(act, none)].set(rows, mode="clip")
-        could_fire = jnp.maximum(v_end, 0) + jnp.maximum(g_end, 0) * peak > p_a["v_th"] - tol(p_a)
-        awake = live_a & ((s_end < rfc_a) | could_fire)
+        awake = stays_awake(live_a, v_end, g_end, s_end, rfc_a, p_a)
         aw_pos, n_awake = compact(awake, budgets.awake)
         awake_flat = jnp.where(aw_pos < n_act, act[jnp.minimum(aw_pos, n_act - 1)], none)
 
@@ -530,9 +536,7 @@ def windowed_chunk(
         )
         rows = pack_cells(vs, gs, ss, jnp.broadcast_to(w + 1, ss.shape))
         cells = cells.at[trash_index(st_flat, none)].set(rows, mode="clip")
-        p_s = neuron_params(model, dtype, i_st)
-        could_fire = jnp.maximum(vs, 0) + jnp.maximum(gs, 0) * peak > p_s["v_th"] - tol(p_s)
-        awake_st = live_s & ((ss < rfc_s) | could_fire)
+        awake_st = stays_awake(live_s, vs, gs, ss, rfc_s, p0)
         merged = jnp.concatenate([aw_jumped, jnp.where(awake_st, st_flat, none)])
         aw_pos, _ = compact(merged < none, budgets.awake)
         awake_flat = jnp.where(
@@ -554,15 +558,12 @@ def windowed_chunk(
         pre = jax.vmap(lambda w, r: drive.block_inputs(key, w, r, model.dt_ms, d))(windows, replay)
     if native:
         # stamp table of the active set: (window + 1, slot) per entry; zeros are empty
-        stamps = jnp.zeros((none, 2), jnp.int32)
-        (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
-            window_native, (state, stamps), (windows, replay, pre)
-        )
-        return state, flat, k, counts, v_rec, g_rec
-    # the scratch table's contents never matter: every entry read was written this window
-    table = jnp.zeros((none + TRASH,), jnp.int32)
+        body, scratch = window_native, jnp.zeros((none, 2), jnp.int32)
+    else:
+        # the scratch table's contents never matter: every entry read was written this window
+        body, scratch = window, jnp.zeros((none + TRASH,), jnp.int32)
     (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
-        window, (state, table), (windows, replay, pre)
+        body, (state, scratch), (windows, replay, pre)
     )
     return state, flat, k, counts, v_rec, g_rec
 

@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -410,6 +411,14 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
   return ffi::Error::Success();
 }
 
+// ``run(T{})`` for the float type T named by ``type`` (float32 or float64), else an error.
+template <typename F>
+ffi::Error by_float_type(ffi::DataType type, const char* kernel, const F& run) {
+  if (type == ffi::DataType::F32) return run(float{});
+  if (type == ffi::DataType::F64) return run(double{});
+  return ffi::Error::InvalidArgument(std::string(kernel) + ": float32 or float64 only");
+}
+
 ffi::Error DeliverDispatch(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, int64_t has_removed,
                            ffi::AnyBuffer cells_in, ffi::Buffer<ffi::S32> stamps_in,
                            ffi::Buffer<ffi::S32> pending_flat, ffi::Buffer<ffi::S32> pending_k,
@@ -438,19 +447,13 @@ ffi::Error DeliverDispatch(ffi::ThreadPool thread_pool, int64_t n, int64_t has_s
   if (stamps_in.dimensions().size() != 2 || stamps_in.dimensions()[1] != 2) {
     return ffi::Error::InvalidArgument("brainsim_window_deliver: stamps must be [entries, 2]");
   }
-  if (type == ffi::DataType::F32) {
-    return Deliver<float>(thread_pool, n, has_silent, has_removed, cells_in, stamps_in, pending_flat,
-                          pending_k, awake_flat, always_flat, indptr, indices, counts, w_pre,
-                          silent, removed, refractory, lag, arrival, consts, window, cells_out,
-                          stamps_out, st_flat, st_vg, st_since, arrivals, aw, cnt);
-  }
-  if (type == ffi::DataType::F64) {
-    return Deliver<double>(thread_pool, n, has_silent, has_removed, cells_in, stamps_in, pending_flat,
-                           pending_k, awake_flat, always_flat, indptr, indices, counts, w_pre,
-                           silent, removed, refractory, lag, arrival, consts, window, cells_out,
-                           stamps_out, st_flat, st_vg, st_since, arrivals, aw, cnt);
-  }
-  return ffi::Error::InvalidArgument("brainsim_window_deliver: float32 or float64 only");
+  return by_float_type(type, "brainsim_window_deliver", [&](auto zero) {
+    return Deliver<decltype(zero)>(thread_pool, n, has_silent, has_removed, cells_in, stamps_in,
+                                   pending_flat, pending_k, awake_flat, always_flat, indptr,
+                                   indices, counts, w_pre, silent, removed, refractory, lag,
+                                   arrival, consts, window, cells_out, stamps_out, st_flat,
+                                   st_vg, st_since, arrivals, aw, cnt);
+  });
 }
 
 // The dense-window stepper's delivery: the previous window's spikes expanded over their
@@ -523,17 +526,11 @@ ffi::Error DenseDeliverDispatch(ffi::ThreadPool thread_pool, int64_t n, int64_t 
   if (counts.element_type() != type || w_pre.element_type() != type) {
     return ffi::Error::InvalidArgument("brainsim_dense_deliver: mixed float types");
   }
-  if (type == ffi::DataType::F32) {
-    return DenseDeliver<float>(thread_pool, n, has_silent, has_removed, pending_flat, pending_k,
-                               indptr, indices, counts, w_pre, silent, removed, arrivals,
-                               n_events);
-  }
-  if (type == ffi::DataType::F64) {
-    return DenseDeliver<double>(thread_pool, n, has_silent, has_removed, pending_flat,
-                                pending_k, indptr, indices, counts, w_pre, silent, removed,
-                                arrivals, n_events);
-  }
-  return ffi::Error::InvalidArgument("brainsim_dense_deliver: float32 or float64 only");
+  return by_float_type(type, "brainsim_dense_deliver", [&](auto zero) {
+    return DenseDeliver<decltype(zero)>(thread_pool, n, has_silent, has_removed, pending_flat,
+                                        pending_k, indptr, indices, counts, w_pre, silent,
+                                        removed, arrivals, n_events);
+  });
 }
 
 }  // namespace
