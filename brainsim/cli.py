@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,8 +17,9 @@ def _enable_compilation_cache() -> None:
     """Keep compiled programs between CLI runs (JAX's persistent cache)."""
     import jax
 
-    cache = Path(os.environ.get("BRAINSIM_CACHE", Path.home() / ".cache" / "brainsim")) / "jax"
-    jax.config.update("jax_compilation_cache_dir", str(cache))
+    from brainsim._paths import cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir("jax")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
@@ -202,18 +205,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where Python is so that temporary result folders are removed."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     from brainsim.connectome import ConnectomeError
     from brainsim.experiments import ConfigError
     from brainsim.fetch import FetchError
+    from brainsim.io import OutputError
 
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.func(args)
-    except (ConfigError, ConnectomeError, FetchError) as e:
+    except (ConfigError, ConnectomeError, FetchError, OutputError) as e:
         print(f"brainsim: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(args, "interrupted", 130)
+    except Terminated:
+        return _interrupted(args, "terminated", 143)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(args, what: str, code: int) -> int:
+    """One line instead of a traceback; by now every temporary folder has been removed."""
+    out = getattr(args, "out", None)
+    kept = "; results folders were left as they were" if args.command in ("run", "fit") else ""
+    print(f"\nbrainsim: {what}{kept}{f' ({out})' if out else ''}", file=sys.stderr)
+    return code
+
+
+def entry() -> None:
+    """The console script: exit without Python's interpreter teardown after an interrupt
+    (XLA's threads can crash it), with every output stream flushed first."""
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

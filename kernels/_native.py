@@ -29,7 +29,9 @@ DENSE_TARGET = "brainsim_dense_deliver"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("BRAINSIM_CACHE", Path.home() / ".cache" / "brainsim")) / "native"
+    from brainsim._paths import cache_dir as _cache_dir
+
+    return _cache_dir("native")
 
 
 def _compiler() -> str | None:

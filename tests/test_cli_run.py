@@ -118,8 +118,8 @@ def test_config_errors_name_file_and_key(tmp_path, patch, match):
 def test_failed_run_leaves_previous_results_intact(tmp_path, monkeypatch):
     cfg = write(tmp_path, BASE)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "spikes.parquet").write_text("old")
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    (out / "spikes.parquet").write_text("old")  # an earlier complete results folder
     import brainsim.experiments._run as run_mod
 
     def boom(*a, **k):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import brainsim
+from brainsim._paths import cache_dir
 from brainsim.connectome import Connectome, load
 from brainsim.sim import Budgets, Network, Protocol, SimResult, simulate
 
@@ -36,8 +37,7 @@ def spec_for(scale: float, seed: int = 0) -> str:
 
 def default_cache_dir() -> Path:
     """Where ``brainsim run`` caches parsed connectomes (``$BRAINSIM_CACHE/connectomes``)."""
-    root = Path(os.environ.get("BRAINSIM_CACHE", Path.home() / ".cache" / "brainsim"))
-    return root / "connectomes"
+    return cache_dir("connectomes")
 
 
 # The network of the last call, kept so that the workloads of one process share it; one entry

@@ -26,7 +26,7 @@ Schema (every key optional unless marked required)::
     [record]
     neurons = { ids = [...] }  # v and g traces of these neurons, every step
     [output]
-    dir = "results/run"
+    dir = "results/run"        # relative to the config file; replaced only if brainsim wrote it
     [experiment]               # optional: kind = "activation_sweep", "silencing_screen",
                                # "pairwise_grid" or "perturbation_map" (see _kinds.py)
 """
@@ -173,6 +173,8 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     out = _table(raw, "output", where)
     _keys(out, ("dir",), f"{where}: [output]")
     out_dir = Path(_get(out, "dir", str, f"{where}: [output]", default="results/run"))
+    if not out_dir.is_absolute() and path is not None:
+        out_dir = path.parent / out_dir  # relative to the config file, as [connectome] path
     return RunConfig(path, raw, conn, model, sim, stimuli, perts, record, out_dir, experiment)
 
 

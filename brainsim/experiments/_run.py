@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from brainsim import __version__
+from brainsim._paths import cache_dir
 from brainsim.connectome import Connectome, load
 from brainsim.experiments._config import RunConfig
 from brainsim.experiments._errors import ConfigError
@@ -29,9 +29,7 @@ from brainsim.experiments._selectors import select
 
 
 def default_cache_dir() -> Path:
-    return (
-        Path(os.environ.get("BRAINSIM_CACHE", Path.home() / ".cache" / "brainsim")) / "connectomes"
-    )
+    return cache_dir("connectomes")
 
 
 def load_connectome(cfg: RunConfig) -> Connectome:
@@ -205,7 +203,17 @@ def run_config(
 
     if cfg.simulation["precision"] == "float64":
         jax.config.update("jax_enable_x64", True)
-    out_dir = Path(out_dir or cfg.output_dir)
+    from brainsim.io import check_output_dir, output_lock
+
+    # the destination is checked before anything is loaded or simulated
+    out_dir = check_output_dir(out_dir or cfg.output_dir)
+    if dry_run:
+        return _run_config(cfg, out_dir, progress, log, dry_run)
+    with output_lock(out_dir):
+        return _run_config(cfg, out_dir, progress, log, dry_run)
+
+
+def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool) -> Path:
     t0 = time.perf_counter()
     conn = load_connectome(cfg)
     t_load = time.perf_counter() - t0

@@ -6,22 +6,17 @@ The cache folder is ``$BRAINSIM_CACHE/data`` (``BRAINSIM_CACHE`` defaults to
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from brainsim._paths import cache_root
 from brainsim.fetch._download import DatasetError, DownloadResult, download_file
 from brainsim.fetch._sources import ALIASES, DATASETS, FAMILIES, Dataset
 
 CODEX_CONNECTION_PATTERNS = ("connections*.csv", "connections*.csv.gz")
-
-
-def cache_root() -> Path:
-    """``$BRAINSIM_CACHE``, else ``~/.cache/brainsim`` (as ``brainsim run`` uses it)."""
-    return Path(os.environ.get("BRAINSIM_CACHE", Path.home() / ".cache" / "brainsim"))
 
 
 def data_root() -> Path:

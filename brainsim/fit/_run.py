@@ -55,14 +55,23 @@ def run_fit(cfg: FitConfig, out_dir: str | Path | None = None, *, log=print) -> 
     import jax
     import jax.numpy as jnp
 
+    from brainsim.io import check_output_dir, output_lock
+
+    if cfg.run.simulation["precision"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    dtype = jnp.float64 if cfg.run.simulation["precision"] == "float64" else jnp.float32
+
+    # the destination is checked before anything is loaded or fitted
+    out_dir = check_output_dir(out_dir or cfg.output_dir)
+    with output_lock(out_dir):
+        return _run_fit(cfg, out_dir, dtype, log)
+
+
+def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     from brainsim.sim import Network
 
     run = cfg.run
     sim = run.simulation
-    if sim["precision"] == "float64":
-        jax.config.update("jax_enable_x64", True)
-    dtype = jnp.float64 if sim["precision"] == "float64" else jnp.float32
-    out_dir = Path(out_dir or cfg.output_dir)
     t0 = time.perf_counter()
     conn = load_connectome(run)
     t_load = time.perf_counter() - t0

@@ -1,10 +1,15 @@
 """Results on disk: Parquet tables and manifests, written atomically."""
 
+from brainsim.io._outdir import MARKER, OutputError, atomic_dir, check_output_dir, output_lock
 from brainsim.io._results import neurons_table, rates_table, spikes_table, traces_table
-from brainsim.io._write import atomic_dir, write_json, write_table
+from brainsim.io._write import write_json, write_table
 
 __all__ = [
+    "MARKER",
+    "OutputError",
     "atomic_dir",
+    "check_output_dir",
+    "output_lock",
     "neurons_table",
     "rates_table",
     "spikes_table",

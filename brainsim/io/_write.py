@@ -1,42 +1,13 @@
-"""Result files: Parquet tables and a JSON manifest, written atomically as one folder."""
+"""Result files: Parquet tables and JSON (the folder they go in: ``_outdir``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-
-@contextlib.contextmanager
-def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``dest``; on success it replaces ``dest``.
-
-    If the body raises, the temporary folder is deleted and ``dest`` is left as it was, so a
-    failed run never leaves a partial result that looks whole.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_table(table: pa.Table, path: str | Path) -> None:
