@@ -76,7 +76,14 @@ def cmd_run(args) -> int:
     _enable_compilation_cache()
     quiet = args.quiet and not args.dry_run
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-    run_config(cfg, args.out, progress=_progress(args.quiet), log=log, dry_run=args.dry_run)
+    run_config(
+        cfg,
+        args.out,
+        progress=_progress(args.quiet),
+        log=log,
+        dry_run=args.dry_run,
+        resume=args.resume,
+    )
     return 0
 
 
@@ -154,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the config, resolve every selector, print the job's size, memory and "
         "output files; simulate nothing",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the batches that an interrupted or crashed run of the same config "
+        "and --out completed (an experiment in several batches saves each as it ends; "
+        "results equal an uninterrupted run's)",
     )
     run.set_defaults(func=cmd_run)
     fit = sub.add_parser(

@@ -17,6 +17,7 @@ from brainsim._paths import cache_dir
 from brainsim.connectome import Connectome, load
 from brainsim.experiments._config import RunConfig
 from brainsim.experiments._errors import ConfigError
+from brainsim.experiments._jobsize import check_fits, job_size
 from brainsim.experiments._kinds import (
     Condition,
     Plan,
@@ -139,8 +140,11 @@ def build_base(cfg: RunConfig, conn: Connectome, missing: list) -> BaseInputs:
     return BaseInputs(poisson, rep, current, silence, remove)
 
 
-def batch_protocol(base: BaseInputs, conds: list[Condition], trials: int, n: int):
-    """One protocol for a batch of conditions: condition c owns trials [c*T, (c+1)*T)."""
+def batch_protocol(base: BaseInputs, conds: list[Condition], trials: int, n: int, first: int = 0):
+    """One protocol for a batch of conditions: the batch's condition c owns trials
+    [c*T, (c+1)*T). ``first`` is the experiment's number of the batch's first condition:
+    trial t of condition k draws its input noise as trial ``k x T + t``, whichever batch it
+    runs in."""
     from brainsim.sim import Protocol
 
     nc = len(conds)
@@ -172,7 +176,14 @@ def batch_protocol(base: BaseInputs, conds: list[Condition], trials: int, n: int
             silence[ci * trials : (ci + 1) * trials, cond.silence] = True
     remove = base.remove if base.remove.any() else None
     return Protocol.build(
-        b, n, poisson=poisson, replay=replay, current=current, silence=silence, remove=remove
+        b,
+        n,
+        poisson=poisson,
+        replay=replay,
+        current=current,
+        silence=silence,
+        remove=remove,
+        trial_ids=first * trials + np.arange(b),
     )
 
 
@@ -181,23 +192,19 @@ def batches(n_conditions: int, trials: int, max_batch_trials: int) -> list[range
     return [range(i, min(i + per, n_conditions)) for i in range(0, n_conditions, per)]
 
 
-def memory_estimate_bytes(cfg: RunConfig, conn: Connectome, batch_trials: int) -> int:
-    """Rough peak device memory of one batch: state, masks, connectome, kernel lists."""
-    item = 8 if cfg.simulation["precision"] == "float64" else 4
-    n = conn.n_neurons
-    state = batch_trials * n * (2 * item + 8)
-    masks = batch_trials * n  # silence mask, when used
-    conn_bytes = conn.n_connections * (4 + item) + (n + 1) * 4
-    if cfg.simulation["kernel"] == "reference":
-        state += 18 * batch_trials * n * item + batch_trials * conn.n_connections * item
-    return int(state + masks + conn_bytes + batch_trials * n * 4)
-
-
 def run_config(
-    cfg: RunConfig, out_dir: Path | None = None, *, progress=None, log=print, dry_run: bool = False
+    cfg: RunConfig,
+    out_dir: Path | None = None,
+    *,
+    progress=None,
+    log=print,
+    dry_run: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Run a config (a plain run or an ``[experiment]``) and write its results folder
     atomically. With ``dry_run``, resolve everything and report the job without simulating.
+    An experiment of several batches saves each batch as it completes; with ``resume`` the
+    batches that an interrupted run of the same config saved are reused (same results).
     Returns the results folder."""
     import jax
 
@@ -208,12 +215,14 @@ def run_config(
     # the destination is checked before anything is loaded or simulated
     out_dir = check_output_dir(out_dir or cfg.output_dir)
     if dry_run:
-        return _run_config(cfg, out_dir, progress, log, dry_run)
+        return _run_config(cfg, out_dir, progress, log, dry_run, resume)
     with output_lock(out_dir):
-        return _run_config(cfg, out_dir, progress, log, dry_run)
+        return _run_config(cfg, out_dir, progress, log, dry_run, resume)
 
 
-def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool) -> Path:
+def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, resume) -> Path:
+    from brainsim.io import check_output_dir
+
     t0 = time.perf_counter()
     conn = load_connectome(cfg)
     t_load = time.perf_counter() - t0
@@ -238,9 +247,10 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool) -> 
     max_batch = (exp or {}).get("max_batch_trials", 256)
     n_cond = len(p.conditions) if p.deferred_top_k is None else 1 + p.deferred_top_k
     groups = batches(n_cond, trials, max_batch)
+    size = job_size(sim, conn, n_cond, max_batch, rec.size)
+    check_fits(size, f"{cfg.path}:", is_experiment=exp is not None)
+    check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
     if dry_run:
-        per_batch = min(n_cond, max(1, max_batch // trials)) * trials
-        n_steps = int(round(sim["duration_ms"] / sim["dt_ms"]))
         files = [
             "spikes.parquet",
             "rates.parquet",
@@ -253,16 +263,32 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool) -> 
         log(
             f"dry run: kind {p.kind}; {n_cond} condition(s) x {trials} trial(s) x "
             f"{sim['duration_ms']:g} ms = {n_cond * trials * sim['duration_ms'] / 1000:g} "
-            f"trial-seconds ({n_steps} steps); {len(groups)} batch(es) of up to {per_batch} "
-            f"trials; about {memory_estimate_bytes(cfg, conn, per_batch) / 2**20:.0f} MiB of "
-            f"device memory per batch; would write {out_dir}/: {', '.join(files)}"
+            f"trial-seconds ({size.n_steps} steps); {len(groups)} batch(es) of up to "
+            f"{size.batch_trials} trials; {size.describe()}; would write {out_dir}/: "
+            f"{', '.join(files)}"
         )
         return out_dir
 
+    store = None
+    if len(groups) > 1:
+        import jax
+
+        from brainsim.experiments._resume import BatchStore, run_identity
+
+        identity = run_identity(cfg.raw, conn.provenance.checksum, jax.default_backend())
+        store = BatchStore(out_dir, identity)
+        if store.start(resume):
+            log(f"--resume: reusing the batches saved by an interrupted run of {out_dir}")
+        elif resume:
+            log("--resume: no saved batches of this run; starting from the first batch")
+    elif resume:
+        log("--resume: this run is a single batch; nothing to resume")
     t1 = time.perf_counter()
-    parts = _simulate_conditions(cfg, conn, model, base, p, rec, progress, log)
+    parts = _simulate_conditions(cfg, conn, model, base, p, rec, progress, log, store)
     t_sim = time.perf_counter() - t1
     write_results(cfg, conn, model, p, parts, rec, missing, out_dir, t_load, t_sim)
+    if store is not None:
+        store.clear()
     n_spikes = sum(r.n_spikes for _, r in parts)
     log(f"{n_spikes} spikes, {len(p.conditions)} condition(s); simulated in {t_sim:.2f} s")
     log(f"results in {out_dir}")
@@ -288,7 +314,7 @@ def simulate_batch(
     model,
     base: BaseInputs,
     conds,
-    batch_no: int,
+    first: int,
     rec,
     ids,
     *,
@@ -296,17 +322,19 @@ def simulate_batch(
     budgets=None,
 ):
     """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
-    condition c owning trials [c*T, (c+1)*T), the batch's own seed. ``budgets``: the
-    windowed kernel's starting sizes (a previous batch's, to skip growing them again)."""
+    condition c owning trials [c*T, (c+1)*T); ``first`` is the experiment's number of the
+    batch's first condition, which keys the input noise (so batching changes no answer).
+    ``budgets``: the windowed kernel's starting sizes (a previous batch's, to skip growing
+    them again)."""
     from brainsim.sim import simulate
 
-    proto = batch_protocol(base, conds, sim["trials"], len(ids))
+    proto = batch_protocol(base, conds, sim["trials"], len(ids), first)
     return simulate(
         network,
         proto,
         model=model,
         duration_ms=sim["duration_ms"],
-        seed=batch_seed(sim["seed"], batch_no),
+        seed=sim["seed"],
         kernel=sim["kernel"],
         precision=sim["precision"],
         record=rec if rec.size else None,
@@ -318,8 +346,10 @@ def simulate_batch(
     )
 
 
-def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
-    """Run every condition in batches; returns [(first condition index, SimResult)]."""
+def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, store=None):
+    """Run every condition in batches; returns [(first condition index, SimResult)].
+    With a :class:`BatchStore`, each batch is saved when done, and a batch saved by an
+    interrupted run of the same config is read back instead of simulated."""
     from brainsim.sim import Budgets
 
     sim = cfg.simulation
@@ -335,13 +365,20 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
         if progress is not None:
             prog = lambda done, total: progress(batch_no * total + done, n_batches * total)  # noqa: E731
         n_trials = len(conds) * trials
+        r = store.load(first, len(conds), conn.ids) if store is not None else None
+        if r is not None:
+            log(f"batch {batch_no + 1}/{n_batches}: read back from the interrupted run")
+            if prog is not None:
+                prog(r.n_steps, r.n_steps)
+            parts.append((first, r))
+            return
         r = simulate_batch(
             sim,
             net,
             model,
             base,
             conds,
-            batch_no,
+            first,
             rec,
             conn.ids,
             progress=prog,
@@ -349,6 +386,8 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
         )
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])
+        if store is not None:
+            store.save(first, len(conds), r)
         parts.append((first, r))
 
     conds = p.conditions
@@ -391,14 +430,6 @@ def _devices_for(devices, n_trials: int) -> int:
     while n_trials % n:
         n -= 1
     return n
-
-
-def batch_seed(seed: int, batch_no: int) -> int:
-    """Seed of a batch: the config's seed for the first, independent streams after it, so
-    that conditions in different batches do not share their input noise."""
-    if batch_no == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0] >> 1)
 
 
 def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim):
@@ -494,6 +525,7 @@ def manifest(
         "n_spikes": int(sum(r.n_spikes for _, r in parts)),
         "missing_ids_left_out": sorted(set(missing)),
         "kernel": [r.stats for _, r in parts],
+        "resumed_batches": sum(bool(r.stats.get("resumed")) for _, r in parts),
         "versions": {
             "brainsim": __version__,
             "jax": jax.__version__,

@@ -238,9 +238,9 @@ def _plain_runs(cfg: FitConfig, conn, model, params, net, base, conds, rec, dtyp
         base = dataclasses.replace(base, current=[*base.current, *currents])
     parts = []
     groups = batches(len(conds), trials, MAX_BATCH_TRIALS)
-    for bi, g in enumerate(groups):
+    for g in groups:
         r = simulate_batch(
-            sim, fitted_net, fitted_model, base, [conds[c] for c in g], bi, rec, conn.ids
+            sim, fitted_net, fitted_model, base, [conds[c] for c in g], g.start, rec, conn.ids
         )
         parts.append((g.start, r))
     return parts

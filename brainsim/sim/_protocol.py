@@ -33,6 +33,9 @@ class Protocol:
             an external drive ``i_ext`` in mV on ``[start, stop)``.
         silenced: bool [n_trials, n_neurons] or None: outgoing synapses zeroed.
         removed: bool [n_trials, n_neurons] or None: outgoing and incoming synapses zeroed.
+        trial_ids: int [n_trials] or None: the number that keys each trial's input noise
+            (default ``0..n_trials-1``). An experiment gives trial t of condition c the
+            number ``c x trials + t``, so its answers do not depend on how it is batched.
         no_refractory: bool [n_in]: inputs without refractory period (Poisson and replayed
             inputs, as in the reference code).
     """
@@ -46,10 +49,18 @@ class Protocol:
     silenced: np.ndarray | None = None
     removed: np.ndarray | None = None
     no_refractory: np.ndarray | None = None
+    trial_ids: np.ndarray | None = None
 
     def __post_init__(self):
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+        if self.trial_ids is None:
+            self.trial_ids = np.arange(self.n_trials, dtype=np.int64)
+        self.trial_ids = np.asarray(self.trial_ids, np.int64).reshape(-1)
+        if self.trial_ids.size != self.n_trials:
+            raise ValueError(f"trial_ids: {self.trial_ids.size} numbers for {self.n_trials} trials")
+        if self.n_trials and (self.trial_ids.min() < 0 or self.trial_ids.max() >= 2**31):
+            raise ValueError("trial_ids must lie in [0, 2**31)")
         self.input_idx = np.asarray(self.input_idx, np.int32)
         n_in = self.input_idx.size
         if np.unique(self.input_idx).size != n_in:
@@ -82,6 +93,7 @@ class Protocol:
         current: list[tuple[np.ndarray, np.ndarray | float, int, int]] = (),
         silence: np.ndarray | None = None,
         remove: np.ndarray | None = None,
+        trial_ids: np.ndarray | None = None,
     ) -> Protocol:
         """Assemble a protocol from neuron index sets.
 
@@ -91,6 +103,7 @@ class Protocol:
             current: list of (neuron indices, amplitude_mv scalar or [n_trials], start_step,
                 stop_step).
             silence, remove: bool [n_neurons] or [n_trials, n_neurons] masks.
+            trial_ids: the numbers that key each trial's input noise (default 0..B-1).
         """
         groups = [np.asarray(ix, np.int32) for ix, _ in poisson]
         if replay is not None:
@@ -129,6 +142,7 @@ class Protocol:
             silenced=silence,
             removed=remove,
             no_refractory=no_ref,
+            trial_ids=trial_ids,
         )
 
     @property
@@ -156,7 +170,7 @@ class Protocol:
     def device(self, dtype) -> Drive:
         k = len(self.current)
         return Drive(
-            trial_ids=jnp.arange(self.n_trials, dtype=jnp.int32),
+            trial_ids=jnp.asarray(self.trial_ids, jnp.int32),
             input_idx=jnp.asarray(self.input_idx, jnp.int32),
             rate_hz=jnp.asarray(self.rate_hz, dtype),
             cur_pos=jnp.asarray([c[0] for c in self.current], jnp.int32).reshape(k),
