@@ -465,3 +465,37 @@ def test_fuzzed_shipped_configs_give_a_plan_or_a_named_error(tmp_path, capsys):
             assert last.startswith("brainsim: error: ") and "Traceback" not in err, err
         outcomes[code] += 1
     assert outcomes[0] and outcomes[2]  # both plans and refusals were exercised
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_process_prints_one_line_and_leaves_nothing(tmp_path, sig, code):
+    """A real ``brainsim run`` process, interrupted while it compiles or simulates."""
+    import subprocess
+    import sys
+    import time
+
+    cfg = config(tmp_path, BASE.replace("duration_ms = 50.0", "duration_ms = 200000.0"))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from brainsim.cli import entry; entry()",
+            "run",
+            str(cfg),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    first = proc.stderr.readline()  # "connectome: ...": loaded; compiling or running next
+    assert first.startswith("connectome:"), first
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == code, rest
+    assert "Traceback" not in rest and len(rest.strip().splitlines()) == 1, rest
+    assert entries(tmp_path) == ["run.toml"]
