@@ -50,7 +50,7 @@ def cmd_info(args) -> int:
     options = {}
     for kv in args.option or []:
         k, _, v = kv.partition("=")
-        options[k] = v
+        options[k] = _option_value(v)
     source = args.source
     if is_dataset_name(source):  # "flywire:783": the folder `brainsim fetch` filled
         source = str(resolve_dataset(source, fmt=args.format))
@@ -60,13 +60,24 @@ def cmd_info(args) -> int:
         print(json.dumps(s, sort_keys=True))
         return 0
     print(f"source       {args.source} ({args.format})")
-    for key in ("n_neurons", "n_connections", "n_synapses", "n_excitatory", "n_inhibitory"):
+    keys = ("n_neurons", "n_connections", "n_synapses", "n_excitatory", "n_inhibitory")
+    for key in (*keys, "n_gap_junctions"):
         print(f"{key:<13}{s[key]:>14,}")
     print(f"sign_rule    {s['sign_rule']}")
     print(f"checksum     {s['checksum']}")
     for k, v in s["rules_applied"].items():
         print(f"rule applied {k}: {v}")
     return 0
+
+
+def _option_value(text: str):
+    """``--option`` values as a config would give them: true/false, integers, else text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def cmd_run(args) -> int:
@@ -106,7 +117,11 @@ def cmd_plot(args) -> int:
             f"brainsim: error: {folder} is not a results folder (no manifest.json)", file=sys.stderr
         )
         return 2
-    for path in make_plots(folder, log=lambda m: print(f"brainsim: {m}", file=sys.stderr)):
+    from brainsim.io import add_to_marker
+
+    written = make_plots(folder, log=lambda m: print(f"brainsim: {m}", file=sys.stderr))
+    add_to_marker(folder, written)  # (the folder stays one that brainsim may replace)
+    for path in written:
         print(path)
     return 0
 

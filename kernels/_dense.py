@@ -6,26 +6,11 @@ reference that the event-driven kernels are tested against, not a fast path.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
-
-def propagate_dense(
-    spikes: Float[Array, "trials neurons"],
-    pre: Int[Array, " connections"],
-    post: Int[Array, " connections"],
-    weight_mv: Float[Array, " connections"],
-) -> Float[Array, "trials neurons"]:
-    """Synaptic input (mV of g) that the given spikes send to every neuron.
-
-    ``out[b, j] = sum over connections e with post[e] == j of spikes[b, pre[e]] * weight[e]``.
-    """
-    n = spikes.shape[-1]
-    contrib = spikes[:, pre] * weight_mv  # [trials, connections]
-    return jax.vmap(lambda c: jax.ops.segment_sum(c, post, num_segments=n))(contrib).astype(
-        spikes.dtype
-    )
+# the plain sum over connections lives with the synapse kinds that use it
+from brainsim.models._synapses import propagate_dense  # noqa: F401
 
 
 def propagate_dense_matrix(

@@ -141,6 +141,41 @@ class Connectome:
         """int32 [n_connections]: presynaptic index of each connection (CSR row expanded)."""
         return np.repeat(np.arange(self.n_neurons, dtype=np.int32), self.out_degree())
 
+    @property
+    def n_gap_junctions(self) -> int:
+        """Unordered neuron pairs joined by gap junctions (the table lists each twice)."""
+        if self.gap_junctions is None:
+            return 0
+        a = self.gap_junctions.column("pre").to_numpy()
+        b = self.gap_junctions.column("post").to_numpy()
+        return int(np.count_nonzero(a < b) + np.count_nonzero(a == b))
+
+    def gap_directed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The gap-junction table as (a, b, count) int arrays, every unordered pair in both
+        directions with one count; a table that is not symmetric is an error naming the
+        first pair that lacks its mirror (or has another count)."""
+        gj = self.gap_junctions
+        if gj is None:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        a = gj.column("pre").to_numpy().astype(np.int64)
+        b = gj.column("post").to_numpy().astype(np.int64)
+        count = gj.column("count").to_numpy().astype(np.int64)
+        n = self.n_neurons
+        if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n):
+            raise ConnectomeError("gap junction index out of range of the neuron table")
+        if np.any(count <= 0):
+            raise ConnectomeError("gap junction counts must be > 0")
+        fwd = dict(zip((a * n + b).tolist(), count.tolist(), strict=True))
+        for x, y, c in zip(a.tolist(), b.tolist(), count.tolist(), strict=True):
+            if fwd.get(y * n + x) != c:
+                ids = self.ids
+                raise ConnectomeError(
+                    f"gap junction table not symmetric: {ids[x]} -> {ids[y]} has count {c}, "
+                    f"{ids[y]} -> {ids[x]} has {fwd.get(y * n + x, 0)}"
+                )
+        return a, b, count
+
     def summary(self) -> dict:
         """The figures that ``brainsim info`` prints."""
         return {
@@ -149,6 +184,7 @@ class Connectome:
             "n_synapses": self.n_synapses,
             "n_excitatory": self.n_excitatory,
             "n_inhibitory": self.n_inhibitory,
+            "n_gap_junctions": self.n_gap_junctions,
             "sign_rule": self.provenance.sign_rule,
             "checksum": self.provenance.checksum,
             "format": self.provenance.format,

@@ -29,6 +29,15 @@ lacks raises, naming the row, unless ``allow_unknown_ids=True`` (``unknown_ids_a
 Columns: ``id``, the annotations given, ``transmitter`` (with a transmitter table) and
 ``sign`` (int8; the majority sign of the neuron's output synapses, 0 without outputs).
 
+Gap junctions (electrical synapses): ``gap_path=PATH``, a CSV/Parquet table with columns
+``a``, ``b`` (neuron ids) and ``count`` (junctions, > 0), one row per unordered pair: the
+connectome's ``gap_junctions`` table lists each pair in both directions. The same bad-input
+rules as for chemical rows apply (named file and row); gap-junction ids join the neuron set
+(or must be in ``neurons``); counted rules: ``zero_count_gap_rows_dropped``,
+``self_gap_junctions_dropped`` (a neuron coupled to itself carries no current),
+``gap_pair_rows_merged`` (a pair given twice, in either order, is summed; an error with
+``duplicates="error"``).
+
 Other counted rules: ``zero_count_rows_dropped`` (rows with count 0),
 ``pair_rows_merged`` (rows repeating a pair are summed; ``duplicates="error"`` raises
 instead), ``self_connections_kept``, ``neurons_with_mixed_output_signs`` (neurons whose
@@ -82,6 +91,7 @@ def load_edgelist(
     missing_transmitter: str = "excitatory",
     allow_unknown_ids: bool = False,
     duplicates: str = "sum",
+    gap_path: str | Path | None = None,
 ) -> Connectome:
     """Load a generic edge list; see the module docstring for the sign options.
 
@@ -98,6 +108,7 @@ def load_edgelist(
             transmitter table lacks.
         allow_unknown_ids: with ``neurons``, add edge ids it lacks instead of raising.
         duplicates: ``"sum"`` repeated (pre, post) rows, or ``"error"``.
+        gap_path: optional table of gap junctions (``a``, ``b``, ``count``; undirected).
     """
     chosen = [signed_counts, sign is not None, transmitter_table is not None]
     if sum(chosen) != 1:
@@ -126,6 +137,14 @@ def load_edgelist(
         neurons_path = require_file(Path(neurons), "neuron table")
         files.append(neurons_path)
         listed, annotations = _read_neurons(neurons_path)
+    gap = None
+    if gap_path is not None:
+        gap_file = require_file(Path(gap_path), "gap-junction table")
+        files.append(gap_file)
+        gap_table = read_table(gap_file, ["a", "b", "count"])
+        gap_a = int_column(gap_table, "a", gap_file, kind="id")
+        gap_b = int_column(gap_table, "b", gap_file, kind="id")
+        gap_count = int_column(gap_table, "count", gap_file, kind="count")
     ids = union_ids(
         listed,
         pre_id,
@@ -136,6 +155,21 @@ def load_edgelist(
         allow_unknown=allow_unknown_ids,
         rules=rules,
     )
+    if gap_path is not None:
+        if listed is None:  # the neurons are those named by either table
+            ids = np.union1d(ids, np.concatenate([gap_a, gap_b]))
+        else:
+            ids = union_ids(
+                ids,
+                gap_a,
+                gap_b,
+                columns=("a", "b"),
+                conn_path=gap_file,
+                neurons_path=neurons_path,
+                allow_unknown=allow_unknown_ids,
+                rules=rules,
+            )
+        gap = _gap_pairs(gap_a, gap_b, gap_count, gap_file, duplicates, rules)
     if listed is not None:
         columns = {k: pa.array(align(v, listed, ids), pa.string()) for k, v in annotations.items()}
 
@@ -182,6 +216,7 @@ def load_edgelist(
         "missing_transmitter": missing_transmitter,
         "allow_unknown_ids": allow_unknown_ids,
         "duplicates": duplicates,
+        "gap_path": None if gap_path is None else Path(gap_path).name,
     }
     return finish(
         fmt="edgelist",
@@ -193,6 +228,40 @@ def load_edgelist(
         options=options,
         sign_rule=sign_rule,
         rule_counts=rules,
+        gap_junctions=None if gap is None else _gap_table(ids, *gap),
+    )
+
+
+def _gap_pairs(a, b, count, path: Path, duplicates: str, rules: dict[str, int]):
+    """(a ids, b ids, count) of a gap-junction table, one row per unordered pair, a < b."""
+    zero = count == 0
+    rules["zero_count_gap_rows_dropped"] = int(zero.sum())
+    self_ = (a == b) & ~zero
+    rules["self_gap_junctions_dropped"] = int(self_.sum())
+    keep = ~zero & ~self_
+    lo, hi, count = np.minimum(a, b)[keep], np.maximum(a, b)[keep], count[keep]
+    if duplicates == "error":
+        check_no_duplicate_rows([lo, hi], path, "gap-junction pair", ["a", "b"])
+    pairs, inverse = np.unique(np.stack([lo, hi], axis=1), axis=0, return_inverse=True)
+    rules["gap_pair_rows_merged"] = int(lo.size - pairs.shape[0])
+    summed = np.bincount(inverse.reshape(-1), weights=count, minlength=pairs.shape[0])
+    return pairs[:, 0], pairs[:, 1], summed.astype(np.int64)
+
+
+def _gap_table(ids: np.ndarray, a_id, b_id, count) -> pa.Table:
+    """Both directions of each pair, as int32 neuron indices, sorted by (pre, post)."""
+    a, b = np.searchsorted(ids, a_id), np.searchsorted(ids, b_id)
+    pre, post = np.concatenate([a, b]), np.concatenate([b, a])
+    cnt = np.concatenate([count, count])
+    order = np.lexsort((post, pre))
+    if cnt.size and cnt.max() > np.iinfo(np.int32).max:
+        raise ConnectomeError("a gap-junction count exceeds int32")
+    return pa.table(
+        {
+            "pre": pa.array(pre[order], pa.int32()),
+            "post": pa.array(post[order], pa.int32()),
+            "count": pa.array(cnt[order], pa.int32()),
+        }
     )
 
 

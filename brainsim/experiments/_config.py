@@ -7,15 +7,21 @@ Schema (every key optional unless marked required)::
     path = "data/flywire_783"  # required: folder, file, or a "synthetic:..." spec
     cache = true               # keep a parsed copy under ~/.cache/brainsim (or a folder name)
     options = {}               # loader keyword options, e.g. { sign_rule = "per_connection" }
-    [model]                    # any LIF parameter: v_0_mv, v_reset_mv, v_th_mv, tau_m_ms,
-                               # tau_syn_ms, refractory_ms, delay_ms, w_syn_mv, f_poi
+    gap_junctions = true       # use the connectome's electrical synapses (false: leave out)
+    [model]
+    kind = "lif"               # "lif" (Shiu et al. 2024), "graded" or "pqn"; then its keys:
+                               # lif: v_0_mv, v_reset_mv, v_th_mv, tau_m_ms, tau_syn_ms,
+                               #   refractory_ms, delay_ms, w_syn_mv, f_poi, w_gap
+                               # graded: tau_ms, v_rest_mv, w_syn, w_gap, transfer, integrator
+                               # pqn: preset ("class2", "class1") and any PQN field
     [simulation]
     duration_ms = 1000.0       # required
     trials = 1
     seed = 0
     dt_ms = 0.1
     precision = "float32"      # or "float64"
-    kernel = "windowed"        # or "dense_window" (every neuron driven), "reference" (small nets)
+    kernel = "auto"            # the fastest stepper for the model and synapses, or
+                               # "windowed", "dense_window" (every neuron driven), "reference"
     chunk_ms = 100.0
     devices = 1                # or N, or "all": trials split over devices (same results)
     [[stimulus]]               # kind = "poisson": neurons (selector), rate_hz
@@ -42,17 +48,6 @@ from typing import Any
 from brainsim.experiments._errors import ConfigError
 
 _NUM = (int, float)
-LIF_KEYS = (
-    "v_0_mv",
-    "v_reset_mv",
-    "v_th_mv",
-    "tau_m_ms",
-    "tau_syn_ms",
-    "refractory_ms",
-    "delay_ms",
-    "w_syn_mv",
-    "f_poi",
-)
 TOP_KEYS = (
     "connectome",
     "model",
@@ -102,7 +97,8 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     where = str(path) if path else "<config>"
     _keys(raw, TOP_KEYS, where)
     conn = _table(raw, "connectome", where, required=True)
-    _keys(conn, ("format", "path", "cache", "options"), f"{where}: [connectome]")
+    _keys(conn, ("format", "path", "cache", "options", "gap_junctions"), f"{where}: [connectome]")
+    _get(conn, "gap_junctions", bool, f"{where}: [connectome]")
     _get(conn, "format", str, f"{where}: [connectome]", required=True)
     _get(conn, "path", str, f"{where}: [connectome]", required=True)
     if "cache" in conn and not isinstance(conn["cache"], bool | str):
@@ -111,10 +107,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         raise ConfigError(f"{where}: [connectome] options: expected a table")
 
     model = _table(raw, "model", where)
-    _keys(model, LIF_KEYS, f"{where}: [model]")
-    for k, v in model.items():
-        if isinstance(v, bool) or not isinstance(v, _NUM) or not math.isfinite(v):
-            raise ConfigError(f"{where}: [model] {k}: expected a finite number, got {v!r}")
+    _check_model(model, f"{where}: [model]")
     for k in ("tau_m_ms", "tau_syn_ms", "delay_ms"):
         if k in model and model[k] <= 0:
             raise ConfigError(f"{where}: [model] {k}: must be > 0, got {model[k]}")
@@ -140,7 +133,9 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         "seed": _get(sim, "seed", int, s, default=0),
         "dt_ms": _positive(sim, "dt_ms", s, default=0.1),
         "precision": _choice(sim, "precision", ("float32", "float64"), s, "float32"),
-        "kernel": _choice(sim, "kernel", ("windowed", "dense_window", "reference"), s, "windowed"),
+        "kernel": _choice(
+            sim, "kernel", ("auto", "windowed", "dense_window", "reference"), s, "auto"
+        ),
         "chunk_ms": _positive(sim, "chunk_ms", s, default=100.0),
         "devices": devices,
     }
@@ -176,6 +171,50 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     if not out_dir.is_absolute() and path is not None:
         out_dir = path.parent / out_dir  # relative to the config file, as [connectome] path
     return RunConfig(path, raw, conn, model, sim, stimuli, perts, record, out_dir, experiment)
+
+
+def model_class(kind: str):
+    from brainsim.models import MODELS
+
+    return MODELS[kind]
+
+
+# [model] keys that name a choice rather than a number, per kind
+_MODEL_CHOICES = {
+    "graded": {"transfer": "TRANSFERS", "integrator": "INTEGRATORS"},
+    "pqn": {"preset": "PRESETS"},
+}
+
+
+def _check_model(model: dict, w: str) -> None:
+    """``kind`` (default "lif") and that kind's keys: numbers finite (per-neuron values come
+    from the model's constructor checks), choices among their options."""
+    from brainsim.models import MODELS
+
+    kind = _choice(model, "kind", tuple(MODELS), w, "lif")
+    cls = MODELS[kind]
+    _keys(model, ("kind", *cls.config_keys()), f"{w} (kind = {kind!r})")
+    choices = _MODEL_CHOICES.get(kind, {})
+    for k, v in model.items():
+        if k == "kind":
+            continue
+        if k in choices:
+            options = tuple(_model_options(kind, choices[k]))
+            _choice(model, k, options, w, None)
+        elif isinstance(v, bool) or not isinstance(v, _NUM) or not math.isfinite(v):
+            raise ConfigError(f"{w} {k}: expected a finite number, got {v!r}")
+
+
+def _model_options(kind: str, name: str):
+    import importlib
+
+    module = {"graded": "brainsim.models._graded", "pqn": "brainsim.models._pqn"}[kind]
+    mod = importlib.import_module(module)
+    if name == "TRANSFERS":
+        from brainsim.models import TRANSFERS
+
+        return TRANSFERS
+    return getattr(mod, name)
 
 
 def _check_stimulus(st: dict, w: str) -> None:

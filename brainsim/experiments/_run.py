@@ -40,20 +40,39 @@ def load_connectome(cfg: RunConfig) -> Connectome:
     source = c["path"]
     if is_dataset_name(source):  # "flywire:783" -> the folder `brainsim fetch` filled
         source = str(resolve_dataset(source, fmt=c["format"]))
-    elif not source.startswith("synthetic") and not Path(source).is_absolute():
+    elif c["format"] not in ("synthetic", "celegans") and not Path(source).is_absolute():
+        # (synthetic specs and cect dataset names are names, not files)
         source = str(cfg.base_dir / source)
     cache = c.get("cache", True)
     cache_dir = None if cache is False else (default_cache_dir() if cache is True else Path(cache))
-    return load(source, c["format"], cache_dir=cache_dir, **c.get("options", {}))
+    # option values naming files (neurons, gap_path, transmitter tables) are relative to the
+    # config file, as [connectome] path is
+    options = {
+        k: str(cfg.base_dir / v)
+        if isinstance(v, str) and not Path(v).is_absolute() and (cfg.base_dir / v).exists()
+        else v
+        for k, v in c.get("options", {}).items()
+    }
+    return load(source, c["format"], cache_dir=cache_dir, **options)
 
 
 def build_model(cfg: RunConfig):
-    from brainsim.models import LIF
+    """The ``[model]`` of a config: its ``kind``'s class with the given keys and
+    ``[simulation] dt_ms`` (a PQN ``preset`` first, the other keys over it)."""
+    from brainsim.models import MODELS, PQN
 
+    keys = dict(cfg.model)
+    cls = MODELS[keys.pop("kind", "lif")]
     try:
-        return LIF(dt_ms=cfg.simulation["dt_ms"], **cfg.model)
-    except ValueError as e:
+        if cls is PQN and "preset" in keys:
+            return PQN.preset(keys.pop("preset"), dt_ms=cfg.simulation["dt_ms"], **keys)
+        return cls(dt_ms=cfg.simulation["dt_ms"], **keys)
+    except (ValueError, TypeError) as e:
         raise ConfigError(f"{cfg.path}: [model]: {e}") from None
+
+
+def use_gap_junctions(cfg: RunConfig) -> bool:
+    return cfg.connectome.get("gap_junctions", True)
 
 
 def read_spike_times(path: Path, conn: Connectome, n_trials: int, dt_ms: float, n_steps: int):
@@ -247,6 +266,18 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
     max_batch = (exp or {}).get("max_batch_trials", 256)
     n_cond = len(p.conditions) if p.deferred_top_k is None else 1 + p.deferred_top_k
     groups = batches(n_cond, trials, max_batch)
+    stepper = chosen_stepper(conn, sim, model, use_gap_junctions(cfg))
+    if p.kind != "run" and not model.spiking:
+        raise ConfigError(
+            f"{where} kind = {exp['kind']!r} reads firing rates; the {model.kind} model does "
+            "not spike (a plain run records its traces)"
+        )
+    for i, st in enumerate(cfg.stimuli):
+        if st["kind"] in ("poisson", "spike_times") and "events" not in model.inputs:
+            raise ConfigError(
+                f"{cfg.path}: [[stimulus]] #{i + 1}: kind = {st['kind']!r} sends input events, "
+                f'which the {model.kind} model does not take; use kind = "current"'
+            )
     size = job_size(sim, conn, n_cond, max_batch, rec.size)
     check_fits(size, f"{cfg.path}:", is_experiment=exp is not None)
     check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
@@ -259,12 +290,13 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
             "manifest.json",
         ]
         files += (["summary.parquet"] if exp else []) + (["traces.parquet"] if rec.size else [])
-        files += _plot_names(p.kind)
+        files += _plot_names(p.kind) + (["traces.png"] if rec.size and p.kind == "run" else [])
         log(
             f"dry run: kind {p.kind}; {n_cond} condition(s) x {trials} trial(s) x "
             f"{sim['duration_ms']:g} ms = {n_cond * trials * sim['duration_ms'] / 1000:g} "
             f"trial-seconds ({size.n_steps} steps); {len(groups)} batch(es) of up to "
-            f"{size.batch_trials} trials; {size.describe()}; would write {out_dir}/: "
+            f"{size.batch_trials} trials; model {model.kind}, stepper {stepper.name}; "
+            f"{size.describe()}; would write {out_dir}/: "
             f"{', '.join(files)}"
         )
         return out_dir
@@ -320,6 +352,7 @@ def simulate_batch(
     *,
     progress=None,
     budgets=None,
+    gap_junctions: bool = True,
 ):
     """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
     condition c owning trials [c*T, (c+1)*T); ``first`` is the experiment's number of the
@@ -343,6 +376,7 @@ def simulate_batch(
         progress=progress,
         ids=ids,
         budgets=budgets,
+        gap_junctions=gap_junctions,
     )
 
 
@@ -357,7 +391,8 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
     max_batch = (cfg.experiment or {}).get("max_batch_trials", 256)
     parts = []
     # the device copy of the network and the kernel's grown budgets serve every batch
-    net = prepared_network(conn, sim)
+    gaps = use_gap_junctions(cfg)
+    net = prepared_network(conn, sim, model, gaps)
     grown: dict = {}
 
     def run(conds, first, batch_no, n_batches):
@@ -383,6 +418,7 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
             conn.ids,
             progress=prog,
             budgets=grown.get(n_trials),
+            gap_junctions=gaps,
         )
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])
@@ -413,13 +449,27 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
     return parts
 
 
-def prepared_network(conn, sim: dict):
-    """The connectome as the device arrays the configured kernel and precision read."""
-    from brainsim.sim import Network
+def chosen_stepper(conn, sim: dict, model, gap_junctions: bool = True):
+    """The stepper ``[simulation] kernel`` names (or "auto" picks) for this model and the
+    connectome's synapses; one that cannot run them is a ConfigError saying what would."""
+    from brainsim.sim import stepper_for, synapse_kinds
+
+    has_gaps = conn.gap_junctions is not None and conn.gap_junctions.num_rows > 0
+    try:
+        return stepper_for(sim["kernel"], model, synapse_kinds(model, has_gaps and gap_junctions))
+    except ValueError as e:
+        raise ConfigError(f"[simulation] kernel = {sim['kernel']!r}: {e}") from None
+
+
+def prepared_network(conn, sim: dict, model=None, gap_junctions: bool = True):
+    """The connectome as the device arrays the chosen stepper and precision read."""
+    from brainsim.models import LIF
+    from brainsim.sim import Network, Reference
     from brainsim.sim._simulate import PRECISIONS
 
     dtype = PRECISIONS[sim["precision"]]
-    return Network.from_connectome(conn, dtype, with_pre=sim["kernel"] == "reference")
+    stepper = chosen_stepper(conn, sim, model or LIF(), gap_junctions)
+    return Network.from_connectome(conn, dtype, with_pre=isinstance(stepper, Reference))
 
 
 def _devices_for(devices, n_trials: int) -> int:
@@ -474,8 +524,7 @@ def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_loa
                         np.arange(r.n_trials) % trials,
                         r.dt_ms,
                         ids[rec],
-                        r.v_rec,
-                        r.g_rec,
+                        r.traces,
                     )
                 )
             write_table(pa.concat_tables(tr_tables), tmp / "traces.parquet")
@@ -537,10 +586,12 @@ def manifest(
         "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
         "host": platform.node(),
         "wall_time_s": {"load": t_load, "simulate": t_sim},
-        "model": {f.name: _plain(getattr(model, f.name)) for f in dataclasses.fields(model)},
+        "model": {"kind": model.kind, **model.parameters()},
+        "gap_junctions": {
+            "in_connectome": conn.n_gap_junctions,
+            "used": bool(use_gap_junctions(cfg)) and conn.n_gap_junctions > 0,
+            "directed_rows_used": max(
+                (r.stats.get("gap_junctions", 0) for _, r in parts), default=0
+            ),
+        },
     }
-
-
-def _plain(x):
-    a = np.asarray(x)
-    return a.item() if a.ndim == 0 else a.tolist()

@@ -77,6 +77,11 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     t_load = time.perf_counter() - t0
     log(f"connectome: {conn}")
     model = build_model(run)
+    if model.kind != "lif":
+        raise ConfigError(
+            f"{run.path}: [model] kind = {model.kind!r}: brainsim fit differentiates the LIF "
+            "model only so far (its differentiable run); run other kinds with brainsim run"
+        )
     missing: list[int] = []
     base = build_base(run, conn, missing)
     _check_trials(cfg, base)

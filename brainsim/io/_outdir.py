@@ -246,6 +246,21 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def add_to_marker(folder: str | Path, names) -> None:
+    """Record files that brainsim added to a finished results folder (``brainsim plot``'s
+    PNGs), so that the folder stays replaceable; a folder without a marker is left as it
+    is."""
+    marker = Path(folder) / MARKER
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return
+    data["entries"] = sorted(set(data.get("entries", [])) | {Path(n).name for n in names})
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, marker)
+
+
 def _write_marker(folder: Path) -> None:
     from brainsim import __version__
 

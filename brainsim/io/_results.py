@@ -56,21 +56,21 @@ def rates_table(condition, trial, neuron, ids, n_trials: int, duration_ms: float
 _RATE_TYPES = (pa.int32(), pa.int64(), pa.float64(), pa.float64(), pa.float64(), pa.int64())
 
 
-def traces_table(condition, trial, dt_ms: float, rec_ids, v_rec, g_rec) -> pa.Table:
-    """Long table of recorded traces. ``v_rec``/``g_rec``: [steps, trials, recorded];
-    ``condition``/``trial``: [trials] labels of the trial axis."""
-    t, b, r = v_rec.shape
+def traces_table(condition, trial, dt_ms: float, rec_ids, traces: dict) -> pa.Table:
+    """Long table of recorded traces: one column per trace name of the model (LIF:
+    ``v_mv``, ``g_mv``; graded: ``v_mv``; PQN: ``v``, ``n``), each [steps, trials,
+    recorded]; ``condition``/``trial``: [trials] labels of the trial axis."""
+    t, b, r = next(iter(traces.values())).shape
     step, tr, col = np.meshgrid(np.arange(t), np.arange(b), np.arange(r), indexing="ij")
-    return pa.table(
-        {
-            "condition": pa.array(np.asarray(condition)[tr.ravel()].astype(np.int32)),
-            "trial": pa.array(np.asarray(trial)[tr.ravel()].astype(np.int32)),
-            "t_ms": pa.array(step.ravel() * dt_ms),
-            "neuron_id": pa.array(np.asarray(rec_ids)[col.ravel()].astype(np.int64)),
-            "v_mv": pa.array(v_rec.ravel().astype(np.float64)),
-            "g_mv": pa.array(g_rec.ravel().astype(np.float64)),
-        }
-    )
+    cols = {
+        "condition": pa.array(np.asarray(condition)[tr.ravel()].astype(np.int32)),
+        "trial": pa.array(np.asarray(trial)[tr.ravel()].astype(np.int32)),
+        "t_ms": pa.array(step.ravel() * dt_ms),
+        "neuron_id": pa.array(np.asarray(rec_ids)[col.ravel()].astype(np.int64)),
+    }
+    for name, x in traces.items():
+        cols[name] = pa.array(np.asarray(x).ravel().astype(np.float64))
+    return pa.table(cols)
 
 
 def neurons_table(neurons: pa.Table, idx) -> pa.Table:

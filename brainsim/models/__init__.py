@@ -1,5 +1,32 @@
-"""Neuron models as equinox Modules: parameters and the one place of their equations."""
+"""Neuron models and synapse kinds as equinox Modules: parameters and the one place of
+their equations (see ``_base.py`` for the interface a model implements)."""
 
+from brainsim.models._base import AbstractNeuron, NeuronInput
+from brainsim.models._graded import Graded
 from brainsim.models._lif import LIF, SINCE_MAX
+from brainsim.models._pqn import PQN
+from brainsim.models._synapses import (
+    TRANSFERS,
+    AbstractSynapses,
+    DelayedEvents,
+    GapJunctions,
+    GradedChemical,
+)
 
-__all__ = ["LIF", "SINCE_MAX"]
+# the `[model] kind` of a config -> its class
+MODELS = {m.kind: m for m in (LIF, Graded, PQN)}
+
+__all__ = [
+    "LIF",
+    "MODELS",
+    "SINCE_MAX",
+    "TRANSFERS",
+    "AbstractNeuron",
+    "AbstractSynapses",
+    "DelayedEvents",
+    "GapJunctions",
+    "Graded",
+    "GradedChemical",
+    "NeuronInput",
+    "PQN",
+]

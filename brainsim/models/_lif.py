@@ -15,21 +15,53 @@ membrane resistance); it is zero in the reference model.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from brainsim.models._base import AbstractNeuron, NeuronInput
+
 Scalar = float | ArrayLike
 
 
-class LIF(eqx.Module):
+class LIFState(eqx.Module):
+    """``u = v - v_0`` (mV), ``g`` (mV) and the steps since the last spike (saturating)."""
+
+    u: Float[Array, "trials neurons"]
+    g: Float[Array, "trials neurons"]
+    since: Int[Array, "trials neurons"]
+
+
+class LIFAux(eqx.Module):
+    """Per-run constants of :meth:`LIF.advance`."""
+
+    props: tuple
+    params: dict
+    refractory_steps: Int[Array, " neurons"]
+    gap_leak: Float[Array, " neurons"] | None  # 1 + w_gap x junctions of each neuron
+    v_0: Float[Array, " neurons"]
+
+
+class LIF(AbstractNeuron):
     """Shiu et al. 2024 LIF parameters; each is a scalar or a per-neuron array.
 
     Defaults are the published values. ``delay_ms`` and ``dt_ms`` fix array shapes
-    (the delay in steps) and are therefore static Python floats.
+    (the delay in steps) and are therefore static Python floats. ``w_gap`` weighs gap
+    junctions (dimensionless, per junction: ``tau_m du_i/dt = g_i - u_i + w_gap sum_j n_ij
+    (u_j - u_i)``); the default, 10, is g_gap / G_c = 100 pS / 10 pS of the C. elegans model
+    of Kunert, Shlizerman and Kutz 2014 (Phys. Rev. E 89:052805, after Varshney et al.
+    2011). It only acts on connectomes with an electrical synapse table.
     """
+
+    kind: ClassVar[str] = "lif"
+    spiking: ClassVar[bool] = True
+    inputs: ClassVar[frozenset[str]] = frozenset({"current", "arrivals", "events", "gap"})
+    shortcuts: ClassVar[frozenset[str]] = frozenset({"exact_jump", "reach_bound"})
+    trace_names: ClassVar[tuple[str, ...]] = ("v_mv", "g_mv")
 
     v_0_mv: Scalar = -52.0
     v_reset_mv: Scalar = -52.0
@@ -39,6 +71,7 @@ class LIF(eqx.Module):
     refractory_ms: Scalar = 2.2
     w_syn_mv: Scalar = 0.275
     f_poi: Scalar = 250.0
+    w_gap: float = eqx.field(static=True, default=10.0)
     delay_ms: float = eqx.field(static=True, default=1.8)
     dt_ms: float = eqx.field(static=True, default=0.1)
 
@@ -58,6 +91,93 @@ class LIF(eqx.Module):
         ref = self.refractory_ms
         if not isinstance(ref, jnp.ndarray) and np.any(np.asarray(ref) < 0):
             raise ValueError(f"refractory_ms must be >= 0, got {ref}")
+        if not (np.isfinite(self.w_gap) and self.w_gap >= 0):
+            raise ValueError(f"w_gap must be a finite number >= 0, got {self.w_gap}")
+
+    # ------------------------------------------------------------------ the interface
+    def prepare(self, n_neurons: int, dtype, *, no_refractory=None, gap_conductance=None):
+        """Constants of a run: one-step propagators, parameters in the engine's form
+        (voltages from rest, :meth:`step_params`), refractory steps (0 for the
+        ``no_refractory`` inputs). ``gap_conductance``: float [n], ``sum_j n_ij`` of each
+        neuron's gap junctions (None: none). Gap junctions add ``w_gap n_i`` to the leak,
+        which is integrated exactly (so strong coupling stays stable: only the neighbours'
+        voltages are held over a step), by the same propagators with ``tau_m / (1 + w_gap
+        n_i)`` and g scaled by ``1 / (1 + w_gap n_i)``."""
+        steps = self.refractory_steps(n_neurons)
+        if no_refractory is not None:
+            steps = np.where(np.asarray(no_refractory, bool), 0, steps).astype(np.int32)
+        v_0 = jnp.broadcast_to(jnp.asarray(self.v_0_mv, dtype), (n_neurons,))
+        if gap_conductance is None:
+            return LIFAux(
+                self.propagators(1, dtype), self.step_params(dtype), jnp.asarray(steps), None, v_0
+            )
+        leak = 1.0 + self.w_gap * np.asarray(gap_conductance, np.float64)
+        tau_m = np.broadcast_to(np.asarray(self.tau_m_ms, np.float64), (n_neurons,)) / leak
+        tau_s = np.broadcast_to(np.asarray(self.tau_syn_ms, np.float64), (n_neurons,))
+        k_m, k_s, c = _decrements(np, np.float64(self.dt_ms), tau_m, tau_s)
+        props = tuple(jnp.asarray(x, dtype) for x in (k_m, k_s, c / leak))
+        return LIFAux(
+            props, self.step_params(dtype), jnp.asarray(steps), jnp.asarray(leak, dtype), v_0
+        )
+
+    def init_state(self, n_trials: int, n_neurons: int, dtype) -> LIFState:
+        """At rest (u = 0), g = 0, never spiked: the reference model's initial condition."""
+        u = jnp.zeros((n_trials, n_neurons), dtype)
+        return LIFState(u, jnp.zeros_like(u), jnp.full(u.shape, SINCE_MAX, jnp.int32))
+
+    def advance(self, aux: LIFAux, state: LIFState, inputs: NeuronInput):
+        """One step (:meth:`step`); a gap junction drive ``inputs.gap = sum_j w_gap n_ij
+        v_j`` (mV) enters with this neuron's own part folded into the leak (see
+        :meth:`prepare`)."""
+        current = inputs.current
+        if aux.gap_leak is not None:
+            # held part of w_gap sum_j n_ij (v_j - v_i), in the leak-scaled form
+            own = (aux.gap_leak - 1.0) * aux.v_0
+            current = (current + inputs.gap - own) / aux.gap_leak
+        u, g, since, spiked = self.step(
+            state.u,
+            state.g,
+            state.since,
+            aux.refractory_steps,
+            inputs.arrivals,
+            inputs.events,
+            current,
+            aux.props,
+            **aux.params,
+        )
+        return LIFState(u, g, since), spiked
+
+    def synapse_weight(self):
+        return self.w_syn_mv
+
+    def observe(self, state: LIFState) -> dict:
+        v_0 = jnp.asarray(self.v_0_mv, state.u.dtype)
+        return {"v_mv": state.u + v_0, "g_mv": state.g}
+
+    def step_params(self, dtype, idx=None, *, deviation: bool = True) -> dict:
+        """The keyword parameters of :meth:`step`, cast to ``dtype`` and, with ``idx``,
+        gathered at those neuron indices.
+
+        With ``deviation`` (the engine's choice) voltages are measured from rest: ``v_0``
+        is 0 and ``v_th``, ``v_reset`` are shifted by ``-v_0``, so the state holds ``u = v -
+        v_0``. Near -50 mV a float32 has a resolution of 3.8 uV, near 0 far finer: in
+        float32 this keeps threshold crossings where float64 (and Brian2) puts them."""
+        names = {
+            "v_0": "v_0_mv",
+            "v_th": "v_th_mv",
+            "v_reset": "v_reset_mv",
+            "w_syn": "w_syn_mv",
+            "f_poi": "f_poi",
+        }
+        out = {}
+        for k, field in names.items():
+            x = jnp.asarray(getattr(self, field), dtype)
+            out[k] = x if idx is None or x.ndim == 0 else x[idx]
+        if deviation:
+            out["v_th"] = out["v_th"] - out["v_0"]
+            out["v_reset"] = out["v_reset"] - out["v_0"]
+            out["v_0"] = jnp.zeros_like(out["v_0"])
+        return out
 
     # ------------------------------------------------------------------ derived constants
     @property

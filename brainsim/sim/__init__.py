@@ -1,8 +1,33 @@
-"""The engine: jit-compiled runs of B trials, stimuli, perturbations, monitors."""
+"""The engine: steppers that advance a neuron model on a network under a protocol."""
 
-from brainsim.sim._network import Network
+from brainsim.sim._network import Network, build_synapses, synapse_kinds
 from brainsim.sim._protocol import Drive, Protocol
-from brainsim.sim._simulate import KERNELS, SimResult, simulate
+from brainsim.sim._simulate import SimResult, simulate
+from brainsim.sim._steppers import (
+    KERNELS,
+    AbstractStepper,
+    DenseWindow,
+    Reference,
+    Windowed,
+    auto_stepper,
+    stepper_for,
+)
 from brainsim.sim._windowed import Budgets
 
-__all__ = ["KERNELS", "Budgets", "Drive", "Network", "Protocol", "SimResult", "simulate"]
+__all__ = [
+    "KERNELS",
+    "AbstractStepper",
+    "Budgets",
+    "DenseWindow",
+    "Drive",
+    "Network",
+    "Protocol",
+    "Reference",
+    "SimResult",
+    "Windowed",
+    "auto_stepper",
+    "build_synapses",
+    "simulate",
+    "stepper_for",
+    "synapse_kinds",
+]

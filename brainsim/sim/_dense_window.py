@@ -9,10 +9,15 @@ expanded over their CSR rows into a [delay, trials, neurons] table of arrivals).
 step grows with trials x neurons, per window with the events: the reference kernel's
 arithmetic without its sweep over every connection every step, and the same spikes.
 
+It drives the model through its interface (``prepare``, ``init_state``, ``advance``,
+``observe``), so it runs any spiking model with delayed event synapses (LIF, PQN).
+
 Budgets: only ``spikes`` and ``events`` are used (the other counts are reported as 0).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -20,9 +25,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from brainsim.kernels import compact_sparse, dense_deliver, scatter_to
-from brainsim.models import LIF
+from brainsim.models import AbstractNeuron, NeuronInput
 from brainsim.sim._network import Network
-from brainsim.sim._params import neuron_params, propagators
 from brainsim.sim._protocol import Drive
 from brainsim.sim._windowed import Budgets, window_events
 
@@ -31,9 +35,7 @@ class DenseWindowState(eqx.Module):
     """Every neuron's state at a window start, and the previous window's spikes (flat entry
     ``trial * n + neuron``, ``trials x neurons`` = padding; step within the window)."""
 
-    v: Float[Array, "trials neurons"]
-    g: Float[Array, "trials neurons"]
-    since: Int[Array, "trials neurons"]
+    neurons: Any
     pending_flat: Int[Array, " spikes"]
     pending_k: Int[Array, " spikes"]
 
@@ -44,24 +46,19 @@ class DenseWindowState(eqx.Module):
             return self
         pad = budgets.spikes - cur
         return DenseWindowState(
-            self.v,
-            self.g,
-            self.since,
+            self.neurons,
             jnp.concatenate([self.pending_flat, jnp.full((pad,), none, jnp.int32)]),
             jnp.concatenate([self.pending_k, jnp.zeros((pad,), jnp.int32)]),
         )
 
 
-def dense_window_init(model: LIF, n_trials: int, n_neurons: int, dtype, budgets: Budgets):
-    """Everyone at rest (voltages held from rest, as in every engine stepper)."""
-    from brainsim.sim._state import initial_neurons
-
-    v, g, since = initial_neurons(model, n_trials, n_neurons, dtype)
+def dense_window_init(
+    model: AbstractNeuron, n_trials: int, n_neurons: int, dtype, budgets: Budgets
+):
+    """Everyone at rest (the model's ``init_state``)."""
     none = n_trials * n_neurons
     return DenseWindowState(
-        v,
-        g,
-        since,
+        model.init_state(n_trials, n_neurons, dtype),
         jnp.full((budgets.spikes,), none, jnp.int32),
         jnp.zeros((budgets.spikes,), jnp.int32),
     )
@@ -69,10 +66,10 @@ def dense_window_init(model: LIF, n_trials: int, n_neurons: int, dtype, budgets:
 
 @eqx.filter_jit
 def dense_window_chunk(
-    model: LIF,
+    model: AbstractNeuron,
+    aux: Any,
     net: Network,
     drive: Drive,
-    refractory_steps: Int[Array, " neurons"],
     state: DenseWindowState,
     w0: Int[Array, ""],
     replay: Float[Array, "windows delay trials inputs_or_1"],
@@ -82,19 +79,20 @@ def dense_window_chunk(
     every_neuron_input: bool = False,
     native: bool = False,
 ):
-    """Advance ``replay.shape[0]`` windows from window ``w0``; returns the same tuple as
-    :func:`brainsim.sim._windowed.windowed_chunk`. ``every_neuron_input``: the drive's
+    """Advance ``replay.shape[0]`` windows from window ``w0``; returns ``(state, flat, k,
+    counts, traces)`` as :func:`brainsim.sim._windowed.windowed_chunk` (traces: the model's
+    ``trace_names`` -> [windows, delay, trials, recorded]). ``aux``: ``model.prepare``'s
+    constants. ``every_neuron_input``: the drive's
     inputs are exactly neurons 0..n-1 in order (their arrays need no mapping). ``native``
     (CPU): the arrivals come from the C++ kernel ``brainsim.kernels.dense_deliver`` (no
     event budget), else from the plain-JAX event list and scatter."""
-    dtype = state.v.dtype
-    n_trials, n = state.v.shape
+    like = model.voltage(state.neurons)
+    dtype = like.dtype
+    n_trials, n = like.shape
     none = n_trials * n
     d = model.delay_steps
     n_spk, n_ev = budgets.spikes, budgets.events
-    params = neuron_params(model, dtype)
-    props = propagators(model, 1, dtype)
-    w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
+    w_syn_pre = jnp.broadcast_to(jnp.asarray(model.synapse_weight(), dtype), (n,))
     n_in = drive.input_idx.shape[0]
     # each neuron's position among the inputs (n_in: not an input)
     input_pos = (
@@ -138,16 +136,13 @@ def dense_window_chunk(
             ext = jnp.take(ext, input_pos, axis=-1)  # [2, d, trials, neurons]
 
         def step(c, xs):
-            v, g, since = c
             arrive_k, ev_full, ie_full = xs
-            v, g, since, spk = model.step(
-                v, g, since, refractory_steps, arrive_k, ev_full, ie_full, props, **params
-            )
-            return (v, g, since), (spk, v[:, rec_idx], g[:, rec_idx])
+            inputs = NeuronInput(current=ie_full, arrivals=arrive_k, events=ev_full)
+            c, spk = model.advance(aux, c, inputs)
+            obs = model.observe(c)
+            return c, (spk, {k: obs[k][:, rec_idx] for k in model.trace_names})
 
-        (v, g, since), (spk, v_rec, g_rec) = jax.lax.scan(
-            step, (s.v, s.g, s.since), (arrivals, ext[0], ext[1])
-        )
+        neurons, (spk, traces) = jax.lax.scan(step, s.neurons, (arrivals, ext[0], ext[1]))
         # this window's spikes, ordered by step, then trial, then neuron
         pos, n_spikes = compact_sparse(spk.reshape(-1), n_spk)
         live = pos < d * none
@@ -155,12 +150,12 @@ def dense_window_chunk(
         flat_sp = jnp.where(live, pos % none, none).astype(jnp.int32)
         zero = jnp.zeros((), jnp.int32)
         counts = jnp.stack([zero, zero, n_spikes, n_events.astype(jnp.int32), zero])
-        new = DenseWindowState(v, g, since, flat_sp, k_sp)
-        return new, (flat_sp, k_sp, counts, v_rec, g_rec)
+        new = DenseWindowState(neurons, flat_sp, k_sp)
+        return new, (flat_sp, k_sp, counts, traces)
 
     windows = w0 + jnp.arange(replay.shape[0], dtype=jnp.int32)
-    state, (flat, k, counts, v_rec, g_rec) = jax.lax.scan(window, state, (windows, replay))
-    return state, flat, k, counts, v_rec, g_rec
+    state, (flat, k, counts, traces) = jax.lax.scan(window, state, (windows, replay))
+    return state, flat, k, counts, traces
 
 
 __all__ = ["DenseWindowState", "dense_window_chunk", "dense_window_init"]

@@ -13,12 +13,13 @@ import numpy as np
 
 from brainsim.connectome import Connectome
 from brainsim.kernels import native_kernels
-from brainsim.models import LIF
+from brainsim.models import LIF, AbstractNeuron
 from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
-from brainsim.sim._network import Network
+from brainsim.sim._network import Network, build_synapses, synapse_kinds
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
 from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
+from brainsim.sim._steppers import DenseWindow, Reference, Windowed, stepper_for
 from brainsim.sim._windowed import (
     Budgets,
     always_active,
@@ -27,10 +28,6 @@ from brainsim.sim._windowed import (
     windowed_init,
 )
 
-KERNELS = ("windowed", "dense_window", "reference")
-# "windowed" hands a single-device run to the dense-window stepper when at least this
-# fraction of the neurons is driven or recorded (stepped every dt anyway)
-DENSE_FRACTION = 0.25
 FIELDS = [f.name for f in dataclasses.fields(Budgets)]
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
 # budgets the native kernels never size anything with (their active and event lists are
@@ -70,10 +67,13 @@ class SimResult:
             external id. A spike at step s happened at time ``s x dt_ms``.
         n_trials, n_steps, dt_ms: run size.
         ids: int64 [n_neurons] external ids.
-        rec_idx: recorded neuron indices; ``v_rec``/``g_rec`` float [steps, trials, rec].
-        stats: kernel figures: ``budgets_used`` (array sizes at the end), ``budgets`` (the
-            sizes this run needed, with headroom: where to start a similar run), ``reruns``
-            (chunks re-run to grow them), ``wall_s``.
+        rec_idx: recorded neuron indices; ``traces`` maps each of the model's trace names
+            (LIF: ``v_mv``, ``g_mv``; graded: ``v_mv``) to float [steps, trials, rec];
+            ``v_rec``/``g_rec`` are LIF's two (``g_rec`` None for a model without g).
+        stats: kernel figures: ``kernel`` (the stepper that ran), ``budgets_used`` (array
+            sizes at the end), ``budgets`` (the sizes this run needed, with headroom: where
+            to start a similar run), ``reruns`` (chunks re-run to grow them), ``wall_s``,
+            ``gap_junctions`` (directed junction rows used).
     """
 
     trial: np.ndarray
@@ -87,6 +87,8 @@ class SimResult:
     v_rec: np.ndarray | None
     g_rec: np.ndarray | None
     stats: dict
+    traces: dict | None = None
+    spiking: bool = True
 
     @property
     def n_spikes(self) -> int:
@@ -141,10 +143,11 @@ def simulate(
     network: Connectome | Network,
     protocol: Protocol,
     *,
-    model: LIF | None = None,
+    model: AbstractNeuron | None = None,
     duration_ms: float,
     seed: int = 0,
-    kernel: str = "windowed",
+    kernel: str | object = "auto",
+    stepper=None,
     precision: str = "float32",
     record: np.ndarray | list[int] | None = None,
     chunk_ms: float = 100.0,
@@ -153,20 +156,28 @@ def simulate(
     ids: np.ndarray | None = None,
     devices: int | str = 1,
     native: bool | None = None,
+    gap_junctions: bool = True,
 ) -> SimResult:
     """Simulate ``protocol.n_trials`` trials of ``duration_ms`` each.
 
     Args:
         network: a Connectome (moved to the device here) or a prepared :class:`Network`.
         protocol: drive and perturbations (internal neuron indices).
-        model: LIF parameters (defaults: Shiu et al. 2024).
-        kernel: ``"windowed"`` (event-driven, fast; on one device it runs the dense-window
+        model: a neuron model (``brainsim.models``: LIF, Graded, PQN); default LIF with
+            the parameters of Shiu et al. 2024.
+        stepper: a stepper object (``Reference()``, ``Windowed(native=..., budgets=...)``,
+            ``DenseWindow()``, see :mod:`brainsim.sim._steppers`), or None to take it from
+            ``kernel``: ``"auto"`` (default: windowed where it applies, else reference),
+            ``"windowed"`` (event-driven, fast; on one device it runs the dense-window
             stepper when a quarter or more of the neurons are driven or recorded),
             ``"dense_window"`` (every neuron stepped every dt, synapses event-driven per
-            window: for dense activity; one device) or ``"reference"`` (dense, every
-            connection every step: for validation on small networks).
+            window: for dense activity; one device) or ``"reference"`` (every neuron and
+            connection every step: any model, graded synapses, gap junctions; validation).
+            A stepper that cannot run the model or its synapses raises a ValueError that
+            says what would.
         precision: ``"float32"`` or ``"float64"`` (needs JAX 64-bit mode).
-        record: neuron indices whose v and g are returned at every step.
+        record: neuron indices whose traces (the model's ``trace_names``) are returned at
+            every step.
         chunk_ms: simulated time per compiled call; bounds memory and paces ``progress``.
         budgets: initial array sizes of the windowed kernel; they grow as needed.
         progress: called as ``progress(steps_done, steps_total)`` after each chunk.
@@ -179,164 +190,260 @@ def simulate(
             tested). None (default): wherever it applies (CPU backend, a C++ compiler; for
             the windowed stepper also time constants and thresholds shared by all neurons);
             False: never; True: required (an error says why it cannot run).
+        gap_junctions: use the network's electrical synapses (default); False leaves them
+            out (``stats["gap_junctions"]`` records 0 then).
     """
     model = model or LIF()
     dtype = _x64_guard(precision)
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if not (duration_ms > 0 and math.isfinite(duration_ms)):
         raise ValueError(f"duration_ms must be a positive number, got {duration_ms}")
+    has_gaps = _has_gaps(network) and gap_junctions
+    kinds = synapse_kinds(model, has_gaps)
+    stepper = stepper_for(
+        stepper if stepper is not None else kernel, model, kinds, native=native, budgets=budgets
+    )
+    reference = isinstance(stepper, Reference)
     if isinstance(network, Connectome):
         ids = network.ids
-        net = Network.from_connectome(network, dtype, with_pre=kernel == "reference")
+        net = Network.from_connectome(network, dtype, with_pre=reference)
     else:
         net = network
-        if kernel == "reference" and net.pre is None:
+        if reference and net.pre is None:
             raise ValueError("the reference kernel needs a Network built with with_pre=True")
     n = net.n_neurons
     if ids is None:
         ids = np.arange(n, dtype=np.int64)
     if protocol.n_neurons != n:
         raise ValueError(f"protocol is for {protocol.n_neurons} neurons, network has {n}")
-    b = protocol.n_trials
-    d = model.delay_steps
-    n_steps = int(round(duration_ms / model.dt_ms))
+    if "events" not in model.inputs and (
+        np.any(protocol.rate_hz > 0)
+        or (protocol.replay_events is not None and len(protocol.replay_events))
+    ):
+        raise ValueError(
+            f"the {model.kind} model takes no input events (Poisson or replayed); drive it "
+            "with currents"
+        )
     rec_idx = np.asarray(record if record is not None else [], np.int32).reshape(-1)
     if rec_idx.size and (rec_idx.min() < 0 or rec_idx.max() >= n):
         raise ValueError("record: neuron index out of range")
+    n_steps = int(round(duration_ms / model.dt_ms))
     key = jax.random.PRNGKey(seed)
-    drive = protocol.device(dtype)
-    rfc = jnp.asarray(protocol.refractory_steps(model.refractory_steps(n)))
-    rec_dev = jnp.asarray(rec_idx)
     t_wall = time.perf_counter()
-    stats: dict = {"kernel": kernel, "precision": precision, "reruns": 0}
-    sp_trial, sp_step, sp_neuron, v_parts, g_parts = [], [], [], [], []
-
-    if kernel == "reference":
-        chunk = max(1, int(round(chunk_ms / model.dt_ms)))
-        state = reference_init(model, b, n, dtype)
-        t = 0
-        while t < n_steps:
-            m = min(chunk, n_steps - t)
-            replay = jnp.asarray(protocol.replay_dense(t, m), dtype)
-            state, spikes, v_rec, g_rec = reference_chunk(
-                model, net, drive, rfc, state, jnp.int32(t), replay, key, rec_dev
-            )
-            st, tr, ne = np.nonzero(np.asarray(spikes))
-            sp_step.append(st + t)
-            sp_trial.append(tr)
-            sp_neuron.append(ne)
-            v_parts.append(np.asarray(v_rec))
-            g_parts.append(np.asarray(g_rec))
-            t += m
-            if progress:
-                progress(t, n_steps)
+    stats: dict = {"kernel": stepper.name, "precision": precision, "reruns": 0}
+    stats["gap_junctions"] = int(net.gap_a.shape[0]) if has_gaps else 0
+    if reference:
+        run = _run_reference(
+            model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, has_gaps
+        )
     else:
-        n_windows = -(-n_steps // d)
-        wpc = max(1, int(round(chunk_ms / (model.dt_ms * d))))
-        n_dev = jax.device_count() if devices == "all" else int(devices)
-        if n_dev < 1 or b % n_dev:
-            raise ValueError(f"{b} trials cannot be split evenly over {n_dev} device(s)")
-        b_local = b // n_dev
-        always = always_active(protocol.input_idx, rec_idx)
-        if kernel == "dense_window" and n_dev > 1:
-            raise ValueError("the dense_window kernel runs on one device (devices = 1)")
-        dense = kernel == "dense_window" or (n_dev == 1 and always.size >= DENSE_FRACTION * n)
-        if budgets is None and dense:  # only the spike and event lists are used
-            budgets = Budgets(active=1, stepped=1, spikes=1024, events=65536, awake=1)
-        budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
-        start_budgets, peak_need = budgets, np.zeros(len(FIELDS), np.int64)
-        if dense:
-            stats["kernel"] = "dense_window"
-            every_input = bool(np.array_equal(protocol.input_idx, np.arange(n)))
-            state = dense_window_init(model, b, n, dtype, budgets)
-        else:
-            state = windowed_init(model, b, n, dtype, budgets, n_dev)
-        peak = model.psp_peak_factor()
-        none = b_local * n
-        use_native = _native_choice(native, model, dtype, dense=dense)
-        stats["native"] = use_native
-        if n_dev > 1:
-            mesh = trial_mesh(n_dev)
-            state, drive = place(mesh, state, drive)
-            stats["devices"] = n_dev
-        w = 0
-        while w < n_windows:
-            m = min(wpc, n_windows - w)
-            replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, -1)
-            replay = jnp.asarray(replay_np, dtype)
-            while True:
-                start = state.with_budgets(budgets, none)
-                args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)
-                # (unused budgets must not key a recompilation)
-                unsized = dict.fromkeys(NATIVE_UNSIZED, 1) if use_native else {}
-                sized = dataclasses.replace(budgets, **unsized)
-                if dense:
-                    out = dense_window_chunk(
-                        model,
-                        net,
-                        drive,
-                        rfc,
-                        start,
-                        jnp.int32(w),
-                        replay,
-                        key,
-                        rec_dev,
-                        sized,
-                        every_input,
-                        use_native,
-                    )
-                elif n_dev > 1:
-                    out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)
-                else:
-                    out = windowed_chunk(*args, sized, peak, use_native)
-                need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
-                limits = need * CHECKED_NATIVE if use_native else need
-                grown = budgets.grown(limits).capped(none)
-                if grown == budgets:
-                    peak_need = np.maximum(peak_need, need)
-                    break
-                budgets = grown
-                stats["reruns"] += 1
-            state, flat, k, _, v_rec, g_rec = out
-            flat = np.asarray(flat).reshape(n_dev, m, -1)
-            k = np.asarray(k).reshape(n_dev, m, -1)
-            shard, wi, si = np.nonzero(flat < none)
-            step = (w + wi) * d + k[shard, wi, si]
-            keep = step < n_steps
-            f = flat[shard, wi, si][keep]
-            sp_step.append(step[keep])
-            sp_trial.append(shard[keep] * b_local + f // n)
-            sp_neuron.append(f % n)
-            v_parts.append(np.asarray(v_rec).reshape(m * d, b, rec_idx.size))
-            g_parts.append(np.asarray(g_rec).reshape(m * d, b, rec_idx.size))
-            w += m
-            if progress:
-                progress(min(w * d, n_steps), n_steps)
-        stats["budgets_used"] = dataclasses.asdict(budgets)
-        # what this run needed with headroom (growth may have overshot while extrapolating):
-        # the sizes to start a run like it with
-        fitted = start_budgets.grown(peak_need, extrapolate=False).capped(none)
-        stats["budgets"] = dataclasses.asdict(fitted)
-
+        run = _run_windowed(
+            stepper,
+            model,
+            net,
+            protocol,
+            dtype,
+            n_steps,
+            key,
+            rec_idx,
+            chunk_ms,
+            progress,
+            devices,
+            stats,
+        )
     stats["wall_s"] = time.perf_counter() - t_wall
+    sp_trial, sp_step, sp_neuron, trace_parts = run
     cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
     trial, step, neuron = cat(sp_trial), cat(sp_step), cat(sp_neuron)
     order = np.lexsort((neuron, trial, step))
-    # the engine holds u = v - v_0; report v in mV
-    v_0 = np.broadcast_to(np.asarray(model.v_0_mv, np.float64), (n,))[rec_idx]
-    v_all = np.concatenate(v_parts)[:n_steps] + v_0.astype(dtype) if rec_idx.size else None
-    g_all = np.concatenate(g_parts)[:n_steps] if rec_idx.size else None
+    traces = None
+    if rec_idx.size:
+        # (in the model's order: JAX returns dicts sorted by key)
+        traces = {k: np.concatenate(trace_parts[k])[:n_steps] for k in model.trace_names}
     return SimResult(
         trial=trial[order],
         step=step[order],
         neuron=neuron[order],
-        n_trials=b,
+        n_trials=protocol.n_trials,
         n_steps=n_steps,
         dt_ms=model.dt_ms,
         ids=np.asarray(ids),
         rec_idx=rec_idx,
-        v_rec=v_all,
-        g_rec=g_all,
+        v_rec=None if traces is None else traces.get("v_mv"),
+        g_rec=None if traces is None else traces.get("g_mv"),
         stats=stats,
+        traces=traces,
+        spiking=model.spiking,
     )
+
+
+def _has_gaps(network) -> bool:
+    if isinstance(network, Connectome):
+        return network.gap_junctions is not None and network.gap_junctions.num_rows > 0
+    return network.gap_a is not None and network.gap_a.shape[0] > 0
+
+
+def _run_reference(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, gaps):
+    """The reference stepper: any model, any synapse kind, every step."""
+    n, b = net.n_neurons, protocol.n_trials
+    no_ref = np.zeros(n, bool)
+    no_ref[protocol.input_idx[protocol.no_refractory]] = True
+    aux = model.prepare(
+        n, dtype, no_refractory=no_ref, gap_conductance=net.gap_conductance() if gaps else None
+    )
+    synapses = build_synapses(model, net, gaps)
+    drive = protocol.device(dtype)
+    rec_dev = jnp.asarray(rec_idx)
+    chunk = max(1, int(round(chunk_ms / model.dt_ms)))
+    state = reference_init(model, synapses, b, n, dtype)
+    sp_trial, sp_step, sp_neuron = [], [], []
+    traces: dict = {k: [] for k in model.trace_names}
+    t = 0
+    while t < n_steps:
+        m = min(chunk, n_steps - t)
+        replay = jnp.asarray(protocol.replay_dense(t, m), dtype)
+        state, spikes, tr = reference_chunk(
+            model, aux, synapses, drive, state, jnp.int32(t), replay, key, rec_dev
+        )
+        if spikes is not None:
+            st, tri, ne = np.nonzero(np.asarray(spikes))
+            sp_step.append(st + t)
+            sp_trial.append(tri)
+            sp_neuron.append(ne)
+        for k in traces:
+            traces[k].append(np.asarray(tr[k]))
+        t += m
+        if progress:
+            progress(t, n_steps)
+    return sp_trial, sp_step, sp_neuron, traces
+
+
+def _run_windowed(
+    stepper,
+    model,
+    net,
+    protocol,
+    dtype,
+    n_steps,
+    key,
+    rec_idx,
+    chunk_ms,
+    progress,
+    devices,
+    stats,
+):
+    """The windowed (LIF) and dense-window (spiking models) steppers: one delay window per
+    iteration."""
+    n, b = net.n_neurons, protocol.n_trials
+    d = model.delay_steps
+    budgets = stepper.budgets
+    native = stepper.native
+    drive = protocol.device(dtype)
+    rec_dev = jnp.asarray(rec_idx)
+    sp_trial, sp_step, sp_neuron, trace_parts = [], [], [], {}
+    n_windows = -(-n_steps // d)
+    wpc = max(1, int(round(chunk_ms / (model.dt_ms * d))))
+    n_dev = jax.device_count() if devices == "all" else int(devices)
+    if n_dev < 1 or b % n_dev:
+        raise ValueError(f"{b} trials cannot be split evenly over {n_dev} device(s)")
+    b_local = b // n_dev
+    always = always_active(protocol.input_idx, rec_idx)
+    if isinstance(stepper, DenseWindow) and n_dev > 1:
+        raise ValueError("the dense_window kernel runs on one device (devices = 1)")
+    handed = (
+        isinstance(stepper, Windowed)
+        and stepper.dense_fraction is not None
+        and n_dev == 1
+        and always.size >= stepper.dense_fraction * n
+    )
+    dense = isinstance(stepper, DenseWindow) or handed
+    if handed:
+        stats["handed_to_dense_window"] = (
+            f"{always.size} of {n} neurons driven or recorded (>= dense_fraction "
+            f"{stepper.dense_fraction})"
+        )
+    if budgets is None and dense:  # only the spike and event lists are used
+        budgets = Budgets(active=1, stepped=1, spikes=1024, events=65536, awake=1)
+    budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
+    start_budgets, peak_need = budgets, np.zeros(len(FIELDS), np.int64)
+    if dense:
+        stats["kernel"] = "dense_window"
+        every_input = bool(np.array_equal(protocol.input_idx, np.arange(n)))
+        no_ref = np.zeros(n, bool)
+        no_ref[protocol.input_idx[protocol.no_refractory]] = True
+        aux = model.prepare(n, dtype, no_refractory=no_ref)
+        state = dense_window_init(model, b, n, dtype, budgets)
+    else:
+        rfc = jnp.asarray(protocol.refractory_steps(model.refractory_steps(n)))
+        peak = model.psp_peak_factor()
+        state = windowed_init(model, b, n, dtype, budgets, n_dev)
+    none = b_local * n
+    use_native = _native_choice(native, model, dtype, dense=dense)
+    stats["native"] = use_native
+    if n_dev > 1:
+        mesh = trial_mesh(n_dev)
+        state, drive = place(mesh, state, drive)
+        stats["devices"] = n_dev
+    w = 0
+    while w < n_windows:
+        m = min(wpc, n_windows - w)
+        replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, -1)
+        replay = jnp.asarray(replay_np, dtype)
+        while True:
+            start = state.with_budgets(budgets, none)
+            # (unused budgets must not key a recompilation)
+            unsized = dict.fromkeys(NATIVE_UNSIZED, 1) if use_native else {}
+            sized = dataclasses.replace(budgets, **unsized)
+            if dense:
+                out = dense_window_chunk(
+                    model,
+                    aux,
+                    net,
+                    drive,
+                    start,
+                    jnp.int32(w),
+                    replay,
+                    key,
+                    rec_dev,
+                    sized,
+                    every_input,
+                    use_native,
+                )
+            else:
+                args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)
+                if n_dev > 1:
+                    out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)
+                else:
+                    out = windowed_chunk(*args, sized, peak, use_native)
+                # the windowed stepper holds u = v - v_0: its traces in mV
+                v_0 = np.broadcast_to(np.asarray(model.v_0_mv, np.float64), (n,))[rec_idx]
+                *out, v_rec, g_rec = out
+                out = (*out, {"v_mv": v_rec + jnp.asarray(v_0, dtype), "g_mv": g_rec})
+            need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
+            limits = need * CHECKED_NATIVE if use_native else need
+            grown = budgets.grown(limits).capped(none)
+            if grown == budgets:
+                peak_need = np.maximum(peak_need, need)
+                break
+            budgets = grown
+            stats["reruns"] += 1
+        state, flat, k, _, tr = out
+        flat = np.asarray(flat).reshape(n_dev, m, -1)
+        k = np.asarray(k).reshape(n_dev, m, -1)
+        shard, wi, si = np.nonzero(flat < none)
+        step = (w + wi) * d + k[shard, wi, si]
+        keep = step < n_steps
+        f = flat[shard, wi, si][keep]
+        sp_step.append(step[keep])
+        sp_trial.append(shard[keep] * b_local + f // n)
+        sp_neuron.append(f % n)
+        for name, x in tr.items():
+            trace_parts.setdefault(name, []).append(np.asarray(x).reshape(m * d, b, rec_idx.size))
+        w += m
+        if progress:
+            progress(min(w * d, n_steps), n_steps)
+    stats["budgets_used"] = dataclasses.asdict(budgets)
+    # what this run needed with headroom (growth may have overshot while extrapolating):
+    # the sizes to start a run like it with
+    fitted = start_budgets.grown(peak_need, extrapolate=False).capped(none)
+    stats["budgets"] = dataclasses.asdict(fitted)
+    return sp_trial, sp_step, sp_neuron, trace_parts

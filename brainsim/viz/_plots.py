@@ -518,10 +518,49 @@ def perturbation_map_figure(res: Results) -> Figure:
 
 
 # ---------------------------------------------------------------------------------------
+# traces
+# ---------------------------------------------------------------------------------------
+TRACES_MAX_LINES = 12
+TRACE_KEYS = ("condition", "trial", "t_ms", "neuron_id")
+
+
+def plot_traces(results, out=None, *, trial: int = 0, log: Log | None = None) -> Path | None:
+    """``traces.png``: every trace column of ``traces.parquet`` (one panel each: LIF's
+    ``v_mv`` and ``g_mv``, a graded model's ``v_mv``, PQN's ``v`` and ``n``) of the recorded
+    neurons in the first condition and one trial, labelled by name."""
+    return _run_plot("traces.png", lambda r: traces_figure(r, trial=trial), results, out, log)
+
+
+def traces_figure(res: Results, *, trial: int = 0) -> Figure:
+    tr = res.table("traces", TRACE_KEYS)
+    names = [c for c in res.schema("traces") if c not in TRACE_KEYS]
+    if not names:
+        raise Skip("traces.parquet has no trace columns")
+    cond = int(tr["condition"].min())
+    sel = (tr["condition"] == cond) & (tr["trial"] == trial)
+    if not sel.any():
+        raise Skip(f"no traces of trial {trial}")
+    ids = np.unique(tr["neuron_id"][sel])[:TRACES_MAX_LINES]
+    labels = res.names(ids)
+    fig = Figure(figsize=(9, 2.4 * len(names) + 0.8))
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names, strict=True):
+        for nid, label in zip(ids, labels, strict=True):
+            m = sel & (tr["neuron_id"] == nid)
+            ax.plot(tr["t_ms"][m], tr[name][m], lw=1.0, label=label)
+        ax.set_ylabel(name)
+    axes[0].legend(fontsize=7, ncol=min(4, len(ids)), loc="upper right")
+    axes[-1].set_xlabel("time (ms)")
+    axes[0].set_title(_title(res, f"traces, {res.condition_label(cond)}, trial {trial}"))
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
 # all plots of a folder
 # ---------------------------------------------------------------------------------------
 PLOTS_BY_KIND = {
-    "run": (plot_raster,),
+    "run": (plot_raster, plot_traces),
     "activation_sweep": (plot_raster, plot_rate_curve),
     "silencing_screen": (plot_raster, plot_silencing),
     "pairwise_grid": (plot_raster, plot_grid),
@@ -541,6 +580,8 @@ def make_plots(result_dir: str | Path, *, log: Log | None = None) -> list[Path]:
         plots = (plot_raster,)
     written = []
     for plot in plots:
+        if plot is plot_traces and not res.path("traces").is_file():
+            continue  # (a run without [record])
         path = plot(res, log=log)
         if path is not None:
             written.append(path)

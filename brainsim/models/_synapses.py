@@ -1,0 +1,118 @@
+"""Synapse kinds: what one population's state sends to another's input each step.
+
+Each kind writes one :class:`brainsim.models.NeuronInput` channel (``channel``):
+
+- :class:`DelayedEvents` (chemical, spiking models): a spike adds its connection's weight
+  (mV of the postsynaptic g) to every target, ``delay_steps`` steps later. Input in flight
+  sits in a ring of ``delay_steps`` slots; slot ``t % D`` holds what arrives at step t.
+- :class:`GradedChemical` (chemical, graded models, as flyvis): every step each target
+  receives ``sum_j w_ij f(V_j)``, with ``f`` the presynaptic model's transfer
+  (:meth:`AbstractNeuron.output`); no delay.
+- :class:`GapJunctions` (electrical): symmetric, ``I_i = w_gap sum_j n_ij (V_j - V_i)``; the
+  kind delivers the neighbours' part ``w_gap sum_j n_ij V_j`` and the neuron model adds its
+  own ``- w_gap n_i V_i`` (see ``NeuronInput.gap``).
+
+Connections are given as flat arrays (pre, post, weight): the steppers build them from a
+``brainsim.sim.Network``. All arithmetic is one segment sum per step over the connections,
+the plain reference form (the same sum as ``brainsim.kernels.propagate_dense``, which the
+fast LIF steppers' tests hold equal to their event-driven delivery).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+
+class AbstractSynapses(eqx.Module):
+    """A synapse kind (see the module docstring)."""
+
+    kind: ClassVar[str]
+    channel: ClassVar[str]
+    # what the kind reads from its presynaptic neurons: "spikes", "output" or "voltage"
+    reads: ClassVar[str]
+
+    def init_state(self, n_trials: int, n_neurons: int, dtype) -> Any:
+        """Input in flight (None for a kind without delay)."""
+        return None
+
+    @abc.abstractmethod
+    def deliver(self, state: Any, t, pre: Float[Array, "trials neurons"]):
+        """[trials, neurons]: what reaches the targets at step ``t``. ``pre`` is what the
+        kind ``reads`` at the step's start (unused by :class:`DelayedEvents`)."""
+
+    def update(self, state: Any, t, spikes: Float[Array, "trials neurons"]) -> Any:
+        """State after step ``t`` given the spikes sent (silenced neurons already zeroed)."""
+        return state
+
+
+class DelayedEvents(AbstractSynapses):
+    """Delayed chemical event synapses: ``weight`` [connections] in mV of g."""
+
+    kind: ClassVar[str] = "delayed_events"
+    channel: ClassVar[str] = "arrivals"
+    reads: ClassVar[str] = "spikes"
+    pre: Int[Array, " connections"]
+    post: Int[Array, " connections"]
+    weight: Float[Array, " connections"]
+    delay_steps: int = eqx.field(static=True)
+
+    def init_state(self, n_trials, n_neurons, dtype):
+        return jnp.zeros((self.delay_steps, n_trials, n_neurons), dtype)
+
+    def deliver(self, state, t, pre):
+        return state[t % self.delay_steps]
+
+    def update(self, state, t, spikes):
+        sent = propagate_dense(spikes.astype(state.dtype), self.pre, self.post, self.weight)
+        return state.at[t % self.delay_steps].set(sent)
+
+
+class GradedChemical(AbstractSynapses):
+    """Graded chemical synapses: ``weight`` [connections] times the presynaptic output."""
+
+    kind: ClassVar[str] = "graded_chemical"
+    channel: ClassVar[str] = "current"
+    reads: ClassVar[str] = "output"
+    pre: Int[Array, " connections"]
+    post: Int[Array, " connections"]
+    weight: Float[Array, " connections"]
+
+    def deliver(self, state, t, pre):
+        return propagate_dense(pre, self.pre, self.post, self.weight)
+
+
+class GapJunctions(AbstractSynapses):
+    """Electrical synapses, both directions listed: ``weight = w_gap x n_ij``."""
+
+    kind: ClassVar[str] = "gap_junctions"
+    channel: ClassVar[str] = "gap"
+    reads: ClassVar[str] = "voltage"
+    a: Int[Array, " directed_junctions"]
+    b: Int[Array, " directed_junctions"]
+    weight: Float[Array, " directed_junctions"]
+
+    def deliver(self, state, t, pre):
+        return propagate_dense(pre, self.a, self.b, self.weight)
+
+
+def propagate_dense(x, pre, post, weight):
+    """``out[b, j] = sum over connections e with post[e] == j of x[b, pre[e]] weight[e]``."""
+    n = x.shape[-1]
+    contrib = x[:, pre] * weight
+    return jax.vmap(lambda c: jax.ops.segment_sum(c, post, num_segments=n))(contrib).astype(x.dtype)
+
+
+# transfer functions of graded synapses: f(V) with V in mV
+TRANSFERS = {
+    "relu": lambda v: jnp.maximum(v, 0),
+    "identity": lambda v: v,
+    "tanh": jnp.tanh,
+    "sigmoid": lambda v: 1.0 / (1.0 + jnp.exp(-v)),
+    "softplus": lambda v: jnp.logaddexp(v, 0.0),
+}
