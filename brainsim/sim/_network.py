@@ -26,6 +26,8 @@ class Network(eqx.Module):
 
     @classmethod
     def from_connectome(cls, conn: Connectome, dtype=jnp.float32, *, with_pre: bool = False):
+        # the kernels (the native one too) index with these arrays unchecked
+        conn.check_csr()
         idx_t = np.int32 if conn.n_connections < 2**31 - 1 else np.int64
         # one trailing padding connection (no row points at it) keeps gathers valid for the
         # budget-sized padding slots, also on a network without synapses
