@@ -1,9 +1,16 @@
-"""Reliability of inputs: a cached connectome is only used if it proves itself, and a
-connectome that breaks the CSR invariants never reaches a kernel."""
+"""Reliability of inputs: a cached connectome is only used if it proves itself, a connectome
+that breaks the CSR invariants never reaches a kernel, and the installed package needs
+nothing it does not declare."""
 
+import ast
 import json
 import logging
 import shutil
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +23,7 @@ from brainsim.connectome import Connectome, ConnectomeError, Provenance, load, l
 from brainsim.connectome._cache import _content_sha256, cache_key
 from brainsim.sim import Network, Protocol, simulate
 
+ROOT = Path(__file__).resolve().parents[1]
 SPEC = "synthetic:seed=0,scale=0.005"
 OTHER = "synthetic:seed=1,scale=0.005"
 
@@ -259,3 +267,75 @@ def test_valid_connectomes_still_build(tiny_chain):
     neurons = pa.table({"id": np.arange(2, dtype=np.int64)})
     # empty rows at the start, in the middle and at the end
     Connectome(neurons, np.array([0, 0, 0]), np.zeros(0, np.int32), np.zeros(0, np.int32), prov)
+
+
+# ---- what the package needs at run time -----------------------------------------------
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        d.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for d in project["dependencies"]
+    }
+    dists = packages_distributions()
+    missing = {}
+    for root in ("brainsim", "kernels"):
+        for f in (ROOT / root).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top in ("brainsim", "kernels"):
+                        continue
+                    dist = {d.lower() for d in dists.get(top, [top])}
+                    if not dist & declared:
+                        missing.setdefault(top, str(f.relative_to(ROOT)))
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
+def test_experiment_summary_without_pandas(tmp_path):
+    """An [experiment] run (its summary table) must not need pandas, which the package does
+    not declare: run one in a process where importing pandas fails."""
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(
+        f"""
+[connectome]
+format = "synthetic"
+path = "{SPEC}"
+cache = false
+[simulation]
+duration_ms = 50.0
+trials = 1
+[experiment]
+kind = "activation_sweep"
+drive = {{ cell_type = "sugar_like_GRN" }}
+rates_hz = [0, 150]
+readout = {{ cell_type = "MN9_like" }}
+"""
+    )
+    code = (
+        "import sys\n"
+        "class NoPandas:\n"  # as if pandas were not installed
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pandas':\n"
+        "            raise ModuleNotFoundError(\"No module named 'pandas'\", name=name)\n"
+        "sys.meta_path.insert(0, NoPandas())\n"
+        "from brainsim import cli\n"
+        "from brainsim.experiments._kinds import _table\n"
+        "t = _table([], ['a', 'b'])\n"
+        "assert t.num_rows == 0 and t.column_names == ['a', 'b'], t\n"
+        f"sys.exit(cli.main(['run', {str(cfg)!r}, '--out', {str(tmp_path / 'out')!r},"
+        " '--quiet']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pq.read_table(tmp_path / "out" / "summary.parquet")
+    assert summary.num_rows == 2 and "readout_rate_hz" in summary.column_names
