@@ -339,3 +339,37 @@ readout = {{ cell_type = "MN9_like" }}
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = pq.read_table(tmp_path / "out" / "summary.parquet")
     assert summary.num_rows == 2 and "readout_rate_hz" in summary.column_names
+
+
+def test_every_package_and_data_file_is_installed():
+    """A non-editable install ships only the packages and package data pyproject.toml names
+    (an editable one would find the rest in the checkout)."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {pkg: ROOT / d for pkg, d in tool["package-dir"].items()}
+
+    def folder(pkg):  # the source folder of a package, by its nearest mapped parent
+        parent = max((p for p in dirs if pkg == p or pkg.startswith(p + ".")), key=len)
+        return dirs[parent].joinpath(*pkg[len(parent) :].split(".")[1:])
+
+    listed = set(tool["packages"])
+    found = {
+        ".".join([top, *init.parent.relative_to(dirs[top]).parts])
+        for top in dirs
+        for init in dirs[top].rglob("__init__.py")
+    }
+    assert found <= listed, f"packages not in [tool.setuptools] packages: {found - listed}"
+    for pkg in listed:
+        base = folder(pkg)
+        patterns = tool["package-data"].get(pkg, [])
+        for f in base.rglob("*"):
+            rel = f.relative_to(base)
+            if not f.is_file() or f.suffix in (".py", ".pyc") or f.name.startswith("."):
+                continue
+            if "__pycache__" in rel.parts:
+                continue
+            if any((base / Path(*rel.parts[:i]) / "__init__.py").exists()
+                   for i in range(1, len(rel.parts))):  # fmt: skip
+                continue  # a subpackage's file
+            assert any(rel.match(pat) for pat in patterns), (
+                f"{f.relative_to(ROOT)} is not in package-data of {pkg}"
+            )
