@@ -95,15 +95,18 @@ class Connectome:
     gap_junctions: pa.Table | None = None
 
     def __post_init__(self):
-        n = self.neurons.num_rows
         if "id" not in self.neurons.column_names:
             raise ConnectomeError("neuron table has no 'id' column")
-        if self.indptr.shape != (n + 1,):
-            raise ConnectomeError(f"indptr has shape {self.indptr.shape}, expected ({n + 1},)")
-        if self.indices.shape != self.counts.shape:
-            raise ConnectomeError("indices and counts differ in length")
-        if int(self.indptr[-1]) != self.indices.shape[0]:
-            raise ConnectomeError("indptr[-1] does not equal the number of connections")
+        self.check_csr()
+
+    def check_csr(self) -> None:
+        """Raise :class:`ConnectomeError` unless the CSR arrays hold the invariants above.
+
+        Checked on construction and again where a :class:`~brainsim.sim.Network` is built
+        (the arrays are mutable): the kernels index with them unchecked, so an index out of
+        range would read or write outside their buffers.
+        """
+        check_csr(self.indptr, self.indices, self.counts, self.neurons.num_rows)
 
     # ----------------------------------------------------------------- sizes and counts
     @property
@@ -249,6 +252,48 @@ class Connectome:
 
     def provenance_json(self) -> str:
         return json.dumps(self.provenance.to_json(), sort_keys=True)
+
+
+def check_csr(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, n: int) -> None:
+    """Raise :class:`ConnectomeError` naming the first broken CSR invariant.
+
+    ``indptr`` int64 [n + 1], starting at 0, non-decreasing, ending at the number of
+    connections; ``indices`` and ``counts`` int32 of that length; every index in ``0..n-1``,
+    ascending and unique within each row; every count nonzero.
+    """
+    arrays = (("indptr", indptr, np.int64), ("indices", indices, np.int32))
+    for name, a, dtype in (*arrays, ("counts", counts, np.int32)):
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1:
+            what = f"{a.dtype} with shape {a.shape}" if isinstance(a, np.ndarray) else type(a)
+            raise ConnectomeError(f"{name} is {what}, expected a 1-D {np.dtype(dtype)} array")
+    if indptr.shape != (n + 1,):
+        raise ConnectomeError(f"indptr has shape {indptr.shape}, expected ({n + 1},)")
+    if indices.shape != counts.shape:
+        raise ConnectomeError("indices and counts differ in length")
+    if int(indptr[0]) != 0:
+        raise ConnectomeError(f"indptr[0] is {int(indptr[0])}, expected 0")
+    if int(indptr[-1]) != indices.shape[0]:
+        raise ConnectomeError("indptr[-1] does not equal the number of connections")
+    row_len = np.diff(indptr)
+    if row_len.size and int(row_len.min()) < 0:
+        i = int(np.argmax(row_len < 0))
+        raise ConnectomeError(f"indptr decreases at row {i} ({indptr[i]} -> {indptr[i + 1]})")
+    if indices.size:
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= n:
+            bad = lo if lo < 0 else hi
+            raise ConnectomeError(f"postsynaptic index {bad} out of range 0..{n - 1}")
+        # within a row indices ascend strictly; a step down or a repeat may only follow a
+        # row's last connection
+        step_ok = np.diff(indices) > 0
+        step_ok[indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < indices.size)] - 1] = True
+        if not step_ok.all():
+            k = int(np.argmin(step_ok))
+            raise ConnectomeError(
+                f"indices not ascending and unique within a row at connection {k + 1}"
+            )
+        if not counts.all():
+            raise ConnectomeError(f"connection {int(np.argmin(counts != 0))} has count 0")
 
 
 def from_edges(

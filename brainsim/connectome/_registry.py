@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,9 @@ def load(
     """Load a connectome with the loader named ``fmt``.
 
     With ``cache_dir``, the parsed connectome is saved there under the checksum of its
-    sources and options, and later loads of unchanged sources read that file instead.
+    sources and options, and later loads of unchanged sources read that file instead. A
+    cached file that fails its checks is logged, parsed again and overwritten; the
+    connectome returned then counts it under ``cache_file_rejected`` in its provenance.
     """
     fn = loader(fmt)
     if cache_dir is None:
@@ -49,9 +52,14 @@ def load(
     from brainsim.connectome._cache import cache_key, load_cached, save_cached
 
     key = cache_key(source, fmt, options)
-    hit = load_cached(cache_dir, key)
+    hit, rejected = load_cached(cache_dir, key)
     if hit is not None:
         return hit
     conn = fn(source, **options)
     save_cached(conn, cache_dir, key)
+    if rejected is not None:
+        counts = {**conn.provenance.counts, "cache_file_rejected": 1}
+        conn = dataclasses.replace(
+            conn, provenance=dataclasses.replace(conn.provenance, counts=counts)
+        )
     return conn

@@ -244,15 +244,21 @@ def top_responders_from(folder: Path, conn: Connectome, k: int, exclude: np.ndar
     path = folder / "rates.parquet"
     if not path.exists():
         raise ConfigError(f"from_result: {path} does not exist (run that experiment first)")
-    t = pq.read_table(path).to_pandas()
-    best = t.groupby("neuron_id")["rate_hz"].max()
-    known = np.isin(best.index.to_numpy(), conn.ids)
+    t = _columns(pq.read_table(path), "neuron_id", "rate_hz")
+    # each neuron's highest rate over the conditions
+    best_ids, where = np.unique(t["neuron_id"], return_inverse=True)
+    best = np.full(best_ids.size, -np.inf)
+    np.maximum.at(best, where, t["rate_hz"])
+    known = np.isin(best_ids, conn.ids)
     if not known.all():
         raise ConfigError(f"from_result: {path} names neurons not in this connectome")
-    idx = conn.index_of(best.index.to_numpy())
-    return top_responders(
-        dict(zip(idx.tolist(), best.to_numpy().tolist(), strict=True)), k, exclude
-    )
+    idx = conn.index_of(best_ids)
+    return top_responders(dict(zip(idx.tolist(), best.tolist(), strict=True)), k, exclude)
+
+
+def _columns(table: pa.Table, *names: str) -> dict[str, np.ndarray]:
+    """Columns of a table as numpy arrays (no pandas: it is not a dependency)."""
+    return {n: table.column(n).to_numpy() for n in names}
 
 
 def _selector_label(selector: dict) -> str:
@@ -268,32 +274,42 @@ def _selector_label(selector: dict) -> str:
 
 def summarize(p: Plan, rates: pa.Table, conn: Connectome) -> pa.Table | None:
     """The per-condition summary table of a kind (see the module docstring)."""
-    df = rates.to_pandas()
+    df = _columns(rates, "condition", "neuron_id", "rate_hz", "rate_hz_std", "rate_hz_sem")
     ids = conn.ids
     readout_ids = ids[p.readout]
 
     def readout_stats(c: int):
-        sub = df[(df.condition == c) & df.neuron_id.isin(readout_ids)]
+        sub = (df["condition"] == c) & np.isin(df["neuron_id"], readout_ids)
         n = max(len(readout_ids), 1)
         # neurons that never fired are absent from rates: they count as 0 Hz
-        mean = sub.rate_hz.sum() / n
-        sem = math.sqrt((sub.rate_hz_sem**2).sum()) / n
+        mean = float(df["rate_hz"][sub].sum()) / n
+        sem = math.sqrt(float((df["rate_hz_sem"][sub] ** 2).sum())) / n
         return mean, sem
 
+    def rates_of(c: int) -> dict[int, float]:
+        """neuron id -> rate in condition c (neurons that fired)"""
+        sub = df["condition"] == c
+        return dict(zip(df["neuron_id"][sub].tolist(), df["rate_hz"][sub].tolist(), strict=True))
+
     if p.kind == "activation_sweep":
+        # row of each (condition, neuron id), the first where one repeats
+        row_of: dict[tuple[int, int], int] = {}
+        keys = zip(df["condition"].tolist(), df["neuron_id"].tolist(), strict=True)
+        for i, key in enumerate(keys):
+            row_of.setdefault(key, i)
         rows = []
         for c, cond in enumerate(p.conditions):
             for nid in readout_ids:
-                sub = df[(df.condition == c) & (df.neuron_id == nid)]
-                r = sub.iloc[0] if len(sub) else None
+                r = row_of.get((c, int(nid)))
                 rows.append(
                     {
                         "condition": c,
                         "rate_hz": cond.columns["rate_hz"],
                         "neuron_id": int(nid),
-                        "readout_rate_hz": float(r.rate_hz) if r is not None else 0.0,
-                        "readout_rate_hz_std": float(r.rate_hz_std) if r is not None else 0.0,
-                        "readout_rate_hz_sem": float(r.rate_hz_sem) if r is not None else 0.0,
+                        **{
+                            f"readout_{col}": float(df[col][r]) if r is not None else 0.0
+                            for col in ("rate_hz", "rate_hz_std", "rate_hz_sem")
+                        },
                     }
                 )
         return _table(
@@ -355,14 +371,14 @@ def summarize(p: Plan, rates: pa.Table, conn: Connectome) -> pa.Table | None:
             ],
         )
     # perturbation_map
-    base = df[df.condition == 0].set_index("neuron_id").rate_hz
+    base = rates_of(0)
     keep = None if "responders" not in p.info else set(ids[p.info["responders"]].tolist())
     rows = []
     for c, cond in enumerate(p.conditions):
         if c == 0:
             continue
-        sub = df[df.condition == c].set_index("neuron_id").rate_hz
-        responders = sorted(set(sub.index) | set(base.index))
+        sub = rates_of(c)
+        responders = sorted(set(sub) | set(base))
         for nid in responders:
             if keep is not None and nid not in keep:
                 continue
@@ -384,7 +400,6 @@ def summarize(p: Plan, rates: pa.Table, conn: Connectome) -> pa.Table | None:
 
 def _table(rows: list[dict], columns: list[str]) -> pa.Table:
     if not rows:
-        import pandas as pd
-
-        return pa.Table.from_pandas(pd.DataFrame(columns=columns), preserve_index=False)
+        # no rows, no types: null columns
+        return pa.table({c: pa.nulls(0) for c in columns})
     return pa.Table.from_pylist(rows).select(columns)

@@ -31,6 +31,8 @@ class Network(eqx.Module):
 
     @classmethod
     def from_connectome(cls, conn: Connectome, dtype=jnp.float32, *, with_pre: bool = False):
+        # the kernels (the native one too) index with these arrays unchecked
+        conn.check_csr()
         idx_t = np.int32 if conn.n_connections < 2**31 - 1 else np.int64
         gap_a = gap_b = gap_count = None
         if conn.gap_junctions is not None and conn.gap_junctions.num_rows:
