@@ -20,6 +20,7 @@ import brainsim
 from brainsim._paths import cache_dir
 from brainsim.connectome import Connectome, load
 from brainsim.sim import Budgets, Network, Protocol, SimResult, simulate
+from brainsim.sim._units import dtype_of
 
 INPUT_TYPE = "sugar_like_GRN"
 READOUT_TYPE = "MN9_like"
@@ -67,7 +68,7 @@ def device_network(conn: Connectome, precision: str, *, with_pre: bool = False) 
         nets = {}
     key = (precision, with_pre)
     if key not in nets:
-        dtype = jnp.float64 if precision == "float64" else jnp.float32
+        dtype = dtype_of(precision)
         nets[key] = Network.from_connectome(conn, dtype, with_pre=with_pre)
     if _LAST.get("conn") is conn:
         _LAST["nets"] = nets

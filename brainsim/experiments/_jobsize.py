@@ -44,7 +44,9 @@ def job_size(
     per = max(1, max_batch_trials // trials)
     batch_trials = min(n_conditions, per) * trials
     n_batches = -(-n_conditions // per)
-    n_steps = int(round(sim["duration_ms"] / sim["dt_ms"]))
+    from brainsim.sim._units import n_steps_of
+
+    n_steps = n_steps_of(sim["duration_ms"], sim["dt_ms"])
     item = 8 if sim["precision"] == "float64" else 4
     n = conn.n_neurons
     state = batch_trials * n * (2 * item + 4)  # v, g, steps since the last spike

@@ -465,9 +465,9 @@ def prepared_network(conn, sim: dict, model=None, gap_junctions: bool = True):
     """The connectome as the device arrays the chosen stepper and precision read."""
     from brainsim.models import LIF
     from brainsim.sim import Network, Reference
-    from brainsim.sim._simulate import PRECISIONS
+    from brainsim.sim._units import dtype_of
 
-    dtype = PRECISIONS[sim["precision"]]
+    dtype = dtype_of(sim["precision"])
     stepper = chosen_stepper(conn, sim, model or LIF(), gap_junctions)
     return Network.from_connectome(conn, dtype, with_pre=isinstance(stepper, Reference))
 

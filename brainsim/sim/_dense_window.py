@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int
 
 from brainsim.kernels import compact_sparse, dense_deliver, scatter_to
 from brainsim.models import AbstractNeuron, NeuronInput
+from brainsim.sim._chunk import ChunkOutput, KernelCounts
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Drive
 from brainsim.sim._windowed import Budgets, window_events
@@ -79,9 +80,10 @@ def dense_window_chunk(
     every_neuron_input: bool = False,
     native: bool = False,
 ):
-    """Advance ``replay.shape[0]`` windows from window ``w0``; returns ``(state, flat, k,
-    counts, traces)`` as :func:`brainsim.sim._windowed.windowed_chunk` (traces: the model's
-    ``trace_names`` -> [windows, delay, trials, recorded]). ``aux``: ``model.prepare``'s
+    """Advance ``replay.shape[0]`` windows from window ``w0``; returns a
+    :class:`brainsim.sim._chunk.ChunkOutput` as
+    :func:`brainsim.sim._windowed.windowed_chunk` (traces: the model's ``trace_names`` ->
+    [windows, delay, trials, recorded]). ``aux``: ``model.prepare``'s
     constants. ``every_neuron_input``: the drive's
     inputs are exactly neurons 0..n-1 in order (their arrays need no mapping). ``native``
     (CPU): the arrivals come from the C++ kernel ``brainsim.kernels.dense_deliver`` (no
@@ -155,7 +157,7 @@ def dense_window_chunk(
 
     windows = w0 + jnp.arange(replay.shape[0], dtype=jnp.int32)
     state, (flat, k, counts, traces) = jax.lax.scan(window, state, (windows, replay))
-    return state, flat, k, counts, traces
+    return ChunkOutput(state, flat, k, KernelCounts.from_stacked(counts), traces)
 
 
 __all__ = ["DenseWindowState", "dense_window_chunk", "dense_window_init"]

@@ -9,14 +9,18 @@ incoming). :meth:`Protocol.device` turns it into the arrays the kernels read.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from brainsim.kernels import poisson_block, poisson_events
+
+# indices, rates, amplitudes or masks: arrays, scalars or (nested) lists of numbers
+Values = ArrayLike | Sequence
 
 
 @dataclasses.dataclass
@@ -88,12 +92,12 @@ class Protocol:
         n_trials: int,
         n_neurons: int,
         *,
-        poisson: list[tuple[np.ndarray, np.ndarray | float]] = (),
-        replay: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-        current: list[tuple[np.ndarray, np.ndarray | float, int, int]] = (),
-        silence: np.ndarray | None = None,
-        remove: np.ndarray | None = None,
-        trial_ids: np.ndarray | None = None,
+        poisson: Sequence[tuple[Values, Values]] = (),
+        replay: tuple[Values, Values, Values] | None = None,
+        current: Sequence[tuple[Values, Values, int, int]] = (),
+        silence: Values | None = None,
+        remove: Values | None = None,
+        trial_ids: Values | None = None,
     ) -> Protocol:
         """Assemble a protocol from neuron index sets.
 

@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from brainsim.sim._chunk import ChunkOutput
 from brainsim.sim._protocol import Drive
 from brainsim.sim._windowed import WindowedState, windowed_chunk
 
@@ -77,12 +78,19 @@ def _sharded(
         model = eqx.combine(model_arrays, static_model)
         # every state field carries a leading shard axis (length 1 here)
         st = jax.tree.map(lambda x: x[0], state)
-        new, flat, k, counts, v_rec, g_rec = windowed_chunk(
+        out = windowed_chunk(
             model, net, drive, rfc, always, st, w0, replay, key, rec, budgets, peak, native
         )
         lift = lambda x: x[None]  # noqa: E731
-        new = jax.tree.map(lift, new)
-        return new, lift(flat), lift(k), lift(counts), v_rec, g_rec
+        # (a tuple across shard_map; named again by sharded_windowed_chunk)
+        return (
+            jax.tree.map(lift, out.state),
+            lift(out.spike_flat),
+            lift(out.spike_step),
+            jax.tree.map(lift, out.counts),
+            out.traces["u_mv"],
+            out.traces["g_mv"],
+        )
 
     return jax.jit(
         jax.shard_map(
@@ -105,4 +113,7 @@ def sharded_windowed_chunk(
     fn = _sharded(
         mesh, budgets, peak, drive.silenced is not None, drive.removed is not None, static, native
     )
-    return fn(arrays, net, drive, rfc, always, state, w0, replay, key, rec)
+    state, flat, k, counts, u_rec, g_rec = fn(
+        arrays, net, drive, rfc, always, state, w0, replay, key, rec
+    )
+    return ChunkOutput(state, flat, k, counts, {"u_mv": u_rec, "g_mv": g_rec})

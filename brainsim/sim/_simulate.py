@@ -14,12 +14,14 @@ import numpy as np
 from brainsim.connectome import Connectome
 from brainsim.kernels import native_kernels
 from brainsim.models import LIF, AbstractNeuron
+from brainsim.sim._chunk import windowed_traces
 from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
 from brainsim.sim._network import Network, build_synapses, synapse_kinds
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
 from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
 from brainsim.sim._steppers import DenseWindow, Reference, Windowed, stepper_for
+from brainsim.sim._units import dtype_of, n_steps_of
 from brainsim.sim._windowed import (
     Budgets,
     always_active,
@@ -29,7 +31,6 @@ from brainsim.sim._windowed import (
 )
 
 FIELDS = [f.name for f in dataclasses.fields(Budgets)]
-PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
 # budgets the native kernels never size anything with (their active and event lists are
 # unbounded): fixed at 1 in the compiled call, and never grown
 NATIVE_UNSIZED = ("active", "events")
@@ -113,14 +114,13 @@ class SimResult:
 
 
 def _x64_guard(precision: str):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = dtype_of(precision)
     if precision == "float64" and not jax.config.jax_enable_x64:
         raise ValueError(
             "float64 needs JAX's 64-bit mode: call jax.config.update('jax_enable_x64', True) "
             'before any JAX work (the CLI does this for precision = "float64")'
         )
-    return PRECISIONS[precision]
+    return dtype
 
 
 def initial_budgets(n_trials: int, n_inputs: int, n_rec: int, n_neurons: int) -> Budgets:
@@ -226,7 +226,7 @@ def simulate(
     rec_idx = np.asarray(record if record is not None else [], np.int32).reshape(-1)
     if rec_idx.size and (rec_idx.min() < 0 or rec_idx.max() >= n):
         raise ValueError("record: neuron index out of range")
-    n_steps = int(round(duration_ms / model.dt_ms))
+    n_steps = n_steps_of(duration_ms, model.dt_ms)
     key = jax.random.PRNGKey(seed)
     t_wall = time.perf_counter()
     stats: dict = {"kernel": stepper.name, "precision": precision, "reruns": 0}
@@ -414,11 +414,11 @@ def _run_windowed(
                     out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)
                 else:
                     out = windowed_chunk(*args, sized, peak, use_native)
-                # the windowed stepper holds u = v - v_0: its traces in mV
                 v_0 = np.broadcast_to(np.asarray(model.v_0_mv, np.float64), (n,))[rec_idx]
-                *out, v_rec, g_rec = out
-                out = (*out, {"v_mv": v_rec + jnp.asarray(v_0, dtype), "g_mv": g_rec})
-            need = np.asarray(out[3]).reshape(-1, len(FIELDS)).max(axis=0)
+                out = dataclasses.replace(
+                    out, traces=windowed_traces(out.traces["u_mv"], out.traces["g_mv"], v_0)
+                )
+            need = out.counts.peak()
             limits = need * CHECKED_NATIVE if use_native else need
             grown = budgets.grown(limits).capped(none)
             if grown == budgets:
@@ -426,7 +426,7 @@ def _run_windowed(
                 break
             budgets = grown
             stats["reruns"] += 1
-        state, flat, k, _, tr = out
+        state, flat, k, tr = out.state, out.spike_flat, out.spike_step, out.traces
         flat = np.asarray(flat).reshape(n_dev, m, -1)
         k = np.asarray(k).reshape(n_dev, m, -1)
         shard, wi, si = np.nonzero(flat < none)

@@ -54,6 +54,7 @@ from brainsim.kernels import (
     window_deliver,
 )
 from brainsim.models import LIF, SINCE_MAX
+from brainsim.sim._chunk import ChunkOutput, KernelCounts
 from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
 from brainsim.sim._protocol import Drive
@@ -321,10 +322,11 @@ def windowed_chunk(
 ):
     """Advance ``replay.shape[0]`` windows of ``model.delay_steps`` steps from window ``w0``.
 
-    Returns ``(state, spikes_flat [windows, S], spikes_k [windows, S], counts [windows, 5],
-    v_rec, g_rec [windows, D, trials, rec])``; ``counts`` holds the true numbers of active
-    and stepped neurons, spikes, synaptic events and awake neurons of each window (the
-    fields of :class:`Budgets`), to compare with the budgets.
+    Returns a :class:`brainsim.sim._chunk.ChunkOutput`: the state, the spikes of each window
+    (flat entries and steps), the true numbers of active and stepped neurons, spikes,
+    synaptic events and awake neurons of each window (:class:`KernelCounts`, to compare
+    with the budgets) and the recorded traces ``u_mv`` (= v - v_0) and ``g_mv`` [windows, D,
+    trials, rec].
 
     With ``native`` (CPU; see :func:`native_supported`) steps 1-4 run as one C++ kernel
     (``brainsim.kernels.window_deliver``) and only the stepping stays in JAX; the active
@@ -565,7 +567,8 @@ def windowed_chunk(
     (state, _), (flat, k, counts, v_rec, g_rec) = jax.lax.scan(
         body, (state, scratch), (windows, replay, pre)
     )
-    return state, flat, k, counts, v_rec, g_rec
+    counts = KernelCounts.from_stacked(counts)
+    return ChunkOutput(state, flat, k, counts, {"u_mv": v_rec, "g_mv": g_rec})
 
 
 def always_active(input_idx, rec_idx) -> jnp.ndarray:
