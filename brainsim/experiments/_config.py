@@ -12,7 +12,7 @@ Schema (every key optional unless marked required)::
     [simulation]
     duration_ms = 1000.0       # required
     trials = 1
-    seed = 0
+    seed = 0                   # any 64-bit integer, each its own input noise
     dt_ms = 0.1
     precision = "float32"      # or "float64"
     kernel = "windowed"        # or "dense_window" (every neuron driven), "reference" (small nets)
@@ -146,6 +146,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     }
     if sim["trials"] < 1:
         raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")
+    check_seed(sim["seed"], s)
 
     stimuli = _array(raw, "stimulus", where)
     for i, st in enumerate(stimuli):
@@ -206,6 +207,12 @@ def _check_stimulus(st: dict, w: str) -> None:
         stop = _get(st, "stop_ms", _NUM, w, default=math.inf)
         if start < 0 or stop <= start:
             raise ConfigError(f"{w}: need 0 <= start_ms < stop_ms, got {start}, {stop}")
+
+
+def check_seed(seed: int, where: str) -> None:
+    """A seed is any 64-bit integer (TOML's range), each giving its own input noise."""
+    if not -(2**63) <= seed < 2**63:
+        raise ConfigError(f"{where} seed: expected an integer in [-2**63, 2**63), got {seed}")
 
 
 def _keys(d: dict, allowed: tuple, where: str) -> None:

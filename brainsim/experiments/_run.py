@@ -398,7 +398,10 @@ def batch_seed(seed: int, batch_no: int) -> int:
     that conditions in different batches do not share their input noise."""
     if batch_no == 0:
         return seed
-    return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0] >> 1)
+    # SeedSequence takes non-negative entropy: a negative seed enters as its 64-bit two's
+    # complement, >= 2**63, which no non-negative 64-bit seed is (those enter unchanged)
+    entropy = seed % 2**64
+    return int(np.random.SeedSequence([entropy, batch_no]).generate_state(1)[0] >> 1)
 
 
 def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim):

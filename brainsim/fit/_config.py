@@ -25,6 +25,7 @@ Schema of ``[fit]`` (every key optional unless marked required)::
     resample_noise = true          # fresh Poisson input noise at every step
     detach_reset = true            # no gradient through the reset (see differentiable_run)
     seed = 0                       # noise of the gradient runs (default [simulation] seed + 1)
+                                   # (a 64-bit integer, as [simulation] seed)
     log_every = 10                 # progress lines
     [[fit.condition]]              # perturbations the targets may refer to by label
     label = "silence_L1"           # required, unique; "baseline" is the unperturbed run
@@ -52,7 +53,7 @@ import pyarrow.parquet as pq
 
 from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments import ConfigError, RunConfig, parse_config
-from brainsim.experiments._config import _choice, _get, read_toml
+from brainsim.experiments._config import _choice, _get, check_seed, read_toml
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
 from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
@@ -204,7 +205,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         checkpoint_ms=_positive(fit, "checkpoint_ms", w, default=10.0),
         resample_noise=_get(fit, "resample_noise", bool, w, default=True),
         detach_reset=_get(fit, "detach_reset", bool, w, default=True),
-        seed=_get(fit, "seed", int, w, default=sim["seed"] + 1),
+        seed=_seed(fit, w, sim["seed"]),
         log_every=log_every,
         conditions=conditions,
     )
@@ -292,6 +293,14 @@ def read_targets(cfg: FitConfig, conn: Connectome) -> TargetRows:
                 )
             condition[row] = index[key]
     return TargetRows(condition, neuron, rate)
+
+
+def _seed(fit: dict, w: str, run_seed: int) -> int:
+    """``[fit] seed``, default ``[simulation] seed + 1`` (2**63 - 1 wraps to -2**63)."""
+    default = run_seed + 1 if run_seed < 2**63 - 1 else -(2**63)
+    seed = _get(fit, "seed", int, w, default=default)
+    check_seed(seed, w)
+    return seed
 
 
 def _is_num(v) -> bool:

@@ -30,7 +30,7 @@ from brainsim.fit._losses import RateTargets, condition_rates, rate_loss
 from brainsim.fit._params import FitParams, partition
 from brainsim.fit._surrogate import Surrogate
 from brainsim.models import LIF
-from brainsim.sim import Drive, Network
+from brainsim.sim import Drive, Network, seed_key
 
 OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
 
@@ -237,7 +237,7 @@ def fit(
     optimizer = optimizer or make_optimizer()
     trainable, frozen = partition(params)
     opt_state = optimizer.init(eqx.filter(trainable, eqx.is_inexact_array))
-    key = jax.random.PRNGKey(seed)
+    key = seed_key(seed)
     history = []
     for i in range(steps):
         t0 = time.perf_counter()

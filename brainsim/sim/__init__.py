@@ -2,7 +2,16 @@
 
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Drive, Protocol
-from brainsim.sim._simulate import KERNELS, SimResult, simulate
+from brainsim.sim._simulate import KERNELS, SimResult, seed_key, simulate
 from brainsim.sim._windowed import Budgets
 
-__all__ = ["KERNELS", "Budgets", "Drive", "Network", "Protocol", "SimResult", "simulate"]
+__all__ = [
+    "KERNELS",
+    "Budgets",
+    "Drive",
+    "Network",
+    "Protocol",
+    "SimResult",
+    "seed_key",
+    "simulate",
+]

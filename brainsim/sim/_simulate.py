@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import time
 from collections.abc import Callable
 
@@ -110,6 +111,28 @@ class SimResult:
         return self.step * self.dt_ms
 
 
+def seed_key(seed: int) -> jax.Array:
+    """The PRNG key of a run's ``seed``: any integer in [-2**63, 2**63) (a TOML integer),
+    each its own key, whatever JAX's 64-bit mode.
+
+    Seeds in [0, 2**32) give ``jax.random.PRNGKey(seed)`` bit for bit (published spike
+    counts depend on them). The others give the key ``PRNGKey`` gives them in JAX's 64-bit
+    mode (threefry: the high and low 32-bit words of the seed's 64-bit two's complement);
+    without that mode ``PRNGKey`` keeps only the low 32 bits, so that 2**32 and -2**32 ran
+    as seed 0 and -1 as 2**32 - 1.
+    """
+    seed = operator.index(seed)
+    if not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [-2**63, 2**63), got {seed}")
+    if 0 <= seed < 2**32:
+        return jax.random.PRNGKey(seed)
+    word = seed % 2**64
+    hi, lo = word >> 32, word & 0xFFFFFFFF
+    if jax.config.jax_default_prng_impl == "threefry2x32":
+        return jnp.asarray(np.array([hi, lo], np.uint32))
+    return jax.random.fold_in(jax.random.PRNGKey(lo), hi)  # other key layouts
+
+
 def _x64_guard(precision: str):
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -204,7 +227,7 @@ def simulate(
     rec_idx = np.asarray(record if record is not None else [], np.int32).reshape(-1)
     if rec_idx.size and (rec_idx.min() < 0 or rec_idx.max() >= n):
         raise ValueError("record: neuron index out of range")
-    key = jax.random.PRNGKey(seed)
+    key = seed_key(seed)
     drive = protocol.device(dtype)
     rfc = jnp.asarray(protocol.refractory_steps(model.refractory_steps(n)))
     rec_dev = jnp.asarray(rec_idx)
