@@ -111,3 +111,74 @@ def test_fit_seed_default_stays_in_64_bits(tmp_path):
     assert load_fit_config(config(tmp_path, BASE + fit, "fit.toml")).seed == 2
     with pytest.raises(ConfigError, match=r"fit.toml: \[fit\] seed"):
         load_fit_config(config(tmp_path, BASE + fit + f"seed = {-(2**63) - 1}\n", "fit.toml"))
+
+
+# ------------------------------------------------------------------ 2. refractory periods
+
+KERNEL_RUNS = [
+    ("reference", None),
+    ("windowed", False),
+    ("windowed", True),
+    ("dense_window", None),
+]
+
+
+def _driven_run(refractory_ms, kernel, native, duration_ms=20.0):
+    """Neurons 0-2 of a 20-neuron network under a current strong enough to fire them on
+    every step they are free (from step 0)."""
+    from brainsim.kernels import native_kernels
+
+    from brainsim.models import LIF
+
+    if native and not native_kernels()[0]:
+        pytest.skip(native_kernels()[1])
+    conn = random_connectome(20, 0.15, seed=1)
+    proto = Protocol.build(1, 20, current=[(np.arange(3), 5000.0, 0, 10**6)])
+    model = LIF(refractory_ms=refractory_ms)
+    return simulate(conn, proto, model=model, duration_ms=duration_ms, kernel=kernel, native=native)
+
+
+@pytest.mark.parametrize(("kernel", "native"), KERNEL_RUNS)
+def test_refractory_longer_than_the_run_means_one_spike_each(kernel, native):
+    for ref in (1e9, 20.0, float("inf")):  # 20 ms: exactly the run, 200 steps
+        r = _driven_run(ref, kernel, native)
+        counts = r.spike_counts()[0]
+        assert counts.max() == 1, (ref, counts)
+        np.testing.assert_array_equal(r.step[r.neuron < 3], [0, 0, 0])
+
+
+@pytest.mark.parametrize(("kernel", "native"), KERNEL_RUNS)
+def test_refractory_just_below_the_run_frees_on_its_last_step(kernel, native):
+    r = _driven_run(19.9, kernel, native)  # 199 steps: free again at step 199 of 0..199
+    for i in range(3):
+        np.testing.assert_array_equal(r.step[r.neuron == i], [0, 199])
+    assert r.spike_counts()[0].max() == 2
+
+
+def test_refractory_steps_saturate_instead_of_wrapping():
+    from brainsim.experiments import _config
+    from brainsim.models import LIF, MAX_RUN_STEPS, SINCE_MAX
+
+    steps = LIF(refractory_ms=np.array([2.2, 1e9, 1e30, np.inf])).refractory_steps(4)
+    np.testing.assert_array_equal(steps, [22, SINCE_MAX, SINCE_MAX, SINCE_MAX])
+    assert _config.MAX_RUN_STEPS == MAX_RUN_STEPS < SINCE_MAX
+    with pytest.raises(ValueError, match="refractory_ms"):
+        LIF(refractory_ms=float("nan"))
+    with pytest.raises(ValueError, match="at most"):
+        _driven_run(2.2, "reference", None, duration_ms=(MAX_RUN_STEPS + 1) * 0.1)
+
+
+def test_refractory_1e9_in_a_config_and_runs_longer_than_the_counters(tmp_path):
+    import pyarrow.parquet as pq
+
+    # (Poisson-driven neurons have no refractory period: a current drives these)
+    text = BASE.split("[[stimulus]]")[0] + "[model]\nrefractory_ms = 1e9\n"
+    text += '[[stimulus]]\nkind = "current"\n'
+    text += 'neurons = { cell_type = "sugar_like_GRN" }\namplitude_mv = 5000.0\n'
+    out = tmp_path / "out"
+    assert cli.main(["run", str(config(tmp_path, text)), "--out", str(out), "--quiet"]) == 0
+    sp = pq.read_table(out / "spikes.parquet").to_pandas()
+    assert len(sp) and sp.groupby("neuron_id").size().max() == 1
+    long = BASE.replace("duration_ms = 30.0", "duration_ms = 1e8")
+    with pytest.raises(ConfigError, match=r"run.toml: \[simulation\] duration_ms"):
+        load_config(config(tmp_path, long))

@@ -42,6 +42,7 @@ from typing import Any
 from brainsim.experiments._errors import ConfigError
 
 _NUM = (int, float)
+MAX_RUN_STEPS = 2**29  # brainsim.models.MAX_RUN_STEPS (not imported: parsing loads no JAX)
 LIF_KEYS = (
     "v_0_mv",
     "v_reset_mv",
@@ -147,6 +148,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     if sim["trials"] < 1:
         raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")
     check_seed(sim["seed"], s)
+    check_steps(sim["duration_ms"], sim["dt_ms"], s)
 
     stimuli = _array(raw, "stimulus", where)
     for i, st in enumerate(stimuli):
@@ -213,6 +215,16 @@ def check_seed(seed: int, where: str) -> None:
     """A seed is any 64-bit integer (TOML's range), each giving its own input noise."""
     if not -(2**63) <= seed < 2**63:
         raise ConfigError(f"{where} seed: expected an integer in [-2**63, 2**63), got {seed}")
+
+
+def check_steps(duration_ms: float, dt_ms: float, where: str) -> None:
+    """A run is at most MAX_RUN_STEPS steps (the engine's step counters, see
+    ``brainsim.models.MAX_RUN_STEPS``)."""
+    if duration_ms / dt_ms > MAX_RUN_STEPS + 0.5:
+        raise ConfigError(
+            f"{where} duration_ms: {duration_ms:g} ms is {duration_ms / dt_ms:.4g} steps of "
+            f"dt_ms = {dt_ms:g}; a run has at most {MAX_RUN_STEPS} steps (split it in several)"
+        )
 
 
 def _keys(d: dict, allowed: tuple, where: str) -> None:

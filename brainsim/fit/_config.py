@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 
 from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments import ConfigError, RunConfig, parse_config
-from brainsim.experiments._config import _choice, _get, check_seed, read_toml
+from brainsim.experiments._config import _choice, _get, check_seed, check_steps, read_toml
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
 from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
@@ -181,6 +181,8 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
             raise ConfigError(f"{w} weights: unknown term {k!r}; expected one of {TERMS}")
         if not _is_num(v) or v < 0:
             raise ConfigError(f"{w} weights {k}: expected a number >= 0, got {v!r}")
+    duration = _positive(fit, "duration_ms", w, default=sim["duration_ms"])
+    check_steps(duration, sim["dt_ms"], w)
     log_every = _get(fit, "log_every", int, w, default=10)
     if log_every < 1:
         raise ConfigError(f"{w} log_every: must be >= 1, got {log_every}")
@@ -201,7 +203,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         regularization=_positive(fit, "regularization", w, default=0.0, allow_zero=True),
         weights={t: float(weights.get(t, 1.0)) for t in TERMS},
         trials=trials,
-        duration_ms=_positive(fit, "duration_ms", w, default=sim["duration_ms"]),
+        duration_ms=duration,
         checkpoint_ms=_positive(fit, "checkpoint_ms", w, default=10.0),
         resample_noise=_get(fit, "resample_noise", bool, w, default=True),
         detach_reset=_get(fit, "detach_reset", bool, w, default=True),

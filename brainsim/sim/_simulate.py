@@ -14,7 +14,7 @@ import numpy as np
 
 from brainsim.connectome import Connectome
 from brainsim.kernels import native_kernels
-from brainsim.models import LIF
+from brainsim.models import LIF, MAX_RUN_STEPS
 from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Protocol
@@ -224,6 +224,11 @@ def simulate(
     b = protocol.n_trials
     d = model.delay_steps
     n_steps = int(round(duration_ms / model.dt_ms))
+    if n_steps > MAX_RUN_STEPS:
+        raise ValueError(
+            f"duration_ms={duration_ms} is {n_steps} steps of dt_ms={model.dt_ms}; a run has "
+            f"at most {MAX_RUN_STEPS} (split it into several runs)"
+        )
     rec_idx = np.asarray(record if record is not None else [], np.int32).reshape(-1)
     if rec_idx.size and (rec_idx.min() < 0 or rec_idx.max() >= n):
         raise ValueError("record: neuron index out of range")
