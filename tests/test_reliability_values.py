@@ -182,3 +182,102 @@ def test_refractory_1e9_in_a_config_and_runs_longer_than_the_counters(tmp_path):
     long = BASE.replace("duration_ms = 30.0", "duration_ms = 1e8")
     with pytest.raises(ConfigError, match=r"run.toml: \[simulation\] duration_ms"):
         load_config(config(tmp_path, long))
+
+
+# ------------------------------------------------------------------ 3. non-finite numbers
+
+CURRENT = '\n[[stimulus]]\nkind = "current"\nneurons = { cell_type = "sugar_like_GRN" }\n'
+BAD_CONFIGS = [
+    ("[model]\nw_syn_mv = 1e300\n", r"\[model\] w_syn_mv"),
+    ("[model]\nw_syn_mv = 1e5\n", r"\[model\] w_syn_mv: an input event"),  # x f_poi 250
+    ("[model]\nv_th_mv = nan\n", r"\[model\] v_th_mv: expected a finite"),
+    ("[model]\nv_reset_mv = -2e6\n", r"\[model\] v_reset_mv"),
+    ("[model]\nf_poi = 1e7\n", r"\[model\] f_poi"),
+    ("[model]\ntau_syn_ms = 1e-320\n", r"\[model\] tau_syn_ms"),
+    ("[model]\nrefractory_ms = inf\n", r"\[model\] refractory_ms"),
+    ("[model]\nv_0_mv = " + "9" * 400 + "\n", r"\[model\] v_0_mv: expected a finite"),
+    (CURRENT + "amplitude_mv = nan\n", r"\[\[stimulus\]\] #2 amplitude_mv"),
+    (CURRENT + "amplitude_mv = -inf\n", r"\[\[stimulus\]\] #2 amplitude_mv"),
+    (CURRENT + "amplitude_mv = 1e7\n", r"\[\[stimulus\]\] #2 amplitude_mv"),
+    (CURRENT + "amplitude_mv = 5.0\nstart_ms = nan\n", r"#2 start_ms"),
+    (CURRENT + "amplitude_mv = 5.0\nstop_ms = nan\n", r"#2 stop_ms"),
+    (CURRENT + "amplitude_mv = 5.0\nstop_ms = inf\n", r"#2 stop_ms: .*leave stop_ms out"),
+    ('[[stimulus]]\nkind = "poisson"\nneurons = { ids = [1] }\nrate_hz = [nan]\n', "rate_hz"),
+    ("[[perturbation]]\nkind = 'silence'\nneurons = { ids = [1], x = inf }\n", r"#1 neurons\.x"),
+]
+
+
+@pytest.mark.parametrize(("extra", "match"), BAD_CONFIGS)
+def test_non_finite_and_absurd_numbers_are_config_errors(tmp_path, extra, match):
+    with pytest.raises(ConfigError, match="run.toml: .*" + match):
+        load_config(config(tmp_path, BASE + extra))
+
+
+@pytest.mark.parametrize("key", ["duration_ms", "dt_ms", "chunk_ms"])
+def test_non_finite_simulation_numbers_are_config_errors(tmp_path, key):
+    text = BASE.replace("[simulation]\n", f"[simulation]\n{key} = nan\n", 1)
+    text = text.replace("duration_ms = 30.0\n", "") if key == "duration_ms" else text
+    with pytest.raises(ConfigError, match=rf"run.toml: \[simulation\] {key}"):
+        load_config(config(tmp_path, text))
+
+
+def test_loader_options_and_fit_numbers_must_be_finite(tmp_path):
+    from brainsim.fit import load_fit_config
+
+    text = BASE.replace("cache = false", "cache = false\noptions = { scale = inf }")
+    with pytest.raises(ConfigError, match=r"run.toml: \[connectome\] options.scale"):
+        load_config(config(tmp_path, text))
+    fit = '\n[fit]\ntargets = "t.parquet"\ntrainable = ["w_syn_mv"]\n'
+    for extra, match in (
+        ("init = { w_syn_mv = 1e300 }\n", r"\[fit\] init w_syn_mv"),
+        ("init = { w_syn_mv = nan }\n", r"\[fit\] init w_syn_mv"),
+        ("learning_rate = inf\n", r"\[fit\] learning_rate"),
+        ("weights = { rates = nan }\n", r"\[fit\] weights"),
+    ):
+        with pytest.raises(ConfigError, match="fit.toml: .*" + match):
+            load_fit_config(config(tmp_path, BASE + fit + extra, "fit.toml"))
+
+
+def test_config_bounds_use_the_models_defaults():
+    from brainsim.experiments._config import _LIF_DEFAULTS
+    from brainsim.models import LIF
+
+    assert _LIF_DEFAULTS == {k: getattr(LIF(), k) for k in _LIF_DEFAULTS}
+
+
+def test_cli_refuses_nan_amplitude_before_simulating(tmp_path, capsys):
+    out = tmp_path / "out"
+    cfg = config(tmp_path, BASE + CURRENT + "amplitude_mv = nan\n")
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainsim: error: ") and "[[stimulus]] #2 amplitude_mv" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("kernel", "native"), KERNEL_RUNS)
+def test_a_state_turning_non_finite_stops_the_run(kernel, native):
+    from brainsim.kernels import native_kernels
+
+    from brainsim.sim import NonFiniteError
+
+    if native and not native_kernels()[0]:
+        pytest.skip(native_kernels()[1])
+    conn = random_connectome(20, 0.15, seed=1)
+    # from 5 ms on, a NaN current on neuron 4 (as amplitude_mv = nan did, with 0 spikes)
+    proto = Protocol.build(2, 20, current=[([4], [0.0, float("nan")], 50, 10**6)])
+    with pytest.raises(NonFiniteError, match=r"trial 1, neuron id 1004"):
+        simulate(conn, proto, duration_ms=20.0, kernel=kernel, native=native, chunk_ms=4.0)
+    # and a finite run of the same network goes through
+    ok = Protocol.build(2, 20, current=[([4], [0.0, 5.0], 50, 10**6)])
+    simulate(conn, ok, duration_ms=20.0, kernel=kernel, native=native, chunk_ms=4.0)
+
+
+def test_run_of_a_non_finite_state_writes_no_results(tmp_path):
+    from brainsim.experiments import run_config
+
+    cfg = load_config(config(tmp_path, BASE + CURRENT + "amplitude_mv = 5.0\n"))
+    cfg.stimuli[1]["amplitude_mv"] = float("nan")  # past the checks, as an API user could
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"run.toml: the simulation's state became non-finite"):
+        run_config(cfg, out, log=lambda *a: None)
+    assert not out.exists()

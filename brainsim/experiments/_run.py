@@ -294,28 +294,35 @@ def simulate_batch(
     *,
     progress=None,
     budgets=None,
+    where: str = "<config>",
 ):
     """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
     condition c owning trials [c*T, (c+1)*T), the batch's own seed. ``budgets``: the
-    windowed kernel's starting sizes (a previous batch's, to skip growing them again)."""
-    from brainsim.sim import simulate
+    windowed kernel's starting sizes (a previous batch's, to skip growing them again).
+    A run whose state turns non-finite is a ConfigError naming the config ``where``."""
+    from brainsim.sim import NonFiniteError, simulate
 
     proto = batch_protocol(base, conds, sim["trials"], len(ids))
-    return simulate(
-        network,
-        proto,
-        model=model,
-        duration_ms=sim["duration_ms"],
-        seed=batch_seed(sim["seed"], batch_no),
-        kernel=sim["kernel"],
-        precision=sim["precision"],
-        record=rec if rec.size else None,
-        chunk_ms=sim["chunk_ms"],
-        devices=_devices_for(sim["devices"], proto.n_trials),
-        progress=progress,
-        ids=ids,
-        budgets=budgets,
-    )
+    try:
+        return simulate(
+            network,
+            proto,
+            model=model,
+            duration_ms=sim["duration_ms"],
+            seed=batch_seed(sim["seed"], batch_no),
+            kernel=sim["kernel"],
+            precision=sim["precision"],
+            record=rec if rec.size else None,
+            chunk_ms=sim["chunk_ms"],
+            devices=_devices_for(sim["devices"], proto.n_trials),
+            progress=progress,
+            ids=ids,
+            budgets=budgets,
+        )
+    except NonFiniteError as e:
+        raise ConfigError(
+            f"{where}: {e}; no results were written (check the [model] and [[stimulus]] values)"
+        ) from None
 
 
 def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
@@ -346,6 +353,7 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log):
             conn.ids,
             progress=prog,
             budgets=grown.get(n_trials),
+            where=str(cfg.path),
         )
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])

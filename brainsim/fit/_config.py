@@ -44,7 +44,6 @@ targets); rows without one (or ``"baseline"``) are the ``rates`` term, the other
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,17 @@ import pyarrow.parquet as pq
 
 from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments import ConfigError, RunConfig, parse_config
-from brainsim.experiments._config import _choice, _get, check_seed, check_steps, read_toml
+from brainsim.experiments._config import (
+    MAX_MV,
+    MIN_TAU_MS,
+    _check_all_finite,
+    _choice,
+    _finite,
+    _get,
+    check_seed,
+    check_steps,
+    read_toml,
+)
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
 from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
@@ -164,6 +173,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         vals = v.values() if isinstance(v, dict) else [v]
         if not all(_is_num(x) for x in vals):
             raise ConfigError(f"{w} init {k}: expected a number or a table of numbers, got {v!r}")
+        _check_init_bounds(k, list(vals), w)
     sim = run.simulation
     steps = _get(fit, "steps", int, w, default=200)
     if steps < 1:
@@ -187,6 +197,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
     if log_every < 1:
         raise ConfigError(f"{w} log_every: must be >= 1, got {log_every}")
     conditions = _conditions(fit.get("condition", []), w)
+    _check_all_finite({"fit": fit}, where)  # what the checks above did not read
     return FitConfig(
         run=run,
         path=path,
@@ -306,7 +317,17 @@ def _seed(fit: dict, w: str, run_seed: int) -> int:
 
 
 def _is_num(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return _finite(v)
+
+
+def _check_init_bounds(name: str, values: list, w: str) -> None:
+    """Start values within the run config's bounds on the model (MAX_MV, MIN_TAU_MS)."""
+    quantity = name.partition("_by_")[0]
+    for x in values:
+        if quantity == "tau_m_ms" and x < MIN_TAU_MS:
+            raise ConfigError(f"{w} init {name}: must be >= {MIN_TAU_MS:g} ms, got {x}")
+        if quantity != "tau_m_ms" and abs(x) > MAX_MV:
+            raise ConfigError(f"{w} init {name}: its magnitude must be <= {MAX_MV:g}, got {x}")
 
 
 def _positive(d: dict, key: str, where: str, *, default=None, allow_zero=False) -> float:

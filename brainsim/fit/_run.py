@@ -240,7 +240,15 @@ def _plain_runs(cfg: FitConfig, conn, model, params, net, base, conds, rec, dtyp
     groups = batches(len(conds), trials, MAX_BATCH_TRIALS)
     for bi, g in enumerate(groups):
         r = simulate_batch(
-            sim, fitted_net, fitted_model, base, [conds[c] for c in g], bi, rec, conn.ids
+            sim,
+            fitted_net,
+            fitted_model,
+            base,
+            [conds[c] for c in g],
+            bi,
+            rec,
+            conn.ids,
+            where=str(cfg.path),
         )
         parts.append((g.start, r))
     return parts

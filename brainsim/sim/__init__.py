@@ -2,7 +2,7 @@
 
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Drive, Protocol
-from brainsim.sim._simulate import KERNELS, SimResult, seed_key, simulate
+from brainsim.sim._simulate import KERNELS, NonFiniteError, SimResult, seed_key, simulate
 from brainsim.sim._windowed import Budgets
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Budgets",
     "Drive",
     "Network",
+    "NonFiniteError",
     "Protocol",
     "SimResult",
     "seed_key",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import operator
 import time
@@ -111,6 +112,54 @@ class SimResult:
         return self.step * self.dt_ms
 
 
+class NonFiniteError(FloatingPointError):
+    """A run's state became NaN or infinite: its spikes would be silently wrong."""
+
+
+@jax.jit
+def _all_finite(v, g):
+    return jnp.isfinite(v).all() & jnp.isfinite(g).all()
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cells_finite(cells, none: int):
+    return jnp.isfinite(cells[..., :none, :2]).all()
+
+
+def _check_finite(state, t_step: int, dt_ms: float, ids, none: int | None = None) -> None:
+    """Raise :class:`NonFiniteError` if a chunk left NaN or inf in the state's v or g (one
+    device bool to the host per chunk). ``none``: the entries per shard of a windowed
+    state (its cells); else the state holds [trials, neurons] arrays ``v`` and ``g``."""
+    if none is None:
+        if bool(_all_finite(state.v, state.g)):
+            return
+        trial, neuron = _first_bad(state.v, state.g)
+    else:
+        if bool(_cells_finite(state.cells, none)):
+            return
+        trial, neuron = _first_bad_cell(state, none, len(ids))
+    raise NonFiniteError(
+        f"the simulation's state became non-finite (NaN or inf in v or g) by t = "
+        f"{t_step * dt_ms:g} ms (trial {trial}, neuron id {ids[neuron]}): the model's "
+        "parameters or the stimuli put the float arithmetic out of range"
+    )
+
+
+def _first_bad(*arrays) -> tuple[int, int]:
+    """(trial, neuron) of the first non-finite entry of [trials, neurons] arrays."""
+    bad = np.logical_or.reduce([~np.isfinite(np.asarray(a)) for a in arrays])
+    b, i = np.argwhere(bad)[0]
+    return int(b), int(i)
+
+
+def _first_bad_cell(state, none: int, n: int) -> tuple[int, int]:
+    """(trial, neuron) of the first non-finite u or g of a windowed state."""
+    cells = np.asarray(state.cells)
+    cells = cells.reshape(-1, *cells.shape[-2:])[:, :none, :2]  # [shards, entries, (u, g)]
+    shard, e = np.argwhere(~np.all(np.isfinite(cells), axis=-1))[0]
+    return int(shard * (none // n) + e // n), int(e % n)
+
+
 def seed_key(seed: int) -> jax.Array:
     """The PRNG key of a run's ``seed``: any integer in [-2**63, 2**63) (a TOML integer),
     each its own key, whatever JAX's 64-bit mode.
@@ -202,6 +251,10 @@ def simulate(
             tested). None (default): wherever it applies (CPU backend, a C++ compiler; for
             the windowed stepper also time constants and thresholds shared by all neurons);
             False: never; True: required (an error says why it cannot run).
+
+    Raises:
+        NonFiniteError: the state (v or g) became NaN or infinite; checked after every
+            chunk, so that no run returns spikes of a broken arithmetic.
     """
     model = model or LIF()
     dtype = _x64_guard(precision)
@@ -257,6 +310,7 @@ def simulate(
             v_parts.append(np.asarray(v_rec))
             g_parts.append(np.asarray(g_rec))
             t += m
+            _check_finite(state, t, model.dt_ms, ids)
             if progress:
                 progress(t, n_steps)
     else:
@@ -327,6 +381,8 @@ def simulate(
                 budgets = grown
                 stats["reruns"] += 1
             state, flat, k, _, v_rec, g_rec = out
+            t_end = min((w + m) * d, n_steps)
+            _check_finite(state, t_end, model.dt_ms, ids, None if dense else none)
             flat = np.asarray(flat).reshape(n_dev, m, -1)
             k = np.asarray(k).reshape(n_dev, m, -1)
             shard, wi, si = np.nonzero(flat < none)
