@@ -6,6 +6,7 @@ One section per class of the reliability issue; each test holds one rule."""
 
 import itertools
 import json
+import re
 
 import jax
 import numpy as np
@@ -281,3 +282,103 @@ def test_run_of_a_non_finite_state_writes_no_results(tmp_path):
     with pytest.raises(ConfigError, match=r"run.toml: the simulation's state became non-finite"):
         run_config(cfg, out, log=lambda *a: None)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ 4. fits and JSON
+
+FIT_SPEC = "synthetic:seed=0,n_neurons=150,n_inputs=6,layer_sizes=10:20:30,mean_out_degree=8"
+FIT_BASE = f"""
+[connectome]
+format = "synthetic"
+path = "{FIT_SPEC}"
+cache = false
+[simulation]
+duration_ms = 20.0
+trials = 1
+seed = 1
+[[stimulus]]
+kind = "poisson"
+neurons = {{ cell_type = "sugar_like_GRN" }}
+rate_hz = 150.0
+[fit]
+targets = "targets.parquet"
+trainable = ["TRAINABLE"]
+steps = 3
+learning_rate = LR
+log_every = 1
+"""
+
+
+def _fit_config(tmp_path, trainable, lr):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from brainsim.connectome import load
+
+    conn = load(FIT_SPEC, "synthetic")
+    types = np.array(conn.neurons.column("cell_type").to_pylist())
+    # far above what the network does: the gradient pushes the weights up, into overflow
+    rows = [{"neuron_id": int(i), "rate_hz": 400.0} for i in conn.ids[types == "sugar_like_L2"]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "targets.parquet")
+    text = FIT_BASE.replace("TRAINABLE", trainable).replace("LR", repr(lr))
+    return config(tmp_path, text, "fit.toml")
+
+
+@pytest.mark.parametrize(
+    ("trainable", "named"),
+    [("w_syn_mv", "w_syn_mv became inf"), ("syn_scale_by_type", r"syn_scale_by_type \(group ")],
+)
+def test_a_diverging_fit_stops_with_an_error_and_writes_nothing(tmp_path, capsys, trainable, named):
+    cfg = _fit_config(tmp_path, trainable, 1e3)
+    out = tmp_path / "fitted"
+    assert cli.main(["fit", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainsim: error: ") and "fit.toml: [fit] learning_rate: step " in err
+    assert re.search(named, err) and "smaller learning_rate than 1000" in err, err
+    assert not out.exists()
+
+
+def test_fit_loop_raises_at_the_first_non_finite_parameter():
+    import jax.numpy as jnp
+
+    from brainsim.fit import (
+        FitDivergedError,
+        RateTargets,
+        build_params,
+        build_task,
+        fit,
+        make_optimizer,
+    )
+    from brainsim.models import LIF
+    from brainsim.sim import Network
+
+    conn = random_connectome(20, 0.2, seed=1)
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    proto = Protocol.build(2, 20, poisson=[(np.arange(4), 150.0)])
+    rows = np.arange(4, 20)
+    targets = {"rates": RateTargets.from_arrays(0 * rows, rows, 400.0 + 0 * rows, jnp.float32)}
+    task = build_task(net, proto, LIF(), targets, duration_ms=10.0)
+    params, _ = build_params(LIF(), conn, ["w_syn_mv"])
+    fitted, history = fit(params, task, steps=2, optimizer=make_optimizer("adam", 1e-3))
+    assert len(history) == 2 and np.isfinite(float(fitted.w_syn_mv.values()[0]))
+    with pytest.raises(FitDivergedError, match="step 0: w_syn_mv.0. became inf") as e:
+        fit(params, task, steps=2, optimizer=make_optimizer("adam", 1e3))
+    assert (e.value.step, e.value.quantity) == (0, "w_syn_mv")
+
+
+def test_json_results_are_strict(tmp_path):
+    from brainsim.io import write_json
+
+    with pytest.raises(ValueError, match=r"x.json: a.b\[1\] is not a finite number"):
+        write_json({"a": {"b": [1.0, float("nan")]}}, tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+    with pytest.raises(ValueError, match=r"a\[0\]"):
+        write_json({"a": np.array([np.inf], np.float32)}, tmp_path / "x.json")
+    # a normal one-trial run's manifest is strict JSON (no NaN, e.g. of a rate std)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(config(tmp_path)), "--out", str(out), "--quiet"]) == 0
+
+    def refuse(c):
+        raise AssertionError(f"{c} in manifest.json")
+
+    json.loads((out / "manifest.json").read_text(), parse_constant=refuse)
