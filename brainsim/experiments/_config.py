@@ -14,10 +14,11 @@ Schema (every key optional unless marked required)::
                                #   refractory_ms, delay_ms, w_syn_mv, f_poi, w_gap
                                # graded: tau_ms, v_rest_mv, w_syn, w_gap, transfer, integrator
                                # pqn: preset ("class2", "class1") and any PQN field
+                               # (bounds: see MAX_MV, MIN_TAU_MS)
     [simulation]
     duration_ms = 1000.0       # required
     trials = 1
-    seed = 0
+    seed = 0                   # any 64-bit integer, each its own input noise
     dt_ms = 0.1
     precision = "float32"      # or "float64"
     kernel = "auto"            # the fastest stepper for the model and synapses, or
@@ -27,6 +28,7 @@ Schema (every key optional unless marked required)::
     [[stimulus]]               # kind = "poisson": neurons (selector), rate_hz
                                # kind = "spike_times": path (trial, t_ms, neuron_id)
                                # kind = "current": neurons, amplitude_mv, start_ms, stop_ms
+                               # (stop_ms: leave it out for a current on to the end)
     [[perturbation]]           # kind = "silence" (outgoing synapses zeroed) or "remove"
                                # (outgoing and incoming); neurons (selector)
     [record]
@@ -35,6 +37,9 @@ Schema (every key optional unless marked required)::
     dir = "results/run"        # relative to the config file; replaced only if brainsim wrote it
     [experiment]               # optional: kind = "activation_sweep", "silencing_screen",
                                # "pairwise_grid" or "perturbation_map" (see _kinds.py)
+
+Every number must be finite (TOML's ``nan`` and ``inf`` are refused wherever they appear:
+a result's manifest repeats the config, and JSON holds neither).
 """
 
 from __future__ import annotations
@@ -48,6 +53,18 @@ from typing import Any
 from brainsim.experiments._errors import ConfigError
 
 _NUM = (int, float)
+MAX_RUN_STEPS = 2**29  # brainsim.models.MAX_RUN_STEPS (not imported: parsing loads no JAX)
+# Largest magnitude of a voltage-like value in mV: v_0_mv, v_reset_mv, v_th_mv, w_syn_mv,
+# an input event's kick f_poi x w_syn_mv, a current's amplitude_mv. 1 kV is thousands of
+# times any membrane potential (a larger value is a unit slip); below it float32 still
+# resolves 0.06 mV (under 1% of the 7 mV from rest to threshold), and no neuron's summed
+# synaptic input (connections of at most 2**31 synapses, the loaders' limit) can overflow.
+MAX_MV = 1e6
+# Shortest time constant (tau_m_ms, tau_syn_ms): a microsecond, far below any measured one;
+# near 1e-308 ms the propagators' exponentials and ratios turn into NaN.
+MIN_TAU_MS = 1e-3
+# the model's defaults that the bounds combine with (brainsim.models.LIF)
+_LIF_DEFAULTS = {"w_syn_mv": 0.275, "f_poi": 250.0}
 TOP_KEYS = (
     "connectome",
     "model",
@@ -113,6 +130,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
             raise ConfigError(f"{where}: [model] {k}: must be > 0, got {model[k]}")
     if "refractory_ms" in model and model["refractory_ms"] < 0:
         raise ConfigError(f"{where}: [model] refractory_ms: must be >= 0")
+    _check_model_bounds(model, f"{where}: [model]")
 
     sim = _table(raw, "simulation", where, required=True)
     s = f"{where}: [simulation]"
@@ -141,6 +159,8 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     }
     if sim["trials"] < 1:
         raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")
+    check_seed(sim["seed"], s)
+    check_steps(sim["duration_ms"], sim["dt_ms"], s)
 
     stimuli = _array(raw, "stimulus", where)
     for i, st in enumerate(stimuli):
@@ -165,6 +185,7 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         from brainsim.experiments._kinds import check_experiment
 
         check_experiment(experiment, f"{where}: [experiment]")
+    _check_all_finite(raw, where)
     out = _table(raw, "output", where)
     _keys(out, ("dir",), f"{where}: [output]")
     out_dir = Path(_get(out, "dir", str, f"{where}: [output]", default="results/run"))
@@ -201,7 +222,7 @@ def _check_model(model: dict, w: str) -> None:
         if k in choices:
             options = tuple(_model_options(kind, choices[k]))
             _choice(model, k, options, w, None)
-        elif isinstance(v, bool) or not isinstance(v, _NUM) or not math.isfinite(v):
+        elif not _finite(v):
             raise ConfigError(f"{w} {k}: expected a finite number, got {v!r}")
 
 
@@ -228,7 +249,7 @@ def _check_stimulus(st: dict, w: str) -> None:
             raise ConfigError(
                 f"{w} rate_hz: expected a rate in Hz (number, or a list of one per trial)"
             )
-        if any(r < 0 or not math.isfinite(r) for r in rates):
+        if any(not _finite(r) or r < 0 for r in rates):
             raise ConfigError(f"{w} rate_hz: must be finite and >= 0 Hz, got {rate}")
         if any(0 < r < 1e-3 for r in rates) or any(r > 1e4 for r in rates):
             raise ConfigError(
@@ -240,11 +261,108 @@ def _check_stimulus(st: dict, w: str) -> None:
     else:
         _keys(st, ("kind", "neurons", "amplitude_mv", "start_ms", "stop_ms"), w)
         _get(st, "neurons", dict, w, required=True)
-        _get(st, "amplitude_mv", _NUM, w, required=True)
+        amp = _get(st, "amplitude_mv", _NUM, w, required=True)
         start = _get(st, "start_ms", _NUM, w, default=0.0)
         stop = _get(st, "stop_ms", _NUM, w, default=math.inf)
+        if not (_finite(amp) and abs(amp) <= MAX_MV):
+            raise ConfigError(
+                f"{w} amplitude_mv: expected a finite number of mV, |amplitude_mv| <= "
+                f"{MAX_MV:g}, got {amp!r}"
+            )
+        if not _finite(start):
+            raise ConfigError(f"{w} start_ms: expected a finite number, got {start!r}")
+        if "stop_ms" in st and not _finite(stop):
+            raise ConfigError(
+                f"{w} stop_ms: expected a finite number, got {stop!r} (leave stop_ms out for "
+                "a current on to the end of the run)"
+            )
         if start < 0 or stop <= start:
             raise ConfigError(f"{w}: need 0 <= start_ms < stop_ms, got {start}, {stop}")
+
+
+def check_seed(seed: int, where: str) -> None:
+    """A seed is any 64-bit integer (TOML's range), each giving its own input noise."""
+    if not -(2**63) <= seed < 2**63:
+        raise ConfigError(f"{where} seed: expected an integer in [-2**63, 2**63), got {seed}")
+
+
+def check_steps(duration_ms: float, dt_ms: float, where: str) -> None:
+    """A run is at most MAX_RUN_STEPS steps (the engine's step counters, see
+    ``brainsim.models.MAX_RUN_STEPS``)."""
+    if duration_ms / dt_ms > MAX_RUN_STEPS + 0.5:
+        raise ConfigError(
+            f"{where} duration_ms: {duration_ms:g} ms is {duration_ms / dt_ms:.4g} steps of "
+            f"dt_ms = {dt_ms:g}; a run has at most {MAX_RUN_STEPS} steps (split it in several)"
+        )
+
+
+def _finite(v) -> bool:
+    """A number (not a bool) that is finite as a float (a huge TOML integer is not)."""
+    if isinstance(v, bool) or not isinstance(v, _NUM):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _check_model_bounds(model: dict, w: str) -> None:
+    """Magnitudes that leave the float arithmetic meaningful (see MAX_MV, MIN_TAU_MS); for
+    the graded and PQN kinds: time constants >= MIN_TAU_MS, other numbers within MAX_MV."""
+    if model.get("kind", "lif") != "lif":
+        for k, v in model.items():
+            if isinstance(v, str):
+                continue
+            if k.startswith("tau") and v < MIN_TAU_MS:
+                raise ConfigError(f"{w} {k}: must be >= {MIN_TAU_MS:g} ms, got {v}")
+            if abs(v) > MAX_MV:
+                raise ConfigError(f"{w} {k}: |{k}| must be <= {MAX_MV:g}, got {v}")
+        return
+    for k in ("v_0_mv", "v_reset_mv", "v_th_mv", "w_syn_mv"):
+        if k in model and abs(model[k]) > MAX_MV:
+            raise ConfigError(f"{w} {k}: |{k}| must be <= {MAX_MV:g} mV, got {model[k]}")
+    for k in ("tau_m_ms", "tau_syn_ms"):
+        if k in model and model[k] < MIN_TAU_MS:
+            raise ConfigError(f"{w} {k}: must be >= {MIN_TAU_MS:g} ms, got {model[k]}")
+    if "f_poi" in model:
+        kick = model["f_poi"] * model.get("w_syn_mv", _LIF_DEFAULTS["w_syn_mv"])
+        if abs(kick) > MAX_MV:
+            raise ConfigError(
+                f"{w} f_poi: an input event adds f_poi x w_syn_mv = {kick:g} mV; its "
+                f"magnitude must be <= {MAX_MV:g} mV"
+            )
+    elif "w_syn_mv" in model and abs(model["w_syn_mv"] * _LIF_DEFAULTS["f_poi"]) > MAX_MV:
+        raise ConfigError(
+            f"{w} w_syn_mv: an input event adds f_poi x w_syn_mv = "
+            f"{model['w_syn_mv'] * _LIF_DEFAULTS['f_poi']:g} mV (f_poi = "
+            f"{_LIF_DEFAULTS['f_poi']:g}); its magnitude must be <= {MAX_MV:g} mV"
+        )
+
+
+def _check_all_finite(raw, where: str) -> None:
+    """No ``nan`` or ``inf`` anywhere in a config (what the specific checks did not read:
+    loader options, selectors, ...); the error names the table and key."""
+
+    def walk(v, path: str) -> None:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}: {path}: expected a finite number, got {v!r}")
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{path}.{k}")
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+
+    for top, v in raw.items():
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"[{top}] {k}")
+        elif isinstance(v, list) and all(isinstance(t, dict) for t in v):
+            for i, t in enumerate(v):
+                for k, x in t.items():
+                    walk(x, f"[[{top}]] #{i + 1} {k}")
+        else:
+            walk(v, top)
 
 
 def _keys(d: dict, allowed: tuple, where: str) -> None:
@@ -286,7 +404,7 @@ def _get(d: dict, key: str, types, where: str, *, required=False, default=None) 
 
 def _positive(d: dict, key: str, where: str, *, required=False, default=None) -> float:
     v = _get(d, key, _NUM, where, required=required, default=default)
-    if not (v > 0 and math.isfinite(v)):
+    if not (_finite(v) and v > 0):
         raise ConfigError(f"{where} {key}: must be a positive number, got {v!r}")
     return float(v)
 

@@ -12,10 +12,11 @@ import dataclasses
 import os
 
 from brainsim.connectome import Connectome
+
+# the engine's step counters bound a run's length (brainsim.models.MAX_RUN_STEPS)
+from brainsim.experiments._config import MAX_RUN_STEPS as MAX_STEPS  # noqa: E402
 from brainsim.experiments._errors import ConfigError
 
-# the engine counts time in int32 steps (and windows of steps): a run must stay below this
-MAX_STEPS = 2**31 - 2**20
 # fraction of the available memory a run may plan to use: the rest is for XLA's own
 # buffers, Python, and the tables written at the end
 USABLE_FRACTION = 0.8
@@ -99,10 +100,10 @@ def _host_available() -> int | None:
 
 def check_fits(size: JobSize, where: str, *, is_experiment: bool) -> None:
     """Refuse a job that cannot run here, naming the limit and the key to change."""
-    if size.n_steps >= MAX_STEPS:
+    if size.n_steps > MAX_STEPS:
         raise ConfigError(
             f"{where} [simulation] duration_ms / dt_ms = {size.n_steps:,} steps; the engine "
-            f"counts steps in int32 and runs at most {MAX_STEPS:,}: shorten duration_ms "
+            f"runs at most {MAX_STEPS:,}: shorten duration_ms "
             "(or split the run into several configs)"
         )
     device, host = available_bytes()

@@ -145,8 +145,8 @@ def _is_rate(r) -> bool:
     return (
         isinstance(r, int | float)
         and not isinstance(r, bool)
+        and 0 <= r <= 1e4  # (before isfinite: a huge integer cannot be a float)
         and math.isfinite(r)
-        and 0 <= r <= 1e4
     )
 
 

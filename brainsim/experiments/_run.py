@@ -353,31 +353,38 @@ def simulate_batch(
     progress=None,
     budgets=None,
     gap_junctions: bool = True,
+    where: str = "<config>",
 ):
     """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
     condition c owning trials [c*T, (c+1)*T); ``first`` is the experiment's number of the
     batch's first condition, which keys the input noise (so batching changes no answer).
     ``budgets``: the windowed kernel's starting sizes (a previous batch's, to skip growing
-    them again)."""
-    from brainsim.sim import simulate
+    them again). A run whose state turns non-finite is a ConfigError naming the config
+    ``where``."""
+    from brainsim.sim import NonFiniteError, simulate
 
     proto = batch_protocol(base, conds, sim["trials"], len(ids), first)
-    return simulate(
-        network,
-        proto,
-        model=model,
-        duration_ms=sim["duration_ms"],
-        seed=sim["seed"],
-        kernel=sim["kernel"],
-        precision=sim["precision"],
-        record=rec if rec.size else None,
-        chunk_ms=sim["chunk_ms"],
-        devices=_devices_for(sim["devices"], proto.n_trials),
-        progress=progress,
-        ids=ids,
-        budgets=budgets,
-        gap_junctions=gap_junctions,
-    )
+    try:
+        return simulate(
+            network,
+            proto,
+            model=model,
+            duration_ms=sim["duration_ms"],
+            seed=sim["seed"],
+            kernel=sim["kernel"],
+            precision=sim["precision"],
+            record=rec if rec.size else None,
+            chunk_ms=sim["chunk_ms"],
+            devices=_devices_for(sim["devices"], proto.n_trials),
+            progress=progress,
+            ids=ids,
+            budgets=budgets,
+            gap_junctions=gap_junctions,
+        )
+    except NonFiniteError as e:
+        raise ConfigError(
+            f"{where}: {e}; no results were written (check the [model] and [[stimulus]] values)"
+        ) from None
 
 
 def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, store=None):
@@ -419,6 +426,7 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
             progress=prog,
             budgets=grown.get(n_trials),
             gap_junctions=gaps,
+            where=str(cfg.path),
         )
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])

@@ -12,6 +12,7 @@ from brainsim.fit._config import FitConfig, load_fit_config, parse_fit_config, r
 from brainsim.fit._differentiable import PROPAGATIONS, DiffResult, differentiable_run
 from brainsim.fit._loop import (
     OPTIMIZERS,
+    FitDivergedError,
     FitTask,
     build_task,
     default_scale,
@@ -56,6 +57,7 @@ __all__ = [
     "QUANTITIES",
     "SURROGATES",
     "DiffResult",
+    "FitDivergedError",
     "FitConfig",
     "FitParams",
     "FitTask",

@@ -25,6 +25,7 @@ Schema of ``[fit]`` (every key optional unless marked required)::
     resample_noise = true          # fresh Poisson input noise at every step
     detach_reset = true            # no gradient through the reset (see differentiable_run)
     seed = 0                       # noise of the gradient runs (default [simulation] seed + 1)
+                                   # (a 64-bit integer, as [simulation] seed)
     log_every = 10                 # progress lines
     [[fit.condition]]              # perturbations the targets may refer to by label
     label = "silence_L1"           # required, unique; "baseline" is the unperturbed run
@@ -43,7 +44,6 @@ targets); rows without one (or ``"baseline"``) are the ``rates`` term, the other
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,17 @@ import pyarrow.parquet as pq
 
 from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments import ConfigError, RunConfig, parse_config
-from brainsim.experiments._config import _choice, _get, read_toml
+from brainsim.experiments._config import (
+    MAX_MV,
+    MIN_TAU_MS,
+    _check_all_finite,
+    _choice,
+    _finite,
+    _get,
+    check_seed,
+    check_steps,
+    read_toml,
+)
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
 from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
@@ -163,6 +173,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         vals = v.values() if isinstance(v, dict) else [v]
         if not all(_is_num(x) for x in vals):
             raise ConfigError(f"{w} init {k}: expected a number or a table of numbers, got {v!r}")
+        _check_init_bounds(k, list(vals), w)
     sim = run.simulation
     steps = _get(fit, "steps", int, w, default=200)
     if steps < 1:
@@ -180,10 +191,13 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
             raise ConfigError(f"{w} weights: unknown term {k!r}; expected one of {TERMS}")
         if not _is_num(v) or v < 0:
             raise ConfigError(f"{w} weights {k}: expected a number >= 0, got {v!r}")
+    duration = _positive(fit, "duration_ms", w, default=sim["duration_ms"])
+    check_steps(duration, sim["dt_ms"], w)
     log_every = _get(fit, "log_every", int, w, default=10)
     if log_every < 1:
         raise ConfigError(f"{w} log_every: must be >= 1, got {log_every}")
     conditions = _conditions(fit.get("condition", []), w)
+    _check_all_finite({"fit": fit}, where)  # what the checks above did not read
     return FitConfig(
         run=run,
         path=path,
@@ -200,11 +214,11 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         regularization=_positive(fit, "regularization", w, default=0.0, allow_zero=True),
         weights={t: float(weights.get(t, 1.0)) for t in TERMS},
         trials=trials,
-        duration_ms=_positive(fit, "duration_ms", w, default=sim["duration_ms"]),
+        duration_ms=duration,
         checkpoint_ms=_positive(fit, "checkpoint_ms", w, default=10.0),
         resample_noise=_get(fit, "resample_noise", bool, w, default=True),
         detach_reset=_get(fit, "detach_reset", bool, w, default=True),
-        seed=_get(fit, "seed", int, w, default=sim["seed"] + 1),
+        seed=_seed(fit, w, sim["seed"]),
         log_every=log_every,
         conditions=conditions,
     )
@@ -294,8 +308,26 @@ def read_targets(cfg: FitConfig, conn: Connectome) -> TargetRows:
     return TargetRows(condition, neuron, rate)
 
 
+def _seed(fit: dict, w: str, run_seed: int) -> int:
+    """``[fit] seed``, default ``[simulation] seed + 1`` (2**63 - 1 wraps to -2**63)."""
+    default = run_seed + 1 if run_seed < 2**63 - 1 else -(2**63)
+    seed = _get(fit, "seed", int, w, default=default)
+    check_seed(seed, w)
+    return seed
+
+
 def _is_num(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return _finite(v)
+
+
+def _check_init_bounds(name: str, values: list, w: str) -> None:
+    """Start values within the run config's bounds on the model (MAX_MV, MIN_TAU_MS)."""
+    quantity = name.partition("_by_")[0]
+    for x in values:
+        if quantity == "tau_m_ms" and x < MIN_TAU_MS:
+            raise ConfigError(f"{w} init {name}: must be >= {MIN_TAU_MS:g} ms, got {x}")
+        if quantity != "tau_m_ms" and abs(x) > MAX_MV:
+            raise ConfigError(f"{w} init {name}: its magnitude must be <= {MAX_MV:g}, got {x}")
 
 
 def _positive(d: dict, key: str, where: str, *, default=None, allow_zero=False) -> float:

@@ -90,7 +90,7 @@ def differentiable_run(
         net: a :class:`brainsim.sim.Network` built ``with_pre=True``.
         drive, refractory_steps: as for the reference kernel (``Protocol.device``,
             ``Protocol.refractory_steps``).
-        key: the run's key, ``jax.random.PRNGKey(seed)``: the same seed gives the same
+        key: the run's key, ``brainsim.sim.seed_key(seed)``: the same seed gives the same
             input events as ``simulate``.
         replay: replayed input events per step (``Protocol.replay_dense(0, n_steps)``).
         record: neuron indices whose spikes and ``v - v_th`` are returned at every step.

@@ -15,6 +15,7 @@ update. :func:`fit` loops it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -25,14 +26,34 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
+from brainsim.experiments._errors import ConfigError
 from brainsim.fit._differentiable import differentiable_run
 from brainsim.fit._losses import RateTargets, condition_rates, rate_loss
 from brainsim.fit._params import FitParams, partition
 from brainsim.fit._surrogate import Surrogate
 from brainsim.models import LIF
-from brainsim.sim import Drive, Network
+from brainsim.sim import Drive, Network, seed_key
 
 OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
+
+
+class FitDivergedError(ConfigError):
+    """The loss or a fitted parameter became NaN or infinite at ``step`` (too large a
+    learning rate). ``quantity`` and ``group`` (its index) name the parameter, None for
+    the loss; ``value`` is the non-finite value."""
+
+    def __init__(self, step: int, value: float, quantity=None, group: int = 0, message=None):
+        self.step, self.value, self.quantity, self.group = step, value, quantity, group
+        default = f"step {step}: {self.what()}: the fit diverged; try a smaller learning_rate"
+        super().__init__(message or default)
+
+    def what(self, name: str | None = None) -> str:
+        """What went non-finite; ``name``: the parameter's name to use (default its
+        quantity and group index)."""
+        if self.quantity is None:
+            return f"the loss is {self.value}"
+        name = name or f"{self.quantity}[{self.group}]"
+        return f"{name} became {self.value} in this step's update"
 
 
 class FitTask(eqx.Module):
@@ -233,11 +254,14 @@ def fit(
         the fitted parameters and one record per step: ``step``, ``loss``, each weighted
         term, ``grad_norm``, ``wall_s`` (the record of step i holds the loss of the
         parameters before update i).
+    Raises:
+        FitDivergedError: at the first step whose loss, or whose updated parameters, are
+            NaN or infinite (nothing after it would mean anything).
     """
     optimizer = optimizer or make_optimizer()
     trainable, frozen = partition(params)
     opt_state = optimizer.init(eqx.filter(trainable, eqx.is_inexact_array))
-    key = jax.random.PRNGKey(seed)
+    key = seed_key(seed)
     history = []
     for i in range(steps):
         t0 = time.perf_counter()
@@ -246,6 +270,9 @@ def fit(
         trainable, opt_state, loss, terms, gnorm = train_step(
             trainable, frozen, opt_state, task, k, optimizer
         )
+        if not math.isfinite(float(loss)):
+            raise FitDivergedError(i, float(loss))
+        _check_finite(eqx.combine(trainable, frozen), i)
         rec = {"step": i, "loss": float(loss), **{k_: float(v) for k_, v in terms.items()}}
         rec["grad_norm"] = float(gnorm)
         rec["wall_s"] = time.perf_counter() - t0
@@ -253,3 +280,17 @@ def fit(
         if callback is not None:
             callback(history[-1])
     return eqx.combine(trainable, frozen), history
+
+
+def _check_finite(params: FitParams, step: int) -> None:
+    """Raise :class:`FitDivergedError` if update ``step`` left a parameter value (after
+    its transform: exp of a finite log can overflow) NaN or infinite."""
+    groups = params.groups()
+    ok = [jnp.isfinite(g.values()).all() for g in groups.values()]
+    if not groups or bool(jnp.stack(ok).all()):
+        return
+    for q, g in groups.items():
+        vals = np.asarray(g.values())
+        bad = np.nonzero(~np.isfinite(vals))[0]
+        if bad.size:
+            raise FitDivergedError(step, float(vals[bad[0]]), q, int(bad[0]))

@@ -40,7 +40,7 @@ from brainsim.experiments._run import (
 )
 from brainsim.experiments._selectors import select
 from brainsim.fit._config import BASELINE, FitConfig, read_targets
-from brainsim.fit._loop import build_task, default_scale, fit, make_optimizer
+from brainsim.fit._loop import FitDivergedError, build_task, default_scale, fit, make_optimizer
 from brainsim.fit._losses import RateTargets
 from brainsim.fit._params import FitParams, ParamInfo, build_params, plain_model, values_by_name
 from brainsim.fit._plot import plot_loss
@@ -138,16 +138,19 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
             log(f"step {i:4d}  loss {rec_['loss']:.4g}  {extra}  ({rec_['wall_s']:.2f} s)")
 
     t1 = time.perf_counter()
-    fitted, history = fit(
-        params,
-        task,
-        steps=cfg.steps,
-        optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.clip_norm),
-        seed=cfg.seed,
-        resample_noise=cfg.resample_noise,
-        callback=progress,
-        track=track,
-    )
+    try:
+        fitted, history = fit(
+            params,
+            task,
+            steps=cfg.steps,
+            optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.clip_norm),
+            seed=cfg.seed,
+            resample_noise=cfg.resample_noise,
+            callback=progress,
+            track=track,
+        )
+    except FitDivergedError as e:
+        raise _diverged(cfg, info, e) from None
     t_fit = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -200,6 +203,20 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     return out_dir
 
 
+def _diverged(cfg: FitConfig, info: ParamInfo, e: FitDivergedError) -> FitDivergedError:
+    """``e`` with the config's file and key, the trainable's name and its group label."""
+    name = None
+    if e.quantity is not None:
+        name = next(t for t in cfg.trainable if t.partition("_by_")[0] == e.quantity)
+        if info.grouping[e.quantity] != "global":
+            name += f" (group {info.labels[e.quantity][e.group]})"
+    message = (
+        f"{cfg.where} learning_rate: step {e.step}: {e.what(name)}: the fit diverged; try "
+        f"a smaller learning_rate than {cfg.learning_rate:g}; no results were written"
+    )
+    return FitDivergedError(e.step, e.value, e.quantity, e.group, message)
+
+
 def _check_trials(cfg: FitConfig, base) -> None:
     if cfg.trials == cfg.run.simulation["trials"]:
         return
@@ -245,7 +262,15 @@ def _plain_runs(cfg: FitConfig, conn, model, params, net, base, conds, rec, dtyp
     groups = batches(len(conds), trials, MAX_BATCH_TRIALS)
     for g in groups:
         r = simulate_batch(
-            sim, fitted_net, fitted_model, base, [conds[c] for c in g], g.start, rec, conn.ids
+            sim,
+            fitted_net,
+            fitted_model,
+            base,
+            [conds[c] for c in g],
+            g.start,
+            rec,
+            conn.ids,
+            where=str(cfg.path),
         )
         parts.append((g.start, r))
     return parts

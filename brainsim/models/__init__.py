@@ -3,7 +3,7 @@ their equations (see ``_base.py`` for the interface a model implements)."""
 
 from brainsim.models._base import AbstractNeuron, NeuronInput
 from brainsim.models._graded import Graded
-from brainsim.models._lif import LIF, SINCE_MAX
+from brainsim.models._lif import LIF, MAX_RUN_STEPS, SINCE_MAX
 from brainsim.models._pqn import PQN
 from brainsim.models._synapses import (
     TRANSFERS,
@@ -18,6 +18,7 @@ MODELS = {m.kind: m for m in (LIF, Graded, PQN)}
 
 __all__ = [
     "LIF",
+    "MAX_RUN_STEPS",
     "MODELS",
     "SINCE_MAX",
     "TRANSFERS",

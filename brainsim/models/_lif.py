@@ -55,6 +55,12 @@ class LIF(AbstractNeuron):
     (u_j - u_i)``); the default, 10, is g_gap / G_c = 100 pS / 10 pS of the C. elegans model
     of Kunert, Shlizerman and Kutz 2014 (Phys. Rev. E 89:052805, after Varshney et al.
     2011). It only acts on connectomes with an electrical synapse table.
+
+
+    ``refractory_ms`` longer than the run (any value up to ``inf``, e.g. ``1e9``) means
+    what it says: a neuron never fires again after its first spike. Its step count is
+    clipped to ``SINCE_MAX``, which the steps-since-spike counter of a neuron that has
+    spiked cannot reach within a run (runs are at most ``MAX_RUN_STEPS`` steps long).
     """
 
     kind: ClassVar[str] = "lif"
@@ -89,7 +95,7 @@ class LIF(AbstractNeuron):
             if not isinstance(val, jnp.ndarray | np.ndarray) and not float(val) > 0:
                 raise ValueError(f"{name} must be > 0, got {val}")
         ref = self.refractory_ms
-        if not isinstance(ref, jnp.ndarray) and np.any(np.asarray(ref) < 0):
+        if not isinstance(ref, jnp.ndarray) and not np.all(np.asarray(ref) >= 0):
             raise ValueError(f"refractory_ms must be >= 0, got {ref}")
         if not (np.isfinite(self.w_gap) and self.w_gap >= 0):
             raise ValueError(f"w_gap must be a finite number >= 0, got {self.w_gap}")
@@ -189,10 +195,13 @@ class LIF(AbstractNeuron):
 
         Brian2 counts refractoriness with ``timestep(t - lastspike, dt) >= timestep(ref, dt)``
         where ``timestep(x, dt) = int64((x + 1e-3 dt) / dt)`` (a floor with a small
-        tolerance); so does this: 2.2 ms is 22 steps of 0.1 ms, 2.26 ms also 22.
+        tolerance); so does this: 2.2 ms is 22 steps of 0.1 ms, 2.26 ms also 22. Longer
+        periods than ``SINCE_MAX`` steps are ``SINCE_MAX``: never free again in a run (and
+        no int32 overflow: 1e9 ms would wrap to a negative count, never refractory).
         """
         ref = np.broadcast_to(np.asarray(self.refractory_ms, dtype=np.float64), (n_neurons,))
-        return np.floor((ref + 1e-3 * self.dt_ms) / self.dt_ms).astype(np.int32)
+        steps = np.floor((ref + 1e-3 * self.dt_ms) / self.dt_ms)
+        return np.minimum(steps, SINCE_MAX).astype(np.int32)
 
     def propagators(self, n_steps=1, dtype=jnp.float32, idx=None):
         """Decrements ``(k_m, k_s, c)`` of the exact solution over ``n_steps`` steps without
@@ -325,6 +334,9 @@ class LIF(AbstractNeuron):
 
 # saturation value of the steps-since-last-spike counter (never refractory beyond this)
 SINCE_MAX = 2**30
+# the longest run in steps: a neuron that spiked never counts up to SINCE_MAX within it,
+# and the steppers' int32 step sums (SINCE_MAX + a run's steps) stay below 2**31
+MAX_RUN_STEPS = SINCE_MAX // 2
 
 
 def _decrements(xp, t, tau_m, tau_s):

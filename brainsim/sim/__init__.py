@@ -2,7 +2,7 @@
 
 from brainsim.sim._network import Network, build_synapses, synapse_kinds
 from brainsim.sim._protocol import Drive, Protocol
-from brainsim.sim._simulate import SimResult, simulate
+from brainsim.sim._simulate import NonFiniteError, SimResult, seed_key, simulate
 from brainsim.sim._steppers import (
     KERNELS,
     AbstractStepper,
@@ -21,12 +21,14 @@ __all__ = [
     "DenseWindow",
     "Drive",
     "Network",
+    "NonFiniteError",
     "Protocol",
     "Reference",
     "SimResult",
     "Windowed",
     "auto_stepper",
     "build_synapses",
+    "seed_key",
     "simulate",
     "stepper_for",
     "synapse_kinds",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import operator
 import time
 from collections.abc import Callable
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from brainsim.connectome import Connectome
 from brainsim.kernels import native_kernels
-from brainsim.models import LIF, AbstractNeuron
+from brainsim.models import LIF, MAX_RUN_STEPS, AbstractNeuron
 from brainsim.sim._chunk import windowed_traces
 from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
 from brainsim.sim._network import Network, build_synapses, synapse_kinds
@@ -113,6 +115,77 @@ class SimResult:
         return self.step * self.dt_ms
 
 
+class NonFiniteError(FloatingPointError):
+    """A run's state became NaN or infinite: its spikes would be silently wrong."""
+
+
+@jax.jit
+def _all_finite(*arrays):
+    return jnp.all(jnp.stack([jnp.isfinite(a).all() for a in arrays]))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cells_finite(cells, none: int):
+    return jnp.isfinite(cells[..., :none, :2]).all()
+
+
+def _check_finite(state, t_step: int, dt_ms: float, ids, none: int | None = None) -> None:
+    """Raise :class:`NonFiniteError` if a chunk left NaN or inf in the state (one device
+    bool to the host per chunk). ``none``: the entries per shard of a windowed state (its
+    cells); else ``state`` is a model's state, every float leaf [trials, neurons]."""
+    if none is None:
+        leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+        if bool(_all_finite(*leaves)):
+            return
+        trial, neuron = _first_bad(*leaves)
+    else:
+        if bool(_cells_finite(state.cells, none)):
+            return
+        trial, neuron = _first_bad_cell(state, none, len(ids))
+    raise NonFiniteError(
+        f"the simulation's state became non-finite (NaN or inf) by t = "
+        f"{t_step * dt_ms:g} ms (trial {trial}, neuron id {ids[neuron]}): the model's "
+        "parameters or the stimuli put the float arithmetic out of range"
+    )
+
+
+def _first_bad(*arrays) -> tuple[int, int]:
+    """(trial, neuron) of the first non-finite entry of [trials, neurons] arrays."""
+    bad = np.logical_or.reduce([~np.isfinite(np.asarray(a)) for a in arrays])
+    b, i = np.argwhere(bad)[0]
+    return int(b), int(i)
+
+
+def _first_bad_cell(state, none: int, n: int) -> tuple[int, int]:
+    """(trial, neuron) of the first non-finite u or g of a windowed state."""
+    cells = np.asarray(state.cells)
+    cells = cells.reshape(-1, *cells.shape[-2:])[:, :none, :2]  # [shards, entries, (u, g)]
+    shard, e = np.argwhere(~np.all(np.isfinite(cells), axis=-1))[0]
+    return int(shard * (none // n) + e // n), int(e % n)
+
+
+def seed_key(seed: int) -> jax.Array:
+    """The PRNG key of a run's ``seed``: any integer in [-2**63, 2**63) (a TOML integer),
+    each its own key, whatever JAX's 64-bit mode.
+
+    Seeds in [0, 2**32) give ``jax.random.PRNGKey(seed)`` bit for bit (published spike
+    counts depend on them). The others give the key ``PRNGKey`` gives them in JAX's 64-bit
+    mode (threefry: the high and low 32-bit words of the seed's 64-bit two's complement);
+    without that mode ``PRNGKey`` keeps only the low 32 bits, so that 2**32 and -2**32 ran
+    as seed 0 and -1 as 2**32 - 1.
+    """
+    seed = operator.index(seed)
+    if not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [-2**63, 2**63), got {seed}")
+    if 0 <= seed < 2**32:
+        return jax.random.PRNGKey(seed)
+    word = seed % 2**64
+    hi, lo = word >> 32, word & 0xFFFFFFFF
+    if jax.config.jax_default_prng_impl == "threefry2x32":
+        return jnp.asarray(np.array([hi, lo], np.uint32))
+    return jax.random.fold_in(jax.random.PRNGKey(lo), hi)  # other key layouts
+
+
 def _x64_guard(precision: str):
     dtype = dtype_of(precision)
     if precision == "float64" and not jax.config.jax_enable_x64:
@@ -192,6 +265,10 @@ def simulate(
             False: never; True: required (an error says why it cannot run).
         gap_junctions: use the network's electrical synapses (default); False leaves them
             out (``stats["gap_junctions"]`` records 0 then).
+
+    Raises:
+        NonFiniteError: the state (v or g) became NaN or infinite; checked after every
+            chunk, so that no run returns spikes of a broken arithmetic.
     """
     model = model or LIF()
     dtype = _x64_guard(precision)
@@ -223,17 +300,22 @@ def simulate(
             f"the {model.kind} model takes no input events (Poisson or replayed); drive it "
             "with currents"
         )
+    n_steps = n_steps_of(duration_ms, model.dt_ms)
+    if n_steps > MAX_RUN_STEPS:
+        raise ValueError(
+            f"duration_ms={duration_ms} is {n_steps} steps of dt_ms={model.dt_ms}; a run has "
+            f"at most {MAX_RUN_STEPS} (split it into several runs)"
+        )
     rec_idx = np.asarray(record if record is not None else [], np.int32).reshape(-1)
     if rec_idx.size and (rec_idx.min() < 0 or rec_idx.max() >= n):
         raise ValueError("record: neuron index out of range")
-    n_steps = n_steps_of(duration_ms, model.dt_ms)
-    key = jax.random.PRNGKey(seed)
+    key = seed_key(seed)
     t_wall = time.perf_counter()
     stats: dict = {"kernel": stepper.name, "precision": precision, "reruns": 0}
     stats["gap_junctions"] = int(net.gap_a.shape[0]) if has_gaps else 0
     if reference:
         run = _run_reference(
-            model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, has_gaps
+            model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, has_gaps, ids
         )
     else:
         run = _run_windowed(
@@ -249,6 +331,7 @@ def simulate(
             progress,
             devices,
             stats,
+            ids,
         )
     stats["wall_s"] = time.perf_counter() - t_wall
     sp_trial, sp_step, sp_neuron, trace_parts = run
@@ -282,7 +365,9 @@ def _has_gaps(network) -> bool:
     return network.gap_a is not None and network.gap_a.shape[0] > 0
 
 
-def _run_reference(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, gaps):
+def _run_reference(
+    model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, gaps, ids
+):
     """The reference stepper: any model, any synapse kind, every step."""
     n, b = net.n_neurons, protocol.n_trials
     no_ref = np.zeros(n, bool)
@@ -312,6 +397,7 @@ def _run_reference(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms,
         for k in traces:
             traces[k].append(np.asarray(tr[k]))
         t += m
+        _check_finite(state.neurons, t, model.dt_ms, ids)
         if progress:
             progress(t, n_steps)
     return sp_trial, sp_step, sp_neuron, traces
@@ -330,6 +416,7 @@ def _run_windowed(
     progress,
     devices,
     stats,
+    ids,
 ):
     """The windowed (LIF) and dense-window (spiking models) steppers: one delay window per
     iteration."""
@@ -427,6 +514,10 @@ def _run_windowed(
             budgets = grown
             stats["reruns"] += 1
         state, flat, k, tr = out.state, out.spike_flat, out.spike_step, out.traces
+        t_end = min((w + m) * d, n_steps)
+        _check_finite(
+            state.neurons if dense else state, t_end, model.dt_ms, ids, None if dense else none
+        )
         flat = np.asarray(flat).reshape(n_dev, m, -1)
         k = np.asarray(k).reshape(n_dev, m, -1)
         shard, wi, si = np.nonzero(flat < none)

@@ -1,0 +1,381 @@
+"""Reliability: values are never silently wrong. Seeds keep all their bits, absurd
+refractory periods mean what they say, non-finite numbers are refused in configs and
+stop runs and fits, and result files hold valid JSON.
+
+One section per class of the reliability issue; each test holds one rule."""
+
+import itertools
+import json
+import re
+
+import jax
+import numpy as np
+import pytest
+from conftest import random_connectome
+
+from brainsim import cli
+from brainsim.experiments import ConfigError, load_config
+from brainsim.sim import Protocol, seed_key, simulate
+
+SPEC = "synthetic:seed=0,scale=0.005"
+
+BASE = f"""
+[connectome]
+format = "synthetic"
+path = "{SPEC}"
+cache = false
+[simulation]
+duration_ms = 30.0
+trials = 1
+seed = 1
+[[stimulus]]
+kind = "poisson"
+neurons = {{ cell_type = "sugar_like_GRN" }}
+rate_hz = 150.0
+"""
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSIM_CACHE", str(tmp_path / "cache"))
+
+
+def config(tmp_path, text=BASE, name="run.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def spikes(r):
+    return r.trial, r.step, r.neuron
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(spikes(a), spikes(b), strict=True))
+
+
+# ------------------------------------------------------------------ 1. seeds keep every bit
+
+SEEDS = [0, 2**32, -(2**32), 2**63 - 1, -1, 2**32 - 1, -(2**63)]
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_every_64_bit_seed_is_its_own_key(x64):
+    with jax.enable_x64(x64):
+        keys = [tuple(np.asarray(jax.random.key_data(seed_key(s))).tolist()) for s in SEEDS]
+        assert len(set(keys)) == len(SEEDS)
+        # seeds in [0, 2**32) keep today's keys bit for bit (published spike counts)
+        for s in (0, 5, 2**31, 2**32 - 1):
+            np.testing.assert_array_equal(
+                jax.random.key_data(seed_key(s)), jax.random.key_data(jax.random.PRNGKey(s))
+            )
+    for bad in (2**63, -(2**63) - 1):
+        with pytest.raises(ValueError, match="seed"):
+            seed_key(bad)
+
+
+def test_seeds_beyond_32_bits_give_different_spikes_and_small_ones_the_same(monkeypatch):
+    conn = random_connectome(60, 0.1, seed=2)
+    proto = Protocol.build(1, 60, poisson=[(np.arange(6), 150.0)])
+    with jax.enable_x64(False):  # as the CLI runs float32 (PRNGKey then keeps 32 bits)
+        runs = {s: simulate(conn, proto, duration_ms=40.0, seed=s) for s in SEEDS[:4]}
+        for a, b in itertools.combinations(SEEDS[:4], 2):
+            assert not same(runs[a], runs[b]), (a, b)
+        five = simulate(conn, proto, duration_ms=40.0, seed=5)
+        monkeypatch.setattr("brainsim.sim._simulate.seed_key", jax.random.PRNGKey)
+        assert same(five, simulate(conn, proto, duration_ms=40.0, seed=5))
+    assert all(r.n_spikes for r in runs.values())
+
+
+def test_negative_seed_runs_and_the_manifest_records_it(tmp_path):
+    out = tmp_path / "out"
+    text = BASE.replace("seed = 1", f"seed = {-(2**32)}")
+    assert cli.main(["run", str(config(tmp_path, text)), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["seed"] == -(2**32)
+
+
+def test_seed_outside_64_bits_is_a_config_error(tmp_path):
+    text = BASE.replace("seed = 1", f"seed = {2**63}")
+    with pytest.raises(ConfigError, match=r"run.toml: \[simulation\] seed"):
+        load_config(config(tmp_path, text))
+
+
+def test_fit_seed_default_stays_in_64_bits(tmp_path):
+    from brainsim.fit import load_fit_config
+
+    fit = '\n[fit]\ntargets = "targets.parquet"\ntrainable = ["w_syn_mv"]\n'
+    text = BASE.replace("seed = 1", f"seed = {2**63 - 1}") + fit
+    assert load_fit_config(config(tmp_path, text, "fit.toml")).seed == -(2**63)
+    assert load_fit_config(config(tmp_path, BASE + fit, "fit.toml")).seed == 2
+    with pytest.raises(ConfigError, match=r"fit.toml: \[fit\] seed"):
+        load_fit_config(config(tmp_path, BASE + fit + f"seed = {-(2**63) - 1}\n", "fit.toml"))
+
+
+# ------------------------------------------------------------------ 2. refractory periods
+
+KERNEL_RUNS = [
+    ("reference", None),
+    ("windowed", False),
+    ("windowed", True),
+    ("dense_window", None),
+]
+
+
+def _driven_run(refractory_ms, kernel, native, duration_ms=20.0):
+    """Neurons 0-2 of a 20-neuron network under a current strong enough to fire them on
+    every step they are free (from step 0)."""
+    from brainsim.kernels import native_kernels
+
+    from brainsim.models import LIF
+
+    if native and not native_kernels()[0]:
+        pytest.skip(native_kernels()[1])
+    conn = random_connectome(20, 0.15, seed=1)
+    proto = Protocol.build(1, 20, current=[(np.arange(3), 5000.0, 0, 10**6)])
+    model = LIF(refractory_ms=refractory_ms)
+    return simulate(conn, proto, model=model, duration_ms=duration_ms, kernel=kernel, native=native)
+
+
+@pytest.mark.parametrize(("kernel", "native"), KERNEL_RUNS)
+def test_refractory_longer_than_the_run_means_one_spike_each(kernel, native):
+    for ref in (1e9, 20.0, float("inf")):  # 20 ms: exactly the run, 200 steps
+        r = _driven_run(ref, kernel, native)
+        counts = r.spike_counts()[0]
+        assert counts.max() == 1, (ref, counts)
+        np.testing.assert_array_equal(r.step[r.neuron < 3], [0, 0, 0])
+
+
+@pytest.mark.parametrize(("kernel", "native"), KERNEL_RUNS)
+def test_refractory_just_below_the_run_frees_on_its_last_step(kernel, native):
+    r = _driven_run(19.9, kernel, native)  # 199 steps: free again at step 199 of 0..199
+    for i in range(3):
+        np.testing.assert_array_equal(r.step[r.neuron == i], [0, 199])
+    assert r.spike_counts()[0].max() == 2
+
+
+def test_refractory_steps_saturate_instead_of_wrapping():
+    from brainsim.experiments import _config
+    from brainsim.models import LIF, MAX_RUN_STEPS, SINCE_MAX
+
+    steps = LIF(refractory_ms=np.array([2.2, 1e9, 1e30, np.inf])).refractory_steps(4)
+    np.testing.assert_array_equal(steps, [22, SINCE_MAX, SINCE_MAX, SINCE_MAX])
+    assert _config.MAX_RUN_STEPS == MAX_RUN_STEPS < SINCE_MAX
+    with pytest.raises(ValueError, match="refractory_ms"):
+        LIF(refractory_ms=float("nan"))
+    with pytest.raises(ValueError, match="at most"):
+        _driven_run(2.2, "reference", None, duration_ms=(MAX_RUN_STEPS + 1) * 0.1)
+
+
+def test_refractory_1e9_in_a_config_and_runs_longer_than_the_counters(tmp_path):
+    import pyarrow.parquet as pq
+
+    # (Poisson-driven neurons have no refractory period: a current drives these)
+    text = BASE.split("[[stimulus]]")[0] + "[model]\nrefractory_ms = 1e9\n"
+    text += '[[stimulus]]\nkind = "current"\n'
+    text += 'neurons = { cell_type = "sugar_like_GRN" }\namplitude_mv = 5000.0\n'
+    out = tmp_path / "out"
+    assert cli.main(["run", str(config(tmp_path, text)), "--out", str(out), "--quiet"]) == 0
+    sp = pq.read_table(out / "spikes.parquet").to_pandas()
+    assert len(sp) and sp.groupby("neuron_id").size().max() == 1
+    long = BASE.replace("duration_ms = 30.0", "duration_ms = 1e8")
+    with pytest.raises(ConfigError, match=r"run.toml: \[simulation\] duration_ms"):
+        load_config(config(tmp_path, long))
+
+
+# ------------------------------------------------------------------ 3. non-finite numbers
+
+CURRENT = '\n[[stimulus]]\nkind = "current"\nneurons = { cell_type = "sugar_like_GRN" }\n'
+BAD_CONFIGS = [
+    ("[model]\nw_syn_mv = 1e300\n", r"\[model\] w_syn_mv"),
+    ("[model]\nw_syn_mv = 1e5\n", r"\[model\] w_syn_mv: an input event"),  # x f_poi 250
+    ("[model]\nv_th_mv = nan\n", r"\[model\] v_th_mv: expected a finite"),
+    ("[model]\nv_reset_mv = -2e6\n", r"\[model\] v_reset_mv"),
+    ("[model]\nf_poi = 1e7\n", r"\[model\] f_poi"),
+    ("[model]\ntau_syn_ms = 1e-320\n", r"\[model\] tau_syn_ms"),
+    ("[model]\nrefractory_ms = inf\n", r"\[model\] refractory_ms"),
+    ("[model]\nv_0_mv = " + "9" * 400 + "\n", r"\[model\] v_0_mv: expected a finite"),
+    (CURRENT + "amplitude_mv = nan\n", r"\[\[stimulus\]\] #2 amplitude_mv"),
+    (CURRENT + "amplitude_mv = -inf\n", r"\[\[stimulus\]\] #2 amplitude_mv"),
+    (CURRENT + "amplitude_mv = 1e7\n", r"\[\[stimulus\]\] #2 amplitude_mv"),
+    (CURRENT + "amplitude_mv = 5.0\nstart_ms = nan\n", r"#2 start_ms"),
+    (CURRENT + "amplitude_mv = 5.0\nstop_ms = nan\n", r"#2 stop_ms"),
+    (CURRENT + "amplitude_mv = 5.0\nstop_ms = inf\n", r"#2 stop_ms: .*leave stop_ms out"),
+    ('[[stimulus]]\nkind = "poisson"\nneurons = { ids = [1] }\nrate_hz = [nan]\n', "rate_hz"),
+    ("[[perturbation]]\nkind = 'silence'\nneurons = { ids = [1], x = inf }\n", r"#1 neurons\.x"),
+]
+
+
+@pytest.mark.parametrize(("extra", "match"), BAD_CONFIGS)
+def test_non_finite_and_absurd_numbers_are_config_errors(tmp_path, extra, match):
+    with pytest.raises(ConfigError, match="run.toml: .*" + match):
+        load_config(config(tmp_path, BASE + extra))
+
+
+@pytest.mark.parametrize("key", ["duration_ms", "dt_ms", "chunk_ms"])
+def test_non_finite_simulation_numbers_are_config_errors(tmp_path, key):
+    text = BASE.replace("[simulation]\n", f"[simulation]\n{key} = nan\n", 1)
+    text = text.replace("duration_ms = 30.0\n", "") if key == "duration_ms" else text
+    with pytest.raises(ConfigError, match=rf"run.toml: \[simulation\] {key}"):
+        load_config(config(tmp_path, text))
+
+
+def test_loader_options_and_fit_numbers_must_be_finite(tmp_path):
+    from brainsim.fit import load_fit_config
+
+    text = BASE.replace("cache = false", "cache = false\noptions = { scale = inf }")
+    with pytest.raises(ConfigError, match=r"run.toml: \[connectome\] options.scale"):
+        load_config(config(tmp_path, text))
+    fit = '\n[fit]\ntargets = "t.parquet"\ntrainable = ["w_syn_mv"]\n'
+    for extra, match in (
+        ("init = { w_syn_mv = 1e300 }\n", r"\[fit\] init w_syn_mv"),
+        ("init = { w_syn_mv = nan }\n", r"\[fit\] init w_syn_mv"),
+        ("learning_rate = inf\n", r"\[fit\] learning_rate"),
+        ("weights = { rates = nan }\n", r"\[fit\] weights"),
+    ):
+        with pytest.raises(ConfigError, match="fit.toml: .*" + match):
+            load_fit_config(config(tmp_path, BASE + fit + extra, "fit.toml"))
+
+
+def test_config_bounds_use_the_models_defaults():
+    from brainsim.experiments._config import _LIF_DEFAULTS
+    from brainsim.models import LIF
+
+    assert _LIF_DEFAULTS == {k: getattr(LIF(), k) for k in _LIF_DEFAULTS}
+
+
+def test_cli_refuses_nan_amplitude_before_simulating(tmp_path, capsys):
+    out = tmp_path / "out"
+    cfg = config(tmp_path, BASE + CURRENT + "amplitude_mv = nan\n")
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainsim: error: ") and "[[stimulus]] #2 amplitude_mv" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("kernel", "native"), KERNEL_RUNS)
+def test_a_state_turning_non_finite_stops_the_run(kernel, native):
+    from brainsim.kernels import native_kernels
+
+    from brainsim.sim import NonFiniteError
+
+    if native and not native_kernels()[0]:
+        pytest.skip(native_kernels()[1])
+    conn = random_connectome(20, 0.15, seed=1)
+    # from 5 ms on, a NaN current on neuron 4 (as amplitude_mv = nan did, with 0 spikes)
+    proto = Protocol.build(2, 20, current=[([4], [0.0, float("nan")], 50, 10**6)])
+    with pytest.raises(NonFiniteError, match=r"trial 1, neuron id 1004"):
+        simulate(conn, proto, duration_ms=20.0, kernel=kernel, native=native, chunk_ms=4.0)
+    # and a finite run of the same network goes through
+    ok = Protocol.build(2, 20, current=[([4], [0.0, 5.0], 50, 10**6)])
+    simulate(conn, ok, duration_ms=20.0, kernel=kernel, native=native, chunk_ms=4.0)
+
+
+def test_run_of_a_non_finite_state_writes_no_results(tmp_path):
+    from brainsim.experiments import run_config
+
+    cfg = load_config(config(tmp_path, BASE + CURRENT + "amplitude_mv = 5.0\n"))
+    cfg.stimuli[1]["amplitude_mv"] = float("nan")  # past the checks, as an API user could
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"run.toml: the simulation's state became non-finite"):
+        run_config(cfg, out, log=lambda *a: None)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ 4. fits and JSON
+
+FIT_SPEC = "synthetic:seed=0,n_neurons=150,n_inputs=6,layer_sizes=10:20:30,mean_out_degree=8"
+FIT_BASE = f"""
+[connectome]
+format = "synthetic"
+path = "{FIT_SPEC}"
+cache = false
+[simulation]
+duration_ms = 20.0
+trials = 1
+seed = 1
+[[stimulus]]
+kind = "poisson"
+neurons = {{ cell_type = "sugar_like_GRN" }}
+rate_hz = 150.0
+[fit]
+targets = "targets.parquet"
+trainable = ["TRAINABLE"]
+steps = 3
+learning_rate = LR
+log_every = 1
+"""
+
+
+def _fit_config(tmp_path, trainable, lr):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from brainsim.connectome import load
+
+    conn = load(FIT_SPEC, "synthetic")
+    types = np.array(conn.neurons.column("cell_type").to_pylist())
+    # far above what the network does: the gradient pushes the weights up, into overflow
+    rows = [{"neuron_id": int(i), "rate_hz": 400.0} for i in conn.ids[types == "sugar_like_L2"]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "targets.parquet")
+    text = FIT_BASE.replace("TRAINABLE", trainable).replace("LR", repr(lr))
+    return config(tmp_path, text, "fit.toml")
+
+
+@pytest.mark.parametrize(
+    ("trainable", "named"),
+    [("w_syn_mv", "w_syn_mv became inf"), ("syn_scale_by_type", r"syn_scale_by_type \(group ")],
+)
+def test_a_diverging_fit_stops_with_an_error_and_writes_nothing(tmp_path, capsys, trainable, named):
+    cfg = _fit_config(tmp_path, trainable, 1e3)
+    out = tmp_path / "fitted"
+    assert cli.main(["fit", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("brainsim: error: ") and "fit.toml: [fit] learning_rate: step " in err
+    assert re.search(named, err) and "smaller learning_rate than 1000" in err, err
+    assert not out.exists()
+
+
+def test_fit_loop_raises_at_the_first_non_finite_parameter():
+    import jax.numpy as jnp
+
+    from brainsim.fit import (
+        FitDivergedError,
+        RateTargets,
+        build_params,
+        build_task,
+        fit,
+        make_optimizer,
+    )
+    from brainsim.models import LIF
+    from brainsim.sim import Network
+
+    conn = random_connectome(20, 0.2, seed=1)
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    proto = Protocol.build(2, 20, poisson=[(np.arange(4), 150.0)])
+    rows = np.arange(4, 20)
+    targets = {"rates": RateTargets.from_arrays(0 * rows, rows, 400.0 + 0 * rows, jnp.float32)}
+    task = build_task(net, proto, LIF(), targets, duration_ms=10.0)
+    params, _ = build_params(LIF(), conn, ["w_syn_mv"])
+    fitted, history = fit(params, task, steps=2, optimizer=make_optimizer("adam", 1e-3))
+    assert len(history) == 2 and np.isfinite(float(fitted.w_syn_mv.values()[0]))
+    with pytest.raises(FitDivergedError, match="step 0: w_syn_mv.0. became inf") as e:
+        fit(params, task, steps=2, optimizer=make_optimizer("adam", 1e3))
+    assert (e.value.step, e.value.quantity) == (0, "w_syn_mv")
+
+
+def test_json_results_are_strict(tmp_path):
+    from brainsim.io import write_json
+
+    with pytest.raises(ValueError, match=r"x.json: a.b\[1\] is not a finite number"):
+        write_json({"a": {"b": [1.0, float("nan")]}}, tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+    with pytest.raises(ValueError, match=r"a\[0\]"):
+        write_json({"a": np.array([np.inf], np.float32)}, tmp_path / "x.json")
+    # a normal one-trial run's manifest is strict JSON (no NaN, e.g. of a rate std)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(config(tmp_path)), "--out", str(out), "--quiet"]) == 0
+
+    def refuse(c):
+        raise AssertionError(f"{c} in manifest.json")
+
+    json.loads((out / "manifest.json").read_text(), parse_constant=refuse)
