@@ -34,3 +34,44 @@ def random_connectome(n, p, seed, max_count=40, p_inh=0.3):
 def tiny_chain():
     """0 -> 1 -> 2 with 10 synapses each; 3 is isolated."""
     return make_connectome(4, [0, 1], [1, 2], [10, 10])
+
+
+SMALL_SYNTHETIC = "synthetic:seed=0,scale=0.005"
+FIT_SYNTHETIC = "synthetic:seed=0,n_neurons=150,n_inputs=6,layer_sizes=10:20:30,mean_out_degree=8"
+
+
+def run_config_text(
+    spec: str = SMALL_SYNTHETIC,
+    *,
+    duration_ms: float = 100.0,
+    trials: int = 2,
+    seed: int = 1,
+    cache: str = "false",
+    stimulus: bool = True,
+) -> str:
+    """TOML of a small run: a synthetic connectome, [simulation], and (``stimulus``) the
+    sugar-like inputs driven at 150 Hz."""
+    text = f"""
+[connectome]
+format = "synthetic"
+path = "{spec}"
+cache = {cache}
+[simulation]
+duration_ms = {duration_ms}
+trials = {trials}
+seed = {seed}
+"""
+    if stimulus:
+        text += """[[stimulus]]
+kind = "poisson"
+neurons = { cell_type = "sugar_like_GRN" }
+rate_hz = 150.0
+"""
+    return text
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A test's own BRAINSIM_CACHE (locks, resume state, parsed connectomes)."""
+    monkeypatch.setenv("BRAINSIM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

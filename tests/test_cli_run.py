@@ -6,28 +6,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SMALL_SYNTHETIC, run_config_text
 
 from brainsim import cli
 from brainsim.experiments import ConfigError, load_config
 
-SPEC = "synthetic:seed=0,scale=0.005"
-
-BASE = f"""
-[connectome]
-format = "synthetic"
-path = "{SPEC}"
-cache = false
-[simulation]
-duration_ms = 100.0
-trials = 2
-seed = 1
-[[stimulus]]
-kind = "poisson"
-neurons = {{ cell_type = "sugar_like_GRN" }}
-rate_hz = 150.0
-[record]
-neurons = {{ cell_type = "MN9_like" }}
-"""
+BASE = run_config_text() + '[record]\nneurons = { cell_type = "MN9_like" }\n'
 
 
 def write(tmp_path, text, name="run.toml"):
@@ -62,7 +46,7 @@ def test_run_writes_tables_and_manifest(tmp_path):
 def test_spike_times_replay_and_silence(tmp_path):
     from brainsim.connectome import load
 
-    conn = load(SPEC, "synthetic")
+    conn = load(SMALL_SYNTHETIC, "synthetic")
     types = np.asarray(conn.neurons.column("cell_type").to_pylist())
     grn = conn.ids[types == "sugar_like_GRN"]
     events = pa.table({"trial": [0, 0, 1], "t_ms": [1.0, 5.0, 2.0], "neuron_id": grn[:3].tolist()})

@@ -6,30 +6,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import FIT_SYNTHETIC, run_config_text
 
 from brainsim import cli
 from brainsim.connectome import load
 from brainsim.experiments import ConfigError
 from brainsim.fit import load_fit_config, run_fit
 
-SPEC = "synthetic:seed=0,n_neurons=150,n_inputs=6,layer_sizes=10:20:30,mean_out_degree=8"
-
-BASE = f"""
-[connectome]
-format = "synthetic"
-path = "{SPEC}"
-cache = false
-[simulation]
-duration_ms = 50.0
-trials = 2
-seed = 1
-[[stimulus]]
-kind = "poisson"
-neurons = {{ cell_type = "sugar_like_GRN" }}
-rate_hz = 150.0
-[output]
-dir = "out"
-"""
+BASE = run_config_text(FIT_SYNTHETIC, duration_ms=50.0) + '[output]\ndir = "out"\n'
 
 FIT = """
 [fit]
@@ -49,7 +33,7 @@ neurons = { cell_type = "sugar_like_L1" }
 
 @pytest.fixture(scope="module")
 def conn():
-    return load(SPEC, "synthetic")
+    return load(FIT_SYNTHETIC, "synthetic")
 
 
 def _ids(conn, cell_type):

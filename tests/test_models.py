@@ -1,6 +1,7 @@
 """Neuron models and synapse kinds through the model interface: closed forms, plain numpy
 loops of the same equations, and the steppers held equal where they overlap."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -29,19 +30,15 @@ def gap_table(pairs):
     )
 
 
+def with_gaps(conn, pairs):
+    """The same connectome with these gap junctions (undirected index pairs)."""
+    return dataclasses.replace(conn, gap_junctions=gap_table(pairs))
+
+
 def coupled(n, pairs, **model):
     """n neurons without chemical synapses (one silent neuron carries a dummy edge),
     coupled by gap junctions; LIF that never spikes."""
-    conn = make_connectome(n + 1, [n], [n], [1])
-    conn = type(conn)(
-        neurons=conn.neurons,
-        indptr=conn.indptr,
-        indices=conn.indices,
-        counts=conn.counts,
-        provenance=conn.provenance,
-        gap_junctions=gap_table(pairs),
-    )
-    return conn, LIF(v_th_mv=1e3, **model)
+    return with_gaps(make_connectome(n + 1, [n], [n], [1]), pairs), LIF(v_th_mv=1e3, **model)
 
 
 def drive_first(n, amp, steps):
@@ -241,15 +238,7 @@ def test_graded_network_equals_a_numpy_loop(euler):
     pre, post = np.nonzero(rng.random((n, n)) < 0.3)
     counts = rng.integers(1, 6, pre.size) * np.where(rng.random(pre.size) < 0.3, -1, 1)
     pairs = [(0, 1, 2), (3, 7, 1), (7, 9, 4)]
-    conn = make_connectome(n, pre, post, counts)
-    conn = type(conn)(
-        neurons=conn.neurons,
-        indptr=conn.indptr,
-        indices=conn.indices,
-        counts=conn.counts,
-        provenance=conn.provenance,
-        gap_junctions=gap_table(pairs),
-    )
+    conn = with_gaps(make_connectome(n, pre, post, counts), pairs)
     tau = rng.uniform(5, 20, n)
     v_rest = rng.uniform(-1, 1, n)
     drive = np.zeros(n)
@@ -452,3 +441,14 @@ neurons = {{ ids = [1, 2] }}
         assert man["gap_junctions"]["used"] == (kind == "graded")
         v = tr.to_pandas().groupby("neuron_id")[cols[0]].max()
         assert v[1] > v[2] if kind == "graded" else True
+
+
+def test_shapes_of_the_model_interface_are_checked_in_the_tests():
+    """The test run installs jaxtyping's checks on the interface modules (pyproject)."""
+    import jax.numpy as jnp
+    from jaxtyping import TypeCheckError
+
+    from brainsim.models._lif import LIFState
+
+    with pytest.raises(TypeCheckError):
+        LIFState(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.zeros((2, 3), jnp.int32))

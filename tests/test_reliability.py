@@ -8,37 +8,19 @@ import signal
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_config_text
 
 from brainsim import cli
 from brainsim.experiments import load_config
 from brainsim.io import MARKER, OutputError, check_output_dir, output_lock
 
-SPEC = "synthetic:seed=0,scale=0.005"
-
-NET = f"""
-[connectome]
-format = "synthetic"
-path = "{SPEC}"
-cache = false
-[simulation]
-duration_ms = 50.0
-trials = 2
-seed = 1
-"""
-BASE = (
-    NET
-    + """
-[[stimulus]]
-kind = "poisson"
-neurons = { cell_type = "sugar_like_GRN" }
-rate_hz = 150.0
-"""
-)
+NET = run_config_text(duration_ms=50.0, stimulus=False)
+BASE = run_config_text(duration_ms=50.0)
 
 
 @pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINSIM_CACHE", str(tmp_path / "cache"))
+def _own_cache(own_cache):
+    return own_cache
 
 
 def config(tmp_path, text=BASE, name="run.toml"):

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_connectome
+from conftest import make_connectome, run_config_text
 
 from brainsim import cli
 from brainsim.connectome import Connectome, ConnectomeError, Provenance, load, load_file, save
@@ -178,22 +178,7 @@ def test_gap_junctions_and_provenance_are_covered_by_the_checksum(tmp_path):
 
 def cli_config(tmp_path, cache, name):
     p = tmp_path / f"{name}.toml"
-    p.write_text(
-        f"""
-[connectome]
-format = "synthetic"
-path = "{SPEC}"
-cache = "{cache}"
-[simulation]
-duration_ms = 100.0
-trials = 2
-seed = 1
-[[stimulus]]
-kind = "poisson"
-neurons = {{ cell_type = "sugar_like_GRN" }}
-rate_hz = 150.0
-"""
-    )
+    p.write_text(run_config_text(SPEC, cache=f'"{cache}"'))
     out = tmp_path / name
     assert cli.main(["run", str(p), "--out", str(out), "--quiet"]) == 0
     return pq.read_table(out / "spikes.parquet"), json.loads((out / "manifest.json").read_text())
@@ -304,19 +289,12 @@ def test_experiment_summary_without_pandas(tmp_path):
     not declare: run one in a process where importing pandas fails."""
     cfg = tmp_path / "exp.toml"
     cfg.write_text(
-        f"""
-[connectome]
-format = "synthetic"
-path = "{SPEC}"
-cache = false
-[simulation]
-duration_ms = 50.0
-trials = 1
-[experiment]
+        run_config_text(SPEC, duration_ms=50.0, trials=1, stimulus=False)
+        + """[experiment]
 kind = "activation_sweep"
-drive = {{ cell_type = "sugar_like_GRN" }}
+drive = { cell_type = "sugar_like_GRN" }
 rates_hz = [0, 150]
-readout = {{ cell_type = "MN9_like" }}
+readout = { cell_type = "MN9_like" }
 """
     )
     code = (
@@ -333,9 +311,7 @@ readout = {{ cell_type = "MN9_like" }}
         f"sys.exit(cli.main(['run', {str(cfg)!r}, '--out', {str(tmp_path / 'out')!r},"
         " '--quiet']))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = pq.read_table(tmp_path / "out" / "summary.parquet")
     assert summary.num_rows == 2 and "readout_rate_hz" in summary.column_names

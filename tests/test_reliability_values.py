@@ -11,33 +11,18 @@ import re
 import jax
 import numpy as np
 import pytest
-from conftest import random_connectome
+from conftest import FIT_SYNTHETIC, random_connectome, run_config_text
 
 from brainsim import cli
 from brainsim.experiments import ConfigError, load_config
 from brainsim.sim import Protocol, seed_key, simulate
 
-SPEC = "synthetic:seed=0,scale=0.005"
-
-BASE = f"""
-[connectome]
-format = "synthetic"
-path = "{SPEC}"
-cache = false
-[simulation]
-duration_ms = 30.0
-trials = 1
-seed = 1
-[[stimulus]]
-kind = "poisson"
-neurons = {{ cell_type = "sugar_like_GRN" }}
-rate_hz = 150.0
-"""
+BASE = run_config_text(duration_ms=30.0, trials=1)
 
 
 @pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINSIM_CACHE", str(tmp_path / "cache"))
+def _own_cache(own_cache):
+    return own_cache
 
 
 def config(tmp_path, text=BASE, name="run.toml"):
@@ -283,27 +268,16 @@ def test_run_of_a_non_finite_state_writes_no_results(tmp_path):
 
 # ------------------------------------------------------------------ 4. fits and JSON
 
-FIT_SPEC = "synthetic:seed=0,n_neurons=150,n_inputs=6,layer_sizes=10:20:30,mean_out_degree=8"
-FIT_BASE = f"""
-[connectome]
-format = "synthetic"
-path = "{FIT_SPEC}"
-cache = false
-[simulation]
-duration_ms = 20.0
-trials = 1
-seed = 1
-[[stimulus]]
-kind = "poisson"
-neurons = {{ cell_type = "sugar_like_GRN" }}
-rate_hz = 150.0
-[fit]
+FIT_BASE = (
+    run_config_text(FIT_SYNTHETIC, duration_ms=20.0, trials=1)
+    + """[fit]
 targets = "targets.parquet"
 trainable = ["TRAINABLE"]
 steps = 3
 learning_rate = LR
 log_every = 1
 """
+)
 
 
 def _fit_config(tmp_path, trainable, lr):
@@ -312,7 +286,7 @@ def _fit_config(tmp_path, trainable, lr):
 
     from brainsim.connectome import load
 
-    conn = load(FIT_SPEC, "synthetic")
+    conn = load(FIT_SYNTHETIC, "synthetic")
     types = np.array(conn.neurons.column("cell_type").to_pylist())
     # far above what the network does: the gradient pushes the weights up, into overflow
     rows = [{"neuron_id": int(i), "rate_hz": 400.0} for i in conn.ids[types == "sugar_like_L2"]]

@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from brainsim.experiments._errors import ConfigError
+from brainsim.models import MAX_RUN_STEPS  # the engine's step counters bound a run
 
 _NUM = (int, float)
-MAX_RUN_STEPS = 2**29  # brainsim.models.MAX_RUN_STEPS (not imported: parsing loads no JAX)
 # Largest magnitude of a voltage-like value in mV: v_0_mv, v_reset_mv, v_th_mv, w_syn_mv,
 # an input event's kick f_poi x w_syn_mv, a current's amplitude_mv. 1 kV is thousands of
 # times any membrane potential (a larger value is a unit slip); below it float32 still

@@ -12,10 +12,8 @@ import dataclasses
 import os
 
 from brainsim.connectome import Connectome
-
-# the engine's step counters bound a run's length (brainsim.models.MAX_RUN_STEPS)
-from brainsim.experiments._config import MAX_RUN_STEPS as MAX_STEPS  # noqa: E402
 from brainsim.experiments._errors import ConfigError
+from brainsim.models import MAX_RUN_STEPS as MAX_STEPS  # the step counters bound a run
 
 # fraction of the available memory a run may plan to use: the rest is for XLA's own
 # buffers, Python, and the tables written at the end

@@ -313,26 +313,11 @@ def simulate(
     t_wall = time.perf_counter()
     stats: dict = {"kernel": stepper.name, "precision": precision, "reruns": 0}
     stats["gap_junctions"] = int(net.gap_a.shape[0]) if has_gaps else 0
+    spec = _RunSpec(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids)
     if reference:
-        run = _run_reference(
-            model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, has_gaps, ids
-        )
+        run = _run_reference(spec, has_gaps)
     else:
-        run = _run_windowed(
-            stepper,
-            model,
-            net,
-            protocol,
-            dtype,
-            n_steps,
-            key,
-            rec_idx,
-            chunk_ms,
-            progress,
-            devices,
-            stats,
-            ids,
-        )
+        run = _run_windowed(spec, stepper, devices, stats)
     stats["wall_s"] = time.perf_counter() - t_wall
     sp_trial, sp_step, sp_neuron, trace_parts = run
     cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
@@ -365,10 +350,28 @@ def _has_gaps(network) -> bool:
     return network.gap_a is not None and network.gap_a.shape[0] > 0
 
 
-def _run_reference(
-    model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, gaps, ids
-):
+@dataclasses.dataclass(frozen=True)
+class _RunSpec:
+    """What every stepper's run loop reads."""
+
+    model: AbstractNeuron
+    net: Network
+    protocol: Protocol
+    dtype: object
+    n_steps: int
+    key: jax.Array
+    rec_idx: np.ndarray
+    chunk_ms: float
+    progress: Callable[[int, int], None] | None
+    ids: np.ndarray
+
+    def all(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+def _run_reference(spec: _RunSpec, gaps: bool):
     """The reference stepper: any model, any synapse kind, every step."""
+    model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids = spec.all()
     n, b = net.n_neurons, protocol.n_trials
     no_ref = np.zeros(n, bool)
     no_ref[protocol.input_idx[protocol.no_refractory]] = True
@@ -403,23 +406,10 @@ def _run_reference(
     return sp_trial, sp_step, sp_neuron, traces
 
 
-def _run_windowed(
-    stepper,
-    model,
-    net,
-    protocol,
-    dtype,
-    n_steps,
-    key,
-    rec_idx,
-    chunk_ms,
-    progress,
-    devices,
-    stats,
-    ids,
-):
+def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     """The windowed (LIF) and dense-window (spiking models) steppers: one delay window per
     iteration."""
+    model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids = spec.all()
     n, b = net.n_neurons, protocol.n_trials
     d = model.delay_steps
     budgets = stepper.budgets
