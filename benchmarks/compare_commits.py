@@ -7,7 +7,7 @@ machine's drift hits both alike. Prints one JSON line per measurement and a tabl
 medians with the new/old ratio; spike counts must agree (same seeds, same answers).
 
     python benchmarks/compare_commits.py OLD NEW --workload sugar --workload dense \\
-        --rounds 3 [--scale 1.0] [--seed 1]
+        --rounds 3 [any brainsim bench option, e.g. --seed 1]
 
 ``NEW`` may be ``WORKTREE`` for the uncommitted working tree.
 """
@@ -68,10 +68,10 @@ def main(argv=None) -> int:
     p.add_argument("new")
     p.add_argument("--workload", action="append", default=None)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="after --: brainsim bench args")
-    args = p.parse_args(argv)
+    # any other argument goes to `brainsim bench` (e.g. --scale 0.5 --trials 8)
+    args, extra = p.parse_known_args(argv)
     workloads = args.workload or ["sugar"]
-    extra = [a for a in args.bench_args if a != "--"]
+    extra = [a for a in extra if a != "--"]
     with tempfile.TemporaryDirectory() as tmp:
         sites = {rev: checkout(rev, Path(tmp)) for rev in (args.old, args.new)}
         rows: dict = {}
