@@ -211,7 +211,7 @@ def run_brainsim(
     import jax
 
     from brainsim.sim import Network, Protocol, simulate
-    from brainsim.sim._simulate import PRECISIONS
+    from brainsim.sim._units import PRECISIONS
 
     # the network is put on the device once, outside the timings (as Brian2's build is)
     net = Network.from_connectome(conn, PRECISIONS[precision], with_pre=kernel == "reference")
