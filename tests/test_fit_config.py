@@ -174,3 +174,34 @@ def test_cli_fit(tmp_path, conn):
     assert (tmp_path / "cli" / "params.json").exists()
     bad = write(tmp_path, BASE + FIT.replace("steps = 3", "stepz = 3"), "bad.toml")
     assert cli.main(["fit", str(bad), "--quiet"]) == 2
+
+
+@pytest.mark.parametrize(
+    "model,trainable,match",
+    [
+        ('kind = "graded"', "syn_scale", "does not spike"),
+        ('kind = "pqn"', "w_syn_mv", "has no w_syn_mv"),
+    ],
+)
+def test_fit_refuses_what_the_model_cannot_fit(tmp_path, conn, model, trainable, match):
+    write_targets(tmp_path, conn)
+    text = BASE.replace("[output]", f"[model]\n{model}\n[output]") + (
+        f'\n[fit]\ntargets = "targets.parquet"\ntrainable = ["{trainable}"]\nsteps = 1\n'
+    )
+    with pytest.raises(ConfigError, match=match):
+        run_fit(load_fit_config(write(tmp_path, text)), tmp_path / "o", log=lambda *a: None)
+    assert not (tmp_path / "o").exists()
+
+
+def test_brainsim_fit_runs_a_pqn_model(tmp_path, conn):
+    l2 = _ids(conn, "sugar_like_L2")
+    write_targets(tmp_path, conn, [{"neuron_id": int(i), "rate_hz": 20.0} for i in l2])
+    text = BASE.replace("[output]", '[model]\nkind = "pqn"\npreset = "class2"\n[output]') + (
+        '\n[fit]\ntargets = "targets.parquet"\ntrainable = ["syn_scale"]\nsteps = 2\n'
+    )
+    out = run_fit(load_fit_config(write(tmp_path, text)), tmp_path / "o", log=lambda *a: None)
+    params = json.loads((out / "params.json").read_text())
+    assert set(params) == {"syn_scale"} and params["syn_scale"] > 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["model"]["kind"] == "pqn" and man["fit"]["trainable"] == ["syn_scale"]
+    assert pq.read_table(out / "loss.parquet").num_rows == 2

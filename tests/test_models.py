@@ -329,7 +329,7 @@ def numpy_pqn(m: PQN, stim, steps):
     for _ in range(steps):
         dv = m.dt_ms * m.phi / m.tau_ms * (m.f(v, np) - n + m.i0 + m.k * stim)
         dn = m.dt_ms / m.tau_ms * (m.g(v, np) - n)
-        spikes.append(v < 0 <= v + dv)
+        spikes.append(v < 0 < v + dv)
         v, n = v + dv, n + dn
         vs.append(v)
     return np.array(vs), np.array(spikes)

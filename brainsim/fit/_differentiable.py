@@ -1,6 +1,7 @@
 """A differentiable run: the dense reference stepper with surrogate spikes and checkpointed BPTT.
 
-The step is :meth:`brainsim.models.LIF.step` with ``spike_fn`` a :class:`Surrogate`: the
+The step is the model's own :meth:`~brainsim.models.AbstractNeuron.advance` (the method
+every stepper calls) with ``spike_fn`` a :class:`Surrogate`: the
 forward values equal a plain run's (same spikes as ``simulate(..., kernel="reference")``
 given the same seed: the input noise comes from the same ``Drive.inputs_at``; tested bit
 for bit, also with fitted weights and thresholds), and spikes are floats whose derivative
@@ -19,6 +20,8 @@ with K near sqrt(T) it grows as sqrt(T), not as T x N.
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -27,10 +30,8 @@ from jaxtyping import Array, Float, Int
 from brainsim.fit._params import FitParams
 from brainsim.fit._surrogate import Surrogate
 from brainsim.kernels import propagate_dense, propagate_dense_matrix
-from brainsim.models import LIF
+from brainsim.models import LIF, NeuronInput
 from brainsim.sim import Drive, Network
-from brainsim.sim._params import neuron_params
-from brainsim.sim._state import initial_neurons
 
 PROPAGATIONS = ("csr", "matrix")
 
@@ -54,9 +55,7 @@ class DiffResult(eqx.Module):
 
 
 class _State(eqx.Module):
-    v: Float[Array, "trials neurons"]
-    g: Float[Array, "trials neurons"]
-    since: Int[Array, "trials neurons"]
+    neurons: Any  # the model's state
     ring: Float[Array, "delay trials neurons"]
     counts: Float[Array, "trials neurons"]
 
@@ -119,8 +118,9 @@ def differentiable_run(
     b = drive.trial_ids.shape[0]
     model = params.model(base)
     d = model.delay_steps
-    props = model.propagators(1, dtype)
-    step_kw = neuron_params(model, dtype)
+    # the model's own per-run constants, with the protocol's refractory steps (its inputs
+    # have none): the same `prepare` the plain steppers call
+    aux = model.prepare(n, dtype, no_refractory=refractory_steps == 0)
     weight = params.weights(base, net.pre, net.counts)
     if propagation == "matrix":
         matrix = jnp.zeros((n, n), dtype).at[net.pre, net.indices].add(weight)
@@ -142,24 +142,25 @@ def differentiable_run(
         t, replay_t = xs
         slot = t % d
         syn_in = drive.incoming(s.ring[slot])
-        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, d, s.v)
+        like = model.voltage(s.neurons)
+        ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, d, like)
         if bias is not None:
             ie_full = ie_full + bias
+        inputs = NeuronInput(current=ie_full, arrivals=syn_in, events=ev_full)
         margin = []
 
         def spike_fn(x):
             margin.append(x)
             return surrogate(x)
 
-        args = (s.v, s.g, s.since, refractory_steps, syn_in, ev_full, ie_full, props)
-        v, g, since, spk = model.step(*args, **step_kw, spike_fn=spike_fn)
+        neurons, spk = model.advance(aux, s.neurons, inputs, spike_fn=spike_fn)
         if detach_reset:
-            # the same step with the spike's gradient stopped where it resets v and g
-            v, g, _, _ = model.step(*args, **step_kw, spike_fn=detached)
+            # the same step with the spike's gradient stopped where it resets the state
+            neurons, _ = model.advance(aux, s.neurons, inputs, spike_fn=detached)
         out = spk if keep is None else spk * keep
         ring = s.ring.at[slot].set(propagate(out))
         ys = (spk[:, rec], margin[0][:, rec], spk if record_spikes else None)
-        return _State(v, g, since, ring, s.counts + spk), ys
+        return _State(neurons, ring, s.counts + spk), ys
 
     if remat_steps:
         step = jax.checkpoint(step)
@@ -168,9 +169,8 @@ def differentiable_run(
     def chunk(s: _State, xs):
         return jax.lax.scan(step, s, xs)
 
-    v, g, since = initial_neurons(model, b, n, dtype)
     zeros = jnp.zeros((b, n), dtype)
-    state = _State(v, g, since, jnp.zeros((d, b, n), dtype), zeros)
+    state = _State(model.init_state(b, n, dtype), jnp.zeros((d, b, n), dtype), zeros)
     n_in = drive.input_idx.shape[0]
     if replay is None:
         replay = jnp.zeros((n_steps, b, n_in), dtype)

@@ -123,12 +123,13 @@ class FitTask(eqx.Module):
 
 
 def default_scale(model: LIF) -> float:
-    """``dt_ms / tau_m_ms`` (mean over neurons): the surrogate height factor with which a
+    """``dt_ms / tau`` (the model's ``time_constant_ms``, LIF's ``tau_m_ms``; mean over
+    neurons): the surrogate height factor with which a
     threshold crossing's summed surrogate derivative is about the change of spike count it
     causes (a unit-area surrogate instead credits a whole spike to every step of a crossing,
     about tau_m / dt times too much, and gradients then grow without bound through
     recurrent connections)."""
-    return float(model.dt_ms / np.mean(np.asarray(model.tau_m_ms, np.float64)))
+    return float(model.dt_ms / np.mean(np.asarray(model.time_constant_ms(), np.float64)))
 
 
 def build_task(
@@ -169,9 +170,7 @@ def build_task(
         base=model,
         net=network,
         drive=protocol.device(dtype),
-        refractory_steps=jnp.asarray(
-            protocol.refractory_steps(model.refractory_steps(network.n_neurons))
-        ),
+        refractory_steps=jnp.asarray(protocol.refractory_steps(_refractory(model, network))),
         replay=replay,
         targets=tuple(targets[k] for k in names),
         term_names=names,
@@ -185,6 +184,13 @@ def build_task(
         detach_reset=detach_reset,
         propagation=propagation or ("matrix" if small else "csr"),
     )
+
+
+def _refractory(model, network) -> np.ndarray:
+    """The model's refractory steps per neuron (0 for a model without refractoriness)."""
+    if hasattr(model, "refractory_steps"):
+        return model.refractory_steps(network.n_neurons)
+    return np.zeros(network.n_neurons, np.int32)
 
 
 def _loss(trainable, frozen, task: FitTask, key):

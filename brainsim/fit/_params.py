@@ -125,7 +125,7 @@ class FitParams(eqx.Module):
         and the plain kernels compute it, so that the values are identical). The scales are
         positive, so every connection keeps the sign of its transmitter."""
         model = self.model(base)
-        w = jnp.asarray(model.w_syn_mv, counts.dtype)
+        w = jnp.asarray(model.synapse_weight(), counts.dtype)
         w_pre = w if w.ndim == 0 else w[pre]
         if self.syn_scale is not None:
             s = self.syn_scale.per_neuron().astype(counts.dtype)
@@ -277,7 +277,11 @@ def plain_model(params: FitParams, base: LIF, net):
     ``bias`` is None or float [neurons] of constant drive in mV (a current for
     ``Protocol.build``)."""
     model = params.model(base)
-    repl = {q: _host(getattr(model, q)) for q in ("w_syn_mv", "v_th_mv", "tau_m_ms")}
+    repl = {
+        q: _host(getattr(model, q))
+        for q in ("w_syn_mv", "v_th_mv", "tau_m_ms")
+        if hasattr(model, q)
+    }
     model = dataclasses.replace(model, **repl)
     if params.syn_scale is not None:
         s = params.syn_scale.per_neuron().astype(net.counts.dtype)

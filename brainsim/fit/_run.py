@@ -77,11 +77,7 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     t_load = time.perf_counter() - t0
     log(f"connectome: {conn}")
     model = build_model(run)
-    if model.kind != "lif":
-        raise ConfigError(
-            f"{run.path}: [model] kind = {model.kind!r}: brainsim fit differentiates the LIF "
-            "model only so far (its differentiable run); run other kinds with brainsim run"
-        )
+    _check_fittable(cfg, model)
     missing: list[int] = []
     base = build_base(run, conn, missing)
     _check_trials(cfg, base)
@@ -215,6 +211,24 @@ def _diverged(cfg: FitConfig, info: ParamInfo, e: FitDivergedError) -> FitDiverg
         f"a smaller learning_rate than {cfg.learning_rate:g}; no results were written"
     )
     return FitDivergedError(e.step, e.value, e.quantity, e.group, message)
+
+
+def _check_fittable(cfg: FitConfig, model) -> None:
+    """The fit's rate targets need a spiking model, and its trainable quantities must be
+    parameters of that model: LIF fits every quantity; other spiking kinds (PQN) the
+    synaptic scales (``bias_mv`` is a drive in mV, LIF's units)."""
+    where = f"{cfg.run.path}: [model] kind = {model.kind!r}"
+    if not model.spiking:
+        raise ConfigError(
+            f"{where}: brainsim fit fits firing rates, and the {model.kind} model does not spike"
+        )
+    for name in cfg.trainable:
+        quantity = name.partition("_by_")[0]
+        if model.kind != "lif" and quantity != "syn_scale":
+            raise ConfigError(
+                f"{cfg.where} trainable: {name!r}: the {model.kind} model has no {quantity} "
+                "(for it: syn_scale, syn_scale_by_...)"
+            )
 
 
 def _check_trials(cfg: FitConfig, base) -> None:

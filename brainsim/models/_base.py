@@ -8,7 +8,8 @@ steppers of ``brainsim.sim`` drive it through four methods:
   (propagators, parameters cast to the run's dtype, per-neuron refractory steps...);
 - :meth:`AbstractNeuron.init_state`: the state of ``n_trials x n_neurons`` neurons at rest;
 - :meth:`AbstractNeuron.advance`: one step of ``dt_ms`` given a :class:`NeuronInput`; returns
-  the new state and, for a spiking model, which neurons spiked;
+  the new state and, for a spiking model, which neurons spiked (with ``spike_fn``, a
+  surrogate spike for gradients: ``brainsim.fit`` runs models through the same method);
 - :meth:`AbstractNeuron.observe`: the state as named traces in physical units (what
   ``[record]`` writes, and the voltage that graded synapses and gap junctions read).
 
@@ -75,10 +76,13 @@ class AbstractNeuron(eqx.Module):
 
     @abc.abstractmethod
     def advance(
-        self, aux: Any, state: Any, inputs: NeuronInput
-    ) -> tuple[Any, Bool[Array, "trials neurons"] | None]:
+        self, aux: Any, state: Any, inputs: NeuronInput, *, spike_fn=None
+    ) -> tuple[Any, Bool[Array, "trials neurons"] | Float[Array, "trials neurons"] | None]:
         """One step of ``dt_ms``: ``(state, spiked)``; ``spiked`` is None for a graded
-        model."""
+        model. ``spike_fn`` (spiking models; ``brainsim.fit``): a function of the spike
+        condition's margin (e.g. ``v - v_th``) that is 0/1 in the forward pass with a
+        surrogate derivative; ``spiked`` is then that float and the step is written so that
+        gradients flow through it, with forward values identical to the plain step."""
 
     @abc.abstractmethod
     def observe(self, state: Any) -> dict[str, Float[Array, "trials neurons"]]:
@@ -87,6 +91,11 @@ class AbstractNeuron(eqx.Module):
     def voltage(self, state: Any) -> Float[Array, "trials neurons"]:
         """The membrane voltage (mV) that gap junctions and graded synapses read."""
         return self.observe(state)[self.trace_names[0]]
+
+    def time_constant_ms(self):
+        """The voltage equation's time constant (ms; scalar or per neuron): the scale of
+        a surrogate spike's gradient in ``brainsim.fit`` (``dt / tau``)."""
+        return self.tau_ms
 
     def synapse_weight(self):
         """Weight per synapse (scalar or per presynaptic neuron), times the signed count:

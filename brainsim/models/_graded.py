@@ -96,7 +96,9 @@ class Graded(AbstractNeuron):
         v = jnp.broadcast_to(jnp.asarray(self.v_rest_mv, dtype), (n_neurons,))
         return GradedState(jnp.tile(v, (n_trials, 1)))
 
-    def advance(self, aux: GradedAux, state: GradedState, inputs: NeuronInput):
+    def advance(self, aux: GradedAux, state: GradedState, inputs: NeuronInput, *, spike_fn=None):
+        """One step of the chosen integrator (a graded model emits no spikes: ``spike_fn``
+        is not used)."""
         v = state.v
         drive = aux.v_rest + inputs.current + inputs.gap
         if self.integrator == "euler":

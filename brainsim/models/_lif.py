@@ -109,32 +109,28 @@ class LIF(AbstractNeuron):
         which is integrated exactly (so strong coupling stays stable: only the neighbours'
         voltages are held over a step), by the same propagators with ``tau_m / (1 + w_gap
         n_i)`` and g scaled by ``1 / (1 + w_gap n_i)``."""
-        steps = self.refractory_steps(n_neurons)
-        if no_refractory is not None:
-            steps = np.where(np.asarray(no_refractory, bool), 0, steps).astype(np.int32)
+        steps = jnp.asarray(self.refractory_steps(n_neurons))
+        if no_refractory is not None:  # (a host mask, or a traced one in brainsim.fit)
+            steps = jnp.where(jnp.asarray(no_refractory), 0, steps).astype(jnp.int32)
         v_0 = jnp.broadcast_to(jnp.asarray(self.v_0_mv, dtype), (n_neurons,))
         if gap_conductance is None:
-            return LIFAux(
-                self.propagators(1, dtype), self.step_params(dtype), jnp.asarray(steps), None, v_0
-            )
+            return LIFAux(self.propagators(1, dtype), self.step_params(dtype), steps, None, v_0)
         leak = 1.0 + self.w_gap * np.asarray(gap_conductance, np.float64)
         tau_m = np.broadcast_to(np.asarray(self.tau_m_ms, np.float64), (n_neurons,)) / leak
         tau_s = np.broadcast_to(np.asarray(self.tau_syn_ms, np.float64), (n_neurons,))
         k_m, k_s, c = _decrements(np, np.float64(self.dt_ms), tau_m, tau_s)
         props = tuple(jnp.asarray(x, dtype) for x in (k_m, k_s, c / leak))
-        return LIFAux(
-            props, self.step_params(dtype), jnp.asarray(steps), jnp.asarray(leak, dtype), v_0
-        )
+        return LIFAux(props, self.step_params(dtype), steps, jnp.asarray(leak, dtype), v_0)
 
     def init_state(self, n_trials: int, n_neurons: int, dtype) -> LIFState:
         """At rest (u = 0), g = 0, never spiked: the reference model's initial condition."""
         u = jnp.zeros((n_trials, n_neurons), dtype)
         return LIFState(u, jnp.zeros_like(u), jnp.full(u.shape, SINCE_MAX, jnp.int32))
 
-    def advance(self, aux: LIFAux, state: LIFState, inputs: NeuronInput):
-        """One step (:meth:`step`); a gap junction drive ``inputs.gap = sum_j w_gap n_ij
-        v_j`` (mV) enters with this neuron's own part folded into the leak (see
-        :meth:`prepare`)."""
+    def advance(self, aux: LIFAux, state: LIFState, inputs: NeuronInput, *, spike_fn=None):
+        """One step (:meth:`step`; ``spike_fn`` as there); a gap junction drive ``inputs.gap
+        = sum_j w_gap n_ij v_j`` (mV) enters with this neuron's own part folded into the
+        leak (see :meth:`prepare`)."""
         current = inputs.current
         if aux.gap_leak is not None:
             # held part of w_gap sum_j n_ij (v_j - v_i), in the leak-scaled form
@@ -150,11 +146,15 @@ class LIF(AbstractNeuron):
             current,
             aux.props,
             **aux.params,
+            spike_fn=spike_fn,
         )
         return LIFState(u, g, since), spiked
 
     def synapse_weight(self):
         return self.w_syn_mv
+
+    def time_constant_ms(self):
+        return self.tau_m_ms
 
     def observe(self, state: LIFState) -> dict:
         v_0 = jnp.asarray(self.v_0_mv, state.u.dtype)

@@ -8,7 +8,8 @@ Neurosci. 16:1069133, 2023)::
 
 with ``b_fp, c_fp, b_gp, c_gp`` fixed by the others so that f and g are continuous with a
 continuous slope at their break points. v and n are dimensionless; time is in ms here
-(``tau_ms``). PQN has no reset: a spike is v crossing ``v_spike`` (0) upward, as the
+(``tau_ms``). PQN has no reset: a spike is v crossing ``v_spike`` (0) upward (``v <
+v_spike`` before the step, ``v > v_spike`` after it), as the
 authors' hardware flags it, and the recovery variable n brings v back.
 
 Parameter sets (``PQN.preset(name)``):
@@ -37,7 +38,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
 from brainsim.models._base import AbstractNeuron, NeuronInput
 
@@ -118,6 +119,10 @@ class PQN(AbstractNeuron):
                 f"delay_ms={self.delay_ms} must be a whole number of steps of dt_ms={self.dt_ms}"
             )
 
+    def time_constant_ms(self):
+        """``tau / phi``: v moves at the rate ``phi / tau`` (68 ms for the class 2 set)."""
+        return self.tau_ms / self.phi
+
     @property
     def delay_steps(self) -> int:
         return int(round(self.delay_ms / self.dt_ms))
@@ -179,16 +184,21 @@ class PQN(AbstractNeuron):
             jnp.full(shape, v0, dtype), jnp.full(shape, n0, dtype), jnp.zeros(shape, dtype)
         )
 
-    def advance(
-        self, aux: PQNAux, state: PQNState, inputs: NeuronInput
-    ) -> tuple[PQNState, Bool[Array, "trials neurons"]]:
+    def advance(self, aux: PQNAux, state: PQNState, inputs: NeuronInput, *, spike_fn=None):
+        """One Euler step; a spike is ``v`` crossing ``v_spike`` upward in it. With
+        ``spike_fn`` the crossing is ``spike_fn(v_new - v_spike)`` where ``v < v_spike``
+        (PQN has no reset, so nothing else changes)."""
         v, n, s = state.v, state.n, state.s
         stim = inputs.current + s
         dv = self.dt_ms * self.phi / self.tau_ms * (self.f(v) - n + self.i0 + self.k * stim)
         dn = self.dt_ms / self.tau_ms * (self.g(v) - n)
         v_new, n_new = v + dv, n + dn
         s = s - s * aux.decay_s + inputs.arrivals + inputs.events * aux.events_s
-        spiked = (v < self.v_spike) & (v_new >= self.v_spike)
+        below = v < self.v_spike
+        if spike_fn is None:
+            spiked = below & (v_new > self.v_spike)
+        else:
+            spiked = spike_fn(v_new - self.v_spike) * below.astype(v.dtype)
         return PQNState(v_new, n_new, s), spiked
 
     def observe(self, state: PQNState) -> dict:
