@@ -70,6 +70,13 @@ rate_hz = 150.0
     return text
 
 
+def write_config(tmp_path, text: str, name: str = "run.toml"):
+    """``text`` written as the config file ``name`` in ``tmp_path``; its path."""
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
 @pytest.fixture
 def own_cache(tmp_path, monkeypatch):
     """A test's own BRAINSIM_CACHE (locks, resume state, parsed connectomes)."""

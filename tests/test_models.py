@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_connectome
+from conftest import make_connectome, write_config
 
 from brainsim import cli
 from brainsim.models import LIF, PQN, Graded
@@ -118,6 +118,16 @@ def test_fast_steppers_refuse_gap_junctions_unless_left_out():
     assert simulate(conn, proto, model=model, duration_ms=10.0).stats["kernel"] == "reference"
 
 
+def two_cells_config(body: str, *, gap: bool = True, gap_junctions: bool | None = None):
+    """TOML of a run on :func:`write_two_cells`'s files: its [connectome], then ``body``."""
+    opts = "signed_counts = true" + (', gap_path = "gaps.csv"' if gap else "")
+    head = '[connectome]\nformat = "edgelist"\npath = "edges.csv"\ncache = false\n'
+    head += f"options = {{ {opts} }}\n"
+    if gap_junctions is not None:
+        head += f"gap_junctions = {'true' if gap_junctions else 'false'}\n"
+    return head + body
+
+
 def write_two_cells(tmp_path, count=4):
     pacsv.write_csv(pa.table({"pre": [3], "post": [3], "count": [1]}), tmp_path / "edges.csv")
     pacsv.write_csv(pa.table({"a": [1], "b": [2], "count": [count]}), tmp_path / "gaps.csv")
@@ -127,13 +137,8 @@ def test_two_cells_in_a_brainsim_run(tmp_path, capsys):
     write_two_cells(tmp_path)
     cfg = tmp_path / "gap.toml"
     cfg.write_text(
-        """
-[connectome]
-format = "edgelist"
-path = "edges.csv"
-cache = false
-options = { signed_counts = true, gap_path = "gaps.csv" }
-[model]
+        two_cells_config("")
+        + """[model]
 v_th_mv = 1000.0
 w_gap = 0.25
 [simulation]
@@ -385,19 +390,10 @@ def test_pqn_equals_a_numpy_loop_and_dense_window_equals_reference():
 )
 def test_model_keys_are_checked_per_kind(tmp_path, capsys, model, match):
     write_two_cells(tmp_path)
-    cfg = tmp_path / "m.toml"
-    cfg.write_text(
-        f"""
-[connectome]
-format = "edgelist"
-path = "edges.csv"
-cache = false
-options = {{ signed_counts = true }}
-[model]
-{model}
-[simulation]
-duration_ms = 10.0
-"""
+    cfg = write_config(
+        tmp_path,
+        two_cells_config(f"[model]\n{model}\n[simulation]\nduration_ms = 10.0\n", gap=False),
+        "m.toml",
     )
     assert cli.main(["run", str(cfg), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
     err = capsys.readouterr().err
@@ -410,27 +406,15 @@ def test_graded_and_pqn_runs_write_their_traces(tmp_path):
         ("graded", "", ["v_mv"]),
         ("pqn", 'preset = "class2"', ["v", "n"]),
     ):
-        cfg = tmp_path / f"{kind}.toml"
-        cfg.write_text(
-            f"""
-[connectome]
-format = "edgelist"
-path = "edges.csv"
-cache = false
-options = {{ signed_counts = true, gap_path = "gaps.csv" }}
-gap_junctions = {"true" if kind == "graded" else "false"}
-[model]
-kind = "{kind}"
-{extra}
-[simulation]
-duration_ms = 100.0
-[[stimulus]]
-kind = "current"
-neurons = {{ ids = [1] }}
-amplitude_mv = 3.0
-[record]
-neurons = {{ ids = [1, 2] }}
-"""
+        body = (
+            f'[model]\nkind = "{kind}"\n{extra}\n[simulation]\nduration_ms = 100.0\n'
+            '[[stimulus]]\nkind = "current"\nneurons = { ids = [1] }\namplitude_mv = 3.0\n'
+            "[record]\nneurons = { ids = [1, 2] }\n"
+        )
+        cfg = write_config(
+            tmp_path,
+            two_cells_config(body, gap=True, gap_junctions=kind == "graded"),
+            f"{kind}.toml",
         )
         out = tmp_path / kind
         assert cli.main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0

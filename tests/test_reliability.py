@@ -8,7 +8,7 @@ import signal
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_config_text
+from conftest import run_config_text, write_config
 
 from brainsim import cli
 from brainsim.experiments import load_config
@@ -18,15 +18,11 @@ NET = run_config_text(duration_ms=50.0, stimulus=False)
 BASE = run_config_text(duration_ms=50.0)
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(own_cache):
-    return own_cache
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def config(tmp_path, text=BASE, name="run.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+    return write_config(tmp_path, text, name)
 
 
 def run(*args):

@@ -11,7 +11,7 @@ import re
 import jax
 import numpy as np
 import pytest
-from conftest import FIT_SYNTHETIC, random_connectome, run_config_text
+from conftest import FIT_SYNTHETIC, random_connectome, run_config_text, write_config
 
 from brainsim import cli
 from brainsim.experiments import ConfigError, load_config
@@ -20,15 +20,11 @@ from brainsim.sim import Protocol, seed_key, simulate
 BASE = run_config_text(duration_ms=30.0, trials=1)
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(own_cache):
-    return own_cache
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def config(tmp_path, text=BASE, name="run.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+    return write_config(tmp_path, text, name)
 
 
 def spikes(r):

@@ -73,12 +73,9 @@ class DelayedEvents(AbstractSynapses):
         return state.at[t % self.delay_steps].set(sent)
 
 
-class GradedChemical(AbstractSynapses):
-    """Graded chemical synapses: ``weight`` [connections] times the presynaptic output."""
+class _EveryStep(AbstractSynapses):
+    """A kind without delay: each step, ``weight x`` what it reads, summed per target."""
 
-    kind: ClassVar[str] = "graded_chemical"
-    channel: ClassVar[str] = "current"
-    reads: ClassVar[str] = "output"
     pre: Int[Array, " connections"]
     post: Int[Array, " connections"]
     weight: Float[Array, " connections"]
@@ -87,18 +84,21 @@ class GradedChemical(AbstractSynapses):
         return propagate_dense(pre, self.pre, self.post, self.weight)
 
 
-class GapJunctions(AbstractSynapses):
-    """Electrical synapses, both directions listed: ``weight = w_gap x n_ij``."""
+class GradedChemical(_EveryStep):
+    """Graded chemical synapses: ``weight`` [connections] times the presynaptic output."""
+
+    kind: ClassVar[str] = "graded_chemical"
+    channel: ClassVar[str] = "current"
+    reads: ClassVar[str] = "output"
+
+
+class GapJunctions(_EveryStep):
+    """Electrical synapses, each junction listed in both directions (``pre``, ``post``):
+    ``weight = w_gap x n_ij`` times the neighbour's voltage."""
 
     kind: ClassVar[str] = "gap_junctions"
     channel: ClassVar[str] = "gap"
     reads: ClassVar[str] = "voltage"
-    a: Int[Array, " directed_junctions"]
-    b: Int[Array, " directed_junctions"]
-    weight: Float[Array, " directed_junctions"]
-
-    def deliver(self, state, t, pre):
-        return propagate_dense(pre, self.a, self.b, self.weight)
 
 
 def propagate_dense(x, pre, post, weight):
