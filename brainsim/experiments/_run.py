@@ -401,6 +401,19 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
     gaps = use_gap_junctions(cfg)
     net = prepared_network(conn, sim, model, gaps)
     grown: dict = {}
+    import jax
+
+    from brainsim.experiments._budget_memory import budget_key, recall, remember
+
+    def key_of(n_trials: int) -> str:
+        return budget_key(cfg.raw, conn.provenance.checksum, n_trials, jax.default_backend())
+
+    def start_budgets(n_trials: int):
+        """This job's budgets: a previous batch's, else those an earlier run remembered."""
+        if n_trials in grown:
+            return grown[n_trials], False
+        got = recall(key_of(n_trials), tuple(f.name for f in dataclasses.fields(Budgets)))
+        return (Budgets(**got), True) if got else (None, False)
 
     def run(conds, first, batch_no, n_batches):
         prog = None
@@ -414,6 +427,7 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
                 prog(r.n_steps, r.n_steps)
             parts.append((first, r))
             return
+        budgets, recalled = start_budgets(n_trials)
         r = simulate_batch(
             sim,
             net,
@@ -424,12 +438,14 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
             rec,
             conn.ids,
             progress=prog,
-            budgets=grown.get(n_trials),
+            budgets=budgets,
             gap_junctions=gaps,
             where=str(cfg.path),
         )
+        r.stats["budgets_remembered"] = recalled
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])
+            remember(key_of(n_trials), r.stats["budgets"])
         if store is not None:
             store.save(first, len(conds), r)
         parts.append((first, r))
