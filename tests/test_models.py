@@ -114,6 +114,8 @@ def test_fast_steppers_refuse_gap_junctions_unless_left_out():
         record=[1],
     )
     assert r.stats["gap_junctions"] == 0 and np.all(r.v_rec == model.v_0_mv)
+    with pytest.raises(ValueError, match="belong to the stepper object"):
+        simulate(conn, proto, model=model, duration_ms=10.0, stepper=Windowed(), native=False)
     # "auto" picks the stepper that runs them
     assert simulate(conn, proto, model=model, duration_ms=10.0).stats["kernel"] == "reference"
 

@@ -200,13 +200,6 @@ def model_class(kind: str):
     return MODELS[kind]
 
 
-# [model] keys that name a choice rather than a number, per kind
-_MODEL_CHOICES = {
-    "graded": {"transfer": "TRANSFERS", "integrator": "INTEGRATORS"},
-    "pqn": {"preset": "PRESETS"},
-}
-
-
 def _check_model(model: dict, w: str) -> None:
     """``kind`` (default "lif") and that kind's keys: numbers finite (per-neuron values come
     from the model's constructor checks), choices among their options."""
@@ -215,27 +208,13 @@ def _check_model(model: dict, w: str) -> None:
     kind = _choice(model, "kind", tuple(MODELS), w, "lif")
     cls = MODELS[kind]
     _keys(model, ("kind", *cls.config_keys()), f"{w} (kind = {kind!r})")
-    choices = _MODEL_CHOICES.get(kind, {})
     for k, v in model.items():
         if k == "kind":
             continue
-        if k in choices:
-            options = tuple(_model_options(kind, choices[k]))
-            _choice(model, k, options, w, None)
+        if k in cls.choices:
+            _choice(model, k, cls.choices[k], w, None)
         elif not _finite(v):
             raise ConfigError(f"{w} {k}: expected a finite number, got {v!r}")
-
-
-def _model_options(kind: str, name: str):
-    import importlib
-
-    module = {"graded": "brainsim.models._graded", "pqn": "brainsim.models._pqn"}[kind]
-    mod = importlib.import_module(module)
-    if name == "TRANSFERS":
-        from brainsim.models import TRANSFERS
-
-        return TRANSFERS
-    return getattr(mod, name)
 
 
 def _check_stimulus(st: dict, w: str) -> None:

@@ -61,6 +61,8 @@ class AbstractNeuron(eqx.Module):
     shortcuts: ClassVar[frozenset[str]] = frozenset()
     # the names :meth:`observe` returns, in order; the first is the coupling voltage
     trace_names: ClassVar[tuple[str, ...]]
+    # [model] keys that name a choice rather than a number, with their options
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     dt_ms: eqx.AbstractVar[float]
 
     @abc.abstractmethod

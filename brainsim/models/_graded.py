@@ -48,6 +48,10 @@ class Graded(AbstractNeuron):
     spiking: ClassVar[bool] = False
     inputs: ClassVar[frozenset[str]] = frozenset({"current", "gap"})
     trace_names: ClassVar[tuple[str, ...]] = ("v_mv",)
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "transfer": tuple(TRANSFERS),
+        "integrator": INTEGRATORS,
+    }
 
     tau_ms: float | ArrayLike = 10.0
     v_rest_mv: float | ArrayLike = 0.0

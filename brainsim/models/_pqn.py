@@ -72,6 +72,7 @@ class PQN(AbstractNeuron):
     spiking: ClassVar[bool] = True
     inputs: ClassVar[frozenset[str]] = frozenset({"current", "arrivals", "events"})
     trace_names: ClassVar[tuple[str, ...]] = ("v", "n")
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"preset": tuple(PRESETS)}
 
     a_fn: float = 4.0
     a_fp: float = -4.0

@@ -452,6 +452,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     else:
         rfc = jnp.asarray(protocol.refractory_steps(model.refractory_steps(n)))
         peak = model.psp_peak_factor()
+        # the windowed stepper holds u = v - v_0: the recorded neurons' v_0, to report mV
+        v_0_rec = np.broadcast_to(np.asarray(model.v_0_mv, np.float64), (n,))[rec_idx]
         state = windowed_init(model, b, n, dtype, budgets, n_dev)
     none = b_local * n
     use_native = _native_choice(native, model, dtype, dense=dense)
@@ -491,10 +493,6 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
                     out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)
                 else:
                     out = windowed_chunk(*args, sized, peak, use_native)
-                v_0 = np.broadcast_to(np.asarray(model.v_0_mv, np.float64), (n,))[rec_idx]
-                out = dataclasses.replace(
-                    out, traces=windowed_traces(out.traces["u_mv"], out.traces["g_mv"], v_0)
-                )
             need = out.counts.peak()
             limits = need * CHECKED_NATIVE if use_native else need
             grown = budgets.grown(limits).capped(none)
@@ -504,6 +502,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
             budgets = grown
             stats["reruns"] += 1
         state, flat, k, tr = out.state, out.spike_flat, out.spike_step, out.traces
+        if not dense:
+            tr = windowed_traces(tr["u_mv"], tr["g_mv"], v_0_rec)
         t_end = min((w + m) * d, n_steps)
         _check_finite(
             state.neurons if dense else state, t_end, model.dt_ms, ids, None if dense else none

@@ -127,27 +127,26 @@ def auto_stepper(model: AbstractNeuron, synapse_kinds: frozenset[str]) -> Abstra
 
 
 def stepper_for(kernel, model, synapse_kinds, *, native=None, budgets=None) -> AbstractStepper:
-    """The stepper of a ``kernel`` name (or a stepper given as is), checked against the
-    model and synapse kinds: a ValueError says why it cannot run them and what would."""
+    """The stepper of a ``kernel`` name (with ``native`` and ``budgets``), or a stepper
+    object as given, checked against the model and synapse kinds: a ValueError says why it
+    cannot run them and what would."""
     if isinstance(kernel, AbstractStepper):
+        if (native, budgets) != (None, None):
+            raise ValueError(
+                "native and budgets belong to the stepper object, e.g. "
+                f"{type(kernel).__name__}(native=..., budgets=...), not beside it"
+            )
         stepper = kernel
     elif kernel == "auto":
         stepper = auto_stepper(model, synapse_kinds)
+        if not isinstance(stepper, Reference):
+            stepper = type(stepper)(native=native, budgets=budgets)
     elif kernel in STEPPERS:
         cls = STEPPERS[kernel]
         stepper = cls() if cls is Reference else cls(native=native, budgets=budgets)
     else:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if isinstance(stepper, Windowed | DenseWindow) and (native, budgets) != (None, None):
-        if stepper.native is None and stepper.budgets is None:
-            stepper = type(stepper)(**{**_fields(stepper), "native": native, "budgets": budgets})
     why = stepper.supports(model, synapse_kinds)
     if why:
         raise ValueError(why)
     return stepper
-
-
-def _fields(m) -> dict:
-    import dataclasses
-
-    return {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
