@@ -292,7 +292,7 @@ def test_graded_model_refuses_spike_input_and_unstable_euler():
         simulate(
             conn,
             Protocol.build(1, 2),
-            model=Graded(tau_ms=0.1, integrator="euler"),
+            model=Graded(tau_ms=0.05, integrator="euler"),
             duration_ms=5.0,
         )
     with pytest.raises(ValueError, match="spiking models"):

@@ -80,6 +80,8 @@ def save(conn: Connectome, path: str | Path, *, key: str = "") -> Path:
     }
     if conn.gap_junctions is not None:
         arrays["gap_junctions"] = _table_to_bytes(conn.gap_junctions)
+    if conn.n_syn is not None:
+        arrays["n_syn"] = conn.n_syn
     arrays["content_sha256"] = _text(_content_sha256(arrays))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -122,6 +124,7 @@ def load_file(path: str | Path, *, key: str | None = None) -> Connectome:
         counts=arrays["counts"],
         provenance=Provenance.from_json(json.loads(arrays["provenance"].tobytes().decode())),
         gap_junctions=gap,
+        n_syn=arrays.get("n_syn"),
     )
 
 
@@ -157,6 +160,10 @@ def cache_key(source: str | Path, fmt: str, options: dict[str, Any]) -> str:
     files += sorted(
         Path(v) for v in options.values() if isinstance(v, str | Path) and Path(v).is_file()
     )
+    if fmt == "flyvis" and not files:
+        from brainsim.flyvis._data import connectome_file
+
+        files = [connectome_file(str(source))]
     if fmt == "celegans":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -85,6 +85,10 @@ class Connectome:
         provenance: sources, checksum, sign rule and the counted loading rules.
         gap_junctions: optional pyarrow table (``pre``, ``post`` int32 indices, ``count``)
             for electrical synapses (C. elegans); not used by the LIF engine.
+        n_syn: optional float32 [n_connections]: the mean number of synapses of each
+            connection where the source gives averages rather than counts (flyvis's
+            type-level connectome, averaged over columns); ``counts`` then holds each
+            connection's sign (+1/-1) and a connection's signed size is ``counts x n_syn``.
     """
 
     neurons: pa.Table
@@ -93,11 +97,27 @@ class Connectome:
     counts: np.ndarray
     provenance: Provenance
     gap_junctions: pa.Table | None = None
+    n_syn: np.ndarray | None = None
 
     def __post_init__(self):
         if "id" not in self.neurons.column_names:
             raise ConnectomeError("neuron table has no 'id' column")
         self.check_csr()
+        if self.n_syn is not None:
+            n = self.n_syn
+            if n.dtype != np.float32 or n.shape != self.indices.shape:
+                raise ConnectomeError("n_syn must be float32 with one value per connection")
+            if not np.all(np.isfinite(n) & (n > 0)):
+                raise ConnectomeError("n_syn must be finite and > 0")
+            if np.any(np.abs(self.counts) != 1):
+                raise ConnectomeError("with n_syn, counts must hold only signs (+1/-1)")
+
+    def signed_size(self) -> np.ndarray:
+        """float64 [n_connections]: each connection's signed number of synapses (the
+        signed count, or sign x mean count where :attr:`n_syn` is given)."""
+        if self.n_syn is None:
+            return self.counts.astype(np.float64)
+        return self.counts * self.n_syn.astype(np.float64)
 
     def check_csr(self) -> None:
         """Raise :class:`ConnectomeError` unless the CSR arrays hold the invariants above.
@@ -120,6 +140,9 @@ class Connectome:
 
     @property
     def n_synapses(self) -> int:
+        """Sum of the synapse counts (of the mean counts, rounded, where :attr:`n_syn`)."""
+        if self.n_syn is not None:
+            return int(round(float(self.n_syn.astype(np.float64).sum())))
         return int(np.abs(self.counts, dtype=np.int64).sum())
 
     @property

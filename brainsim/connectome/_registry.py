@@ -20,6 +20,7 @@ _LOADERS = {
     "edgelist": "brainsim.connectome._edgelist:load_edgelist",
     "celegans": "brainsim.connectome._celegans:load_celegans",
     "synthetic": "brainsim.connectome._synthetic:load_synthetic",
+    "flyvis": "brainsim.connectome._flyvis:load_flyvis",
 }
 
 FORMATS = tuple(_LOADERS)

@@ -123,8 +123,14 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     if "options" in conn and not isinstance(conn["options"], dict):
         raise ConfigError(f"{where}: [connectome] options: expected a table")
 
+    from brainsim.flyvis._experiment import uses_visual
+
+    visual = uses_visual(raw)
     model = _table(raw, "model", where)
-    _check_model(model, f"{where}: [model]")
+    if visual:
+        _check_visual_model(model, f"{where}: [model]")
+    else:
+        _check_model(model, f"{where}: [model]")
     for k in ("tau_m_ms", "tau_syn_ms", "delay_ms"):
         if k in model and model[k] <= 0:
             raise ConfigError(f"{where}: [model] {k}: must be > 0, got {model[k]}")
@@ -146,7 +152,8 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     ):
         raise ConfigError(f'{s} devices: expected a positive integer or "all", got {devices!r}')
     sim = {
-        "duration_ms": _positive(sim, "duration_ms", s, required=True),
+        # a flyvis run's stimuli set its length
+        "duration_ms": _positive(sim, "duration_ms", s, required=not visual),
         "trials": _get(sim, "trials", int, s, default=1),
         "seed": _get(sim, "seed", int, s, default=0),
         "dt_ms": _positive(sim, "dt_ms", s, default=0.1),
@@ -160,7 +167,8 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     if sim["trials"] < 1:
         raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")
     check_seed(sim["seed"], s)
-    check_steps(sim["duration_ms"], sim["dt_ms"], s)
+    if sim["duration_ms"] is not None:
+        check_steps(sim["duration_ms"], sim["dt_ms"], s)
 
     stimuli = _array(raw, "stimulus", where)
     for i, st in enumerate(stimuli):
@@ -217,9 +225,21 @@ def _check_model(model: dict, w: str) -> None:
             raise ConfigError(f"{w} {k}: expected a finite number, got {v!r}")
 
 
+def _check_visual_model(model: dict, w: str) -> None:
+    """A flyvis network's [model]: kind "graded" and optionally params (a name or a file)."""
+    _keys(model, ("kind", "params"), f"{w} (a flyvis network: flyvis's dynamics)")
+    _choice(model, "kind", ("graded",), w, "graded")
+    _get(model, "params", str, w)
+
+
 def _check_stimulus(st: dict, w: str) -> None:
-    kind = _choice(st, "kind", ("poisson", "spike_times", "current"), w, None, required=True)
-    if kind == "poisson":
+    kinds = ("poisson", "spike_times", "current", "visual")
+    kind = _choice(st, "kind", kinds, w, None, required=True)
+    if kind == "visual":
+        from brainsim.flyvis._experiment import check_stimulus
+
+        check_stimulus(st, w)
+    elif kind == "poisson":
         _keys(st, ("kind", "neurons", "rate_hz"), w)
         _get(st, "neurons", dict, w, required=True)
         rate = st.get("rate_hz")
@@ -381,8 +401,10 @@ def _get(d: dict, key: str, types, where: str, *, required=False, default=None) 
     return v
 
 
-def _positive(d: dict, key: str, where: str, *, required=False, default=None) -> float:
+def _positive(d: dict, key: str, where: str, *, required=False, default=None) -> float | None:
     v = _get(d, key, _NUM, where, required=required, default=default)
+    if v is None and not required and default is None:
+        return None
     if not (_finite(v) and v > 0):
         raise ConfigError(f"{where} {key}: must be a positive number, got {v!r}")
     return float(v)

@@ -69,9 +69,14 @@ class Condition:
 
 def check_experiment(exp: dict, where: str) -> None:
     """Validate an ``[experiment]`` table's keys and value types (before any loading)."""
+    from brainsim.flyvis._experiment import VISUAL_KINDS
+    from brainsim.flyvis._experiment import check_experiment as check_visual
+
     kind = exp.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{where} kind: expected one of {KINDS}, got {kind!r}")
+    if kind in VISUAL_KINDS:
+        return check_visual(exp, where)
+    if kind not in KINDS + VISUAL_KINDS:
+        raise ConfigError(f"{where} kind: expected one of {KINDS + VISUAL_KINDS}, got {kind!r}")
     allowed = _COMMON + _KEYS[kind]
     for k in exp:
         if k not in allowed:

@@ -40,6 +40,8 @@ def load_connectome(cfg: RunConfig) -> Connectome:
     source = c["path"]
     if is_dataset_name(source):  # "flywire:783" -> the folder `brainsim fetch` filled
         source = str(resolve_dataset(source, fmt=c["format"]))
+    elif c["format"] == "flyvis" and source.startswith("flyvis:"):
+        pass  # the copy shipped with brainsim
     elif c["format"] not in ("synthetic", "celegans") and not Path(source).is_absolute():
         # (synthetic specs and cect dataset names are names, not files)
         source = str(cfg.base_dir / source)
@@ -246,6 +248,12 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
     conn = load_connectome(cfg)
     t_load = time.perf_counter() - t0
     log(f"connectome: {conn}")
+    from brainsim.flyvis._experiment import uses_visual
+
+    if uses_visual(cfg.raw):
+        from brainsim.flyvis._experiment import run as run_visual
+
+        return run_visual(cfg, out_dir, conn, log, dry_run, t_load)
     model = build_model(cfg)
     missing: list[int] = []
     base = build_base(cfg, conn, missing)
@@ -574,14 +582,30 @@ def _plots(folder: Path) -> None:
     make_plots(folder)
 
 
-def manifest(
-    cfg: RunConfig, conn: Connectome, p: Plan, parts, model, missing, t_load: float, t_sim: float
-) -> dict:
+def environment() -> dict:
+    """What a manifest records of the software and the machine."""
     import equinox
     import jax
     import pyarrow
 
     dev = jax.devices()[0]
+    return {
+        "versions": {
+            "brainsim": __version__,
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "equinox": equinox.__version__,
+            "pyarrow": pyarrow.__version__,
+            "python": platform.python_version(),
+        },
+        "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
+        "host": platform.node(),
+    }
+
+
+def manifest(
+    cfg: RunConfig, conn: Connectome, p: Plan, parts, model, missing, t_load: float, t_sim: float
+) -> dict:
     r0 = parts[0][1]
     return {
         "config": cfg.raw,
@@ -599,16 +623,7 @@ def manifest(
         "missing_ids_left_out": sorted(set(missing)),
         "kernel": [r.stats for _, r in parts],
         "resumed_batches": sum(bool(r.stats.get("resumed")) for _, r in parts),
-        "versions": {
-            "brainsim": __version__,
-            "jax": jax.__version__,
-            "numpy": np.__version__,
-            "equinox": equinox.__version__,
-            "pyarrow": pyarrow.__version__,
-            "python": platform.python_version(),
-        },
-        "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
-        "host": platform.node(),
+        **environment(),
         "wall_time_s": {"load": t_load, "simulate": t_sim},
         "model": {"kind": model.kind, **model.parameters()},
         "gap_junctions": {

@@ -11,6 +11,7 @@ from brainsim.models._synapses import (
     DelayedEvents,
     GapJunctions,
     GradedChemical,
+    SparseGradedChemical,
 )
 
 # the `[model] kind` of a config -> its class
@@ -28,6 +29,7 @@ __all__ = [
     "GapJunctions",
     "Graded",
     "GradedChemical",
+    "SparseGradedChemical",
     "NeuronInput",
     "PQN",
 ]

@@ -85,10 +85,11 @@ class Graded(AbstractNeuron):
         if self.integrator == "euler":
             decay = self.dt_ms / tau
             worst = float(np.max(decay * leak)) if n_neurons else 0.0
-            if worst >= 1.0:
+            # at exactly 1 the voltage follows its input at once (flyvis clamps tau at dt)
+            if worst > 1.0:
                 raise ValueError(
                     f"explicit Euler is unstable here: dt_ms x (1 + w_gap n_i) / tau_ms reaches "
-                    f'{worst:.3g} (>= 1); lower dt_ms or use integrator = "exact"'
+                    f'{worst:.3g} (> 1); lower dt_ms or use integrator = "exact"'
                 )
         else:
             decay = -np.expm1(-self.dt_ms * leak / tau)

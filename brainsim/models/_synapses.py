@@ -92,6 +92,51 @@ class GradedChemical(_EveryStep):
     reads: ClassVar[str] = "output"
 
 
+class SparseGradedChemical(AbstractSynapses):
+    """:class:`GradedChemical` as a sparse matrix product (``jax.experimental.sparse``
+    BCSR, rows = targets): the same sum, several times faster on the CPU than the segment
+    sum of the plain form (flyvis's lattice, 1.5M connections, 24 trials: 4 ms against
+    20-33 ms per step on 2 cores); differentiable in ``weight``. Built by
+    :meth:`from_connections`; tested equal to :class:`GradedChemical`."""
+
+    kind: ClassVar[str] = "graded_chemical"
+    channel: ClassVar[str] = "current"
+    reads: ClassVar[str] = "output"
+    indices: Int[Array, " connections"]  # presynaptic neuron, grouped by target
+    indptr: Int[Array, " n_plus_1"]  # per target neuron
+    order: Int[Array, " connections"]  # position of each input connection in that order
+    weight: Float[Array, " connections"]  # in the input order
+    n_neurons: int = eqx.field(static=True)
+
+    @classmethod
+    def from_connections(cls, pre, post, weight, n_neurons: int):
+        import numpy as np
+
+        pre, post = np.asarray(pre, np.int64), np.asarray(post, np.int64)
+        order = np.lexsort((pre, post))
+        indptr = np.zeros(n_neurons + 1, np.int64)
+        np.cumsum(np.bincount(post, minlength=n_neurons), out=indptr[1:])
+        return cls(
+            jnp.asarray(pre[order], jnp.int32),
+            jnp.asarray(indptr, jnp.int32),
+            jnp.asarray(order, jnp.int32),
+            jnp.asarray(weight),
+            int(n_neurons),
+        )
+
+    def with_weight(self, weight):
+        """The same connections with other weights (e.g. traced parameters in a fit)."""
+        return eqx.tree_at(lambda s: s.weight, self, weight)
+
+    def deliver(self, state, t, pre):
+        from jax.experimental import sparse
+
+        n = self.n_neurons
+        data = self.weight[self.order].astype(pre.dtype)
+        m = sparse.BCSR((data, self.indices, self.indptr), shape=(n, n))
+        return (m @ pre.T).T
+
+
 class GapJunctions(_EveryStep):
     """Electrical synapses, each junction listed in both directions (``pre``, ``post``):
     ``weight = w_gap x n_ij`` times the neighbour's voltage."""

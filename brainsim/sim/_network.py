@@ -14,7 +14,8 @@ from brainsim.models import AbstractNeuron, DelayedEvents, GapJunctions, GradedC
 class Network(eqx.Module):
     """CSR synapse table on the device, and the electrical synapses.
 
-    ``counts`` are the signed synapse counts as floats; a connection's weight in mV is
+    ``counts`` are the signed synapse counts as floats (sign x mean count for a connectome
+    with ``n_syn``, e.g. flyvis's); a connection's weight in mV is
     ``counts x w_syn_mv`` of its presynaptic neuron. ``pre`` (the CSR rows expanded) is only
     built for the dense reference kernel. ``gap_a``, ``gap_b``, ``gap_count``: the gap
     junctions, each unordered pair listed in both directions (None without them).
@@ -44,7 +45,7 @@ class Network(eqx.Module):
         return cls(
             indptr=jnp.asarray(conn.indptr.astype(idx_t)),
             indices=jnp.asarray(np.append(conn.indices, 0).astype(np.int32)),
-            counts=jnp.asarray(np.append(conn.counts, 0), dtype),
+            counts=jnp.asarray(np.append(conn.signed_size(), 0), dtype),
             pre=jnp.asarray(np.append(conn.pre_indices(), 0)) if with_pre else None,
             n_neurons=conn.n_neurons,
             gap_a=gap_a,

@@ -43,6 +43,8 @@ KIND_TITLES = {
     "silencing_screen": "Silencing screen",
     "pairwise_grid": "Pairwise drive grid",
     "perturbation_map": "Perturbation map",
+    "moving_edge": "Moving edges",
+    "flash": "Flashes",
 }
 
 
@@ -556,6 +558,20 @@ def traces_figure(res: Results, *, trial: int = 0) -> Figure:
     return fig
 
 
+def plot_dsi_polar(results, out=None, *, log: Log | None = None) -> Path | None:
+    """``dsi_polar.png`` of a ``moving_edge`` folder (brainsim.viz._visual)."""
+    from brainsim.viz._visual import dsi_polar_figure
+
+    return _run_plot("dsi_polar.png", dsi_polar_figure, results, out, log)
+
+
+def plot_fri(results, out=None, *, log: Log | None = None) -> Path | None:
+    """``fri.png`` of a ``flash`` folder (brainsim.viz._visual)."""
+    from brainsim.viz._visual import fri_figure
+
+    return _run_plot("fri.png", fri_figure, results, out, log)
+
+
 # ---------------------------------------------------------------------------------------
 # all plots of a folder
 # ---------------------------------------------------------------------------------------
@@ -565,6 +581,8 @@ PLOTS_BY_KIND = {
     "silencing_screen": (plot_raster, plot_silencing),
     "pairwise_grid": (plot_raster, plot_grid),
     "perturbation_map": (plot_raster, plot_perturbation_map),
+    "moving_edge": (plot_dsi_polar,),
+    "flash": (plot_fri,),
 }
 
 
@@ -582,6 +600,9 @@ def make_plots(result_dir: str | Path, *, log: Log | None = None) -> list[Path]:
     for plot in plots:
         if plot is plot_traces and not res.path("traces").is_file():
             continue  # (a run without [record])
+        graded_run = not res.path("spikes").is_file() and res.path("traces").is_file()
+        if plot is plot_raster and graded_run:
+            continue  # (a graded model's run: traces, no spikes)
         path = plot(res, log=log)
         if path is not None:
             written.append(path)

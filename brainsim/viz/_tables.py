@@ -10,7 +10,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-KINDS = ("run", "activation_sweep", "silencing_screen", "pairwise_grid", "perturbation_map")
+KINDS = (
+    "run",
+    "activation_sweep",
+    "silencing_screen",
+    "pairwise_grid",
+    "perturbation_map",
+    "moving_edge",
+    "flash",
+)
 
 
 class Skip(Exception):
