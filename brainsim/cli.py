@@ -99,11 +99,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from brainsim.fit import load_fit_config, run_fit
+    from brainsim.experiments._config import read_toml
+    from brainsim.fit import parse_fit_config, run_fit
+    from brainsim.flyvis._experiment import uses_visual
 
-    cfg = load_fit_config(args.config)
-    _enable_compilation_cache()
+    raw, path = read_toml(args.config)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    if uses_visual(raw):  # a flyvis network: the motion task (brainsim.flyvis._train)
+        from brainsim.flyvis._train import run_training
+
+        _enable_compilation_cache()
+        run_training(raw, path, args.out, log=log)
+        return 0
+    cfg = parse_fit_config(raw, path)
+    _enable_compilation_cache()
     run_fit(cfg, args.out, log=log)
     return 0
 

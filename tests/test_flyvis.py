@@ -513,3 +513,80 @@ dir = "out"
     )
     with pytest.raises(ConfigError, match='need a flyvis lattice connectome'):
         run_config(load_config(cfg), log=lambda *a: None, dry_run=True)
+
+
+# ---- training ----------------------------------------------------------------------------
+
+
+def _train_config(tmp_path, **fit):
+    keys = {"task": '"motion"', "angles_deg": "[0, 90, 180, 270]", "speeds": "[19.0]",
+            "steps": "3", "learning_rate": "0.01", "log_every": "1", **fit}  # fmt: skip
+    lines = "\n".join(f"{k} = {v}" for k, v in keys.items())
+    return write_config(
+        tmp_path,
+        f"""
+[connectome]
+format = "flyvis"
+path = "{SHIPPED}"
+cache = false
+options = {{ extent = 2 }}
+[model]
+kind = "graded"
+params = "flyvis:initial"
+[simulation]
+dt_ms = 20.0
+[fit]
+{lines}
+[output]
+dir = "fit"
+""",
+        name="fit.toml",
+    )
+
+
+def test_training_writes_trained_params_and_their_tuning(tmp_path, own_cache):
+    from brainsim import cli
+
+    cfg = _train_config(tmp_path)
+    assert cli.main(["fit", str(cfg), "--quiet"]) == 0
+    out = tmp_path / "fit"
+    hist = pq.read_table(out / "history.parquet").to_pandas()
+    assert list(hist.step) == [1, 2, 3] and np.all(np.isfinite(hist.loss))
+    spec = read_spec(connectome_file(SHIPPED))
+    p = read_npz(spec, out / "params.npz")
+    p0 = initial(expand(spec, 2, 1.0), 0)
+    # three Adam steps of 0.01 in log space: every factor moved, by at most 3%
+    ratio = p.strength[p0.strength > 0] / p0.strength[p0.strength > 0]
+    assert np.all(np.abs(np.log(ratio)) <= 0.0301) and np.any(ratio != 1)
+    assert np.all(p.time_const_s >= 0.02 - 1e-12)
+    d = pq.read_table(out / "dsi.parquet").to_pandas()
+    assert {"dsi_before", "dsi_after", "dsi_change_before", "dsi_change_after"} <= set(d.columns)
+    assert len(d) == 65 * 2
+    run = out / "run"
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["params"] == str(out / "params.npz") and (run / "dsi.parquet").is_file()
+    # the trained parameters run from a config that names the file
+    before = pq.read_table(run / "dsi.parquet").to_pandas().set_index(["cell_type", "intensity"])
+    assert np.allclose(before.loc[("T4a", 1.0), "dsi"], d[(d.cell_type == "T4a") & (
+        d.intensity == 1)].dsi_after.iloc[0])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("stimuli", '["dots"]', 'expected "edges" and/or "textures"'),
+        ("learning_rate", "-1.0", "learning_rate: must be > 0"),
+        ("speeds", "[0.0]", "speeds: expected numbers > 0"),
+        ("optimizer", "'newton'", "optimizer: expected one of"),
+        ("batch", "3", "unknown key 'batch'"),
+        ("task", '"flow"', 'task = "motion"'),
+    ],
+)
+def test_training_config_errors(tmp_path, own_cache, key, value, match):
+    from brainsim.experiments import ConfigError
+    from brainsim.experiments._config import read_toml
+    from brainsim.flyvis._train import run_training
+
+    path = _train_config(tmp_path, **{key: value})
+    with pytest.raises(ConfigError, match=match):
+        run_training(*read_toml(path), log=lambda *a: None)

@@ -99,4 +99,4 @@ def t4t5_pattern(dsi: dict[str, float], preferred: dict[str, float], *, min_dsi:
         for x in "abcd"
     )
     checks["all"] = all(checks.values())
-    return checks
+    return {k: bool(v) for k, v in checks.items()}

@@ -13,7 +13,10 @@ grey from rest.
 optional ``t_pre_s``, ``t_post_s`` (1.0 each), ``height_deg`` (180: full field). Writes
 ``summary.parquet`` (one row per cell_type, angle_deg, intensity, speed: ``peak``,
 ``baseline``, ``peak_change``), ``dsi.parquet`` (cell_type, intensity, dsi,
-``preferred_angle_deg``), ``t4t5.json`` (the T4/T5 pattern checks), ``traces.parquet``
+``preferred_angle_deg``: flyvis's definition, on the rectified voltage; and ``dsi_change``,
+``preferred_angle_deg_change``: the same formula on the rectified baseline-subtracted peaks,
+which shows direction selectivity of cells whose resting voltage dwarfs their responses),
+``t4t5.json`` (the T4/T5 pattern checks), ``traces.parquet``
 (central cells, every step), ``conditions.parquet``, ``neurons.parquet``,
 ``manifest.json`` and ``dsi_polar.png``.
 
@@ -57,11 +60,14 @@ _PATTERN_KEYS = {
 
 def uses_visual(raw: dict) -> bool:
     """Whether a (parsed) config belongs to this runner."""
-    exp = raw.get("experiment") or {}
+    def table(x):  # (the config parser names malformed tables; here they are no sign)
+        return x if isinstance(x, dict) else {}
+
+    stimuli = raw.get("stimulus")
     return (
-        (raw.get("connectome") or {}).get("format") == "flyvis"
-        or exp.get("kind") in VISUAL_KINDS
-        or any(st.get("kind") == "visual" for st in raw.get("stimulus", []) or [])
+        table(raw.get("connectome")).get("format") == "flyvis"
+        or table(raw.get("experiment")).get("kind") in VISUAL_KINDS
+        or isinstance(stimuli, list) and any(table(s).get("kind") == "visual" for s in stimuli)
     )
 
 
@@ -129,7 +135,7 @@ def check_stimulus(st: dict, where: str) -> None:
 # ---------------------------------------------------------------------------- running
 
 
-def _setup(cfg, conn, log):
+def _setup(cfg, conn, log, params=None):
     from brainsim.flyvis._lattice import expand, read_spec
     from brainsim.flyvis._params import load as load_params
 
@@ -142,22 +148,27 @@ def _setup(cfg, conn, log):
     lattice = expand(
         read_spec(conn.provenance.sources[0]), int(opts["extent"]), float(opts["n_syn_fill"])
     )
-    try:
-        params = load_params(
-            lattice, cfg.model.get("params"), seed=cfg.simulation["seed"], base_dir=cfg.base_dir
-        )
-    except ValueError as e:
-        raise ConfigError(f"{cfg.path}: [model] params: {e}") from None
+    if params is None:
+        try:
+            params = load_params(
+                lattice, cfg.model.get("params"), seed=cfg.simulation["seed"],
+                base_dir=cfg.base_dir,
+            )
+        except ValueError as e:
+            raise ConfigError(f"{cfg.path}: [model] params: {e}") from None
     log(f"flyvis lattice: extent {lattice.extent}, {lattice.n_cells} cells; params {params.name}")
     return lattice, params
 
 
-def _simulate(lattice, params, dt_ms, frames, record, steady_s, max_batch, dtype):
+def simulate_frames(
+    lattice, params, dt_ms, frames, record, steady_s=1.0, max_batch=64, dtype=None
+):
     """Traces [steps, conditions, recorded] of ``frames`` [steps, conditions, columns]."""
     import jax.numpy as jnp
 
     from brainsim.flyvis import _simulate as sim
 
+    dtype = dtype or jnp.float32
     net = sim.build(lattice, params, dt_ms, dtype=dtype)
     out = []
     for b0 in range(0, frames.shape[1], max_batch):
@@ -171,7 +182,7 @@ def _simulate(lattice, params, dt_ms, frames, record, steady_s, max_batch, dtype
     return np.concatenate(out, axis=1)
 
 
-def _pad(stims: list[np.ndarray]) -> np.ndarray:
+def pad_frames(stims: list[np.ndarray]) -> np.ndarray:
     """[steps, conditions, columns]: each stimulus held at its last frame to the longest."""
     n = max(s.shape[0] for s in stims)
     return np.stack(
@@ -179,10 +190,12 @@ def _pad(stims: list[np.ndarray]) -> np.ndarray:
     )
 
 
-def run(cfg, out_dir: Path, conn, log, dry_run: bool, t_load: float) -> Path:
+def run(cfg, out_dir: Path, conn, log, dry_run: bool, t_load: float, params=None) -> Path:
+    """Run a visual config; ``params`` (a :class:`TypeParams`) instead of ``[model] params``
+    (``brainsim fit`` runs its trained network so)."""
     import jax.numpy as jnp
 
-    lattice, params = _setup(cfg, conn, log)
+    lattice, params = _setup(cfg, conn, log, params)
     exp = cfg.experiment or {}
     kind = exp.get("kind", "run")
     dt_ms = cfg.simulation["dt_ms"]
@@ -220,7 +233,7 @@ def run(cfg, out_dir: Path, conn, log, dry_run: bool, t_load: float) -> Path:
         stims, t_pre = [_plain_stimulus(cfg, ext, dt_s)], 0.0
         cond_rows = [{"condition": 0, "label": "run"}]
         record = _record(cfg, conn, central)
-    frames = _pad(stims)
+    frames = pad_frames(stims)
     trials = cfg.simulation["trials"]
     if kind == "run" and trials > 1:
         frames = np.repeat(frames, trials, axis=1)
@@ -234,14 +247,14 @@ def run(cfg, out_dir: Path, conn, log, dry_run: bool, t_load: float) -> Path:
         )
         return out_dir
     t0 = time.perf_counter()
-    traces = _simulate(lattice, params, dt_ms, frames, record, steady_s, max_batch, dtype)
+    traces = simulate_frames(lattice, params, dt_ms, frames, record, steady_s, max_batch, dtype)
     t_sim = time.perf_counter() - t0
     time_s = np.arange(n_steps) * dt_s - t_pre
     tables, extra = {}, {}
     if kind == "moving_edge":
-        tables, extra = _moving_edge_tables(traces, time_s, conds, angles, intens, speeds, names)
+        tables, extra = edge_tables(traces, time_s, conds, angles, intens, speeds, names)
     elif kind == "flash":
-        tables = _flash_tables(traces, time_s, intens, names, kw, dt_s)
+        tables = flash_tables(traces, time_s, intens, names, kw, dt_s)
     _write(cfg, conn, lattice, params, out_dir, kind, tables, extra, traces, record, cond_rows,
            trials if kind == "run" else 1, dt_ms, t_pre, t_load, t_sim)  # fmt: skip
     log(f"{n_cond} condition(s) simulated in {t_sim:.2f} s; results in {out_dir}")
@@ -305,13 +318,15 @@ def _record(cfg, conn, central):
                   base_dir=cfg.base_dir)  # fmt: skip
 
 
-def _moving_edge_tables(traces, time_s, conds, angles, intens, speeds, names):
+def edge_tables(traces, time_s, conds, angles, intens, speeds, names):
     peaks = np.zeros((len(angles), len(intens), len(speeds), len(names)))
+    changes = np.zeros_like(peaks)
     rows = {k: [] for k in ("cell_type", "angle_deg", "intensity", "speed", "peak", "baseline",
                             "peak_change")}  # fmt: skip
     for c, (a, i, s) in enumerate(conds):
         peak, base, change = A.edge_peaks(traces[:, c], time_s, S.edge_duration_s(s))
         peaks[angles.index(a), intens.index(i), speeds.index(s)] = peak
+        changes[angles.index(a), intens.index(i), speeds.index(s)] = np.maximum(change, 0)
         rows["cell_type"] += names
         for k, val in (("angle_deg", a), ("intensity", i), ("speed", s)):
             rows[k] += [float(val)] * len(names)
@@ -319,12 +334,16 @@ def _moving_edge_tables(traces, time_s, conds, angles, intens, speeds, names):
         rows["baseline"] += base.tolist()
         rows["peak_change"] += change.tolist()
     dsi, pref = A.direction_selectivity(peaks, np.asarray(angles))
-    d_rows = {"cell_type": [], "intensity": [], "dsi": [], "preferred_angle_deg": []}
+    dsi_c, pref_c = A.direction_selectivity(changes, np.asarray(angles))
+    d_rows = {k: [] for k in ("cell_type", "intensity", "dsi", "preferred_angle_deg",
+                              "dsi_change", "preferred_angle_deg_change")}  # fmt: skip
     for k, i in enumerate(intens):
         d_rows["cell_type"] += names
         d_rows["intensity"] += [float(i)] * len(names)
         d_rows["dsi"] += dsi[k].tolist()
         d_rows["preferred_angle_deg"] += pref[k].tolist()
+        d_rows["dsi_change"] += dsi_c[k].tolist()
+        d_rows["preferred_angle_deg_change"] += pref_c[k].tolist()
     extra = {}
     if {0, 1} <= set(intens) and all(f"T{f}{x}" in names for f in "45" for x in "abcd"):
         on, off = intens.index(1), intens.index(0)
@@ -337,7 +356,7 @@ def _moving_edge_tables(traces, time_s, conds, angles, intens, speeds, names):
     return {"summary.parquet": pa.table(rows), "dsi.parquet": pa.table(d_rows)}, extra
 
 
-def _flash_tables(traces, time_s, intens, names, kw, dt_s):
+def flash_tables(traces, time_s, intens, names, kw, dt_s):
     rows = {"cell_type": [], "intensity": [], "peak": [], "baseline": []}
     onset = int(np.flatnonzero(time_s >= 0)[0])
     for c, i in enumerate(intens):

@@ -185,6 +185,45 @@ def grating(
     return np.concatenate([pre, frames]).astype(np.float32)
 
 
+def texture(
+    extent: int,
+    angle_deg: float,
+    speed_deg_s: float,
+    duration_s: float,
+    dt_s: float,
+    *,
+    seed: int = 0,
+    n_waves: int = 12,
+    period_deg: tuple[float, float] = (15.0, 60.0),
+    t_pre_s: float = 0.0,
+) -> np.ndarray:
+    """Frames of a random texture drifting rigidly at ``speed_deg_s`` in ``angle_deg``: a
+    sum of ``n_waves`` plane waves of random orientation, phase and period (uniform in
+    ``period_deg``), squashed into [0, 1] around grey (``0.5 + 0.5 tanh(2 s / sd)``); the
+    same ``seed`` gives the same texture. ``t_pre_s`` of grey first."""
+    _check_time(dt_s, duration_s=duration_s, t_pre_s=t_pre_s)
+    if not (np.isfinite(speed_deg_s) and n_waves >= 1 and 0 < period_deg[0] <= period_deg[1]):
+        raise ValueError("texture: need a finite speed, n_waves >= 1, 0 < period_min <= max")
+    rng = np.random.default_rng(seed)
+    ori = rng.uniform(0, 2 * np.pi, n_waves)
+    k = 2 * np.pi / rng.uniform(*period_deg, n_waves)
+    phase = rng.uniform(0, 2 * np.pi, n_waves)
+    x, y = column_positions(extent)
+    px = x[:, None] + _SAMPLES[None, :, 0]
+    py = y[:, None] + _SAMPLES[None, :, 1]
+    a = np.deg2rad(angle_deg)
+    t = np.arange(int(round(duration_s / dt_s))) * dt_s
+    # the texture at time t is the one at 0 shifted by speed x t along the motion
+    sx = px[None] - speed_deg_s * t[:, None, None] * np.cos(a)
+    sy = py[None] - speed_deg_s * t[:, None, None] * np.sin(a)
+    s = np.zeros(sx.shape)
+    for kk, oo, ph in zip(k, ori, phase, strict=True):
+        s += np.sin(kk * (sx * np.cos(oo) + sy * np.sin(oo)) + ph)
+    frames = GREY + GREY * np.tanh(2 * s / np.sqrt(n_waves / 2)).mean(axis=2)
+    pre = np.full((int(round(t_pre_s / dt_s)), frames.shape[1]), GREY)
+    return np.concatenate([pre, frames]).astype(np.float32)
+
+
 def read_movie(path: str | Path, extent: int) -> np.ndarray:
     """A user's movie: ``.npy`` (or ``.npz`` with one array) of [frames, columns] in
     [0, 1]; a wrong shape, a NaN or a value outside [0, 1] raises, naming the file."""

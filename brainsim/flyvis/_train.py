@@ -1,0 +1,435 @@
+"""``brainsim fit`` for flyvis networks: train per-type and per-pair parameters on a motion
+task with optax, and measure the direction selectivity that emerges.
+
+The task (``[fit] task = "motion"``): stimuli moving at a known velocity on the lattice
+(moving ON and OFF edges, and/or drifting random textures: ``stimuli``), a linear decoder of
+the velocity ``(v_x, v_y)`` (in units of the fastest speed) from the output types' activity
+pooled over columns (the rectified depolarisation from grey, ``relu(V - V_grey)``, averaged
+over each output type's cells and divided by its root mean square over the batch: a pooled
+readout carries the direction of uniform motion only if the cells themselves are direction
+selective, as opposite motions give a non-selective cell mirror-image responses), and the
+mean squared error of the decoded velocity relative to its size while the stimulus moves
+(from ``loss_delay_ms`` after its onset to its end), over all stimuli of the batch. The
+decoder is trained with the network.
+
+Trained, with flyvis's parameters (Lappalainen et al. 2024): the bias of every type, its
+time constant (clamped below at dt in the dynamics, as flyvis) and the strength of every
+type pair (non-negative). Strengths and time constants are trained as log factors of their
+initial values (``s = s0 exp(a)``, ``tau = tau0 exp(b)``): one learning rate then suits
+parameters of different scales, and they stay positive without flyvis's projection step
+(which clamps at 0 after each update; a strength here can approach 0 but not reach it).
+The start is ``[model] params`` (default ``"flyvis:initial"``: flyvis's initialisation,
+not the trained networks).
+
+Schema of ``[fit]`` (all optional but ``task``)::
+
+    task = "motion"
+    stimuli = ["edges"]            # "edges" (ON and OFF), "textures" (random, drifting)
+    angles_deg = [0, 45, 90, 135, 180, 225, 270, 315]
+    speeds = [9.7, 19.0]           # columns (5.8 deg) per second
+    steps = 300
+    learning_rate = 0.02
+    optimizer = "adam"             # any of brainsim fit's optimizers
+    loss_delay_ms = 60.0
+    steady_state_s = 0.5           # grey before each batch (no gradient through it)
+    textures_per_direction = 1
+    log_every = 25
+    evaluate = true                # DSI at moving edges before and after (12 directions)
+
+Writes: ``params.npz`` (the trained parameters; ``[model] params`` can name it),
+``history.parquet`` (step, loss), ``dsi.parquet`` (cell_type, intensity, dsi and preferred
+direction before and after), ``t4t5.json``, ``manifest.json``, ``loss.png``, and ``run/``:
+the ``moving_edge`` experiment of the trained network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from brainsim.experiments._errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
+_KEYS = {
+    "task": str,
+    "stimuli": list,
+    "angles_deg": list,
+    "speeds": list,
+    "steps": int,
+    "learning_rate": float,
+    "optimizer": str,
+    "loss_delay_ms": float,
+    "steady_state_s": float,
+    "textures_per_direction": int,
+    "log_every": int,
+    "evaluate": bool,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionTask:
+    stimuli: tuple[str, ...] = ("edges",)
+    angles_deg: tuple[float, ...] = (0, 45, 90, 135, 180, 225, 270, 315)
+    speeds: tuple[float, ...] = (9.7, 19.0)
+    steps: int = 300
+    learning_rate: float = 0.02
+    optimizer: str = "adam"
+    loss_delay_ms: float = 60.0
+    steady_state_s: float = 0.5
+    textures_per_direction: int = 1
+    log_every: int = 25
+    evaluate: bool = True
+
+
+def parse_task(fit: dict, where: str) -> MotionTask:
+    w = f"{where}: [fit]"
+    for k, v in fit.items():
+        if k not in _KEYS:
+            raise ConfigError(f"{w}: unknown key {k!r}; expected one of {', '.join(_KEYS)}")
+        t = _KEYS[k]
+        ok = isinstance(v, t) or (t is float and isinstance(v, int))
+        if not ok or isinstance(v, bool) and t is not bool:
+            raise ConfigError(f"{w} {k}: expected {t.__name__}, got {v!r}")
+    if fit.get("task") != "motion":
+        raise ConfigError(f'{w} task: a flyvis network trains on task = "motion"')
+    kw = {k: v for k, v in fit.items() if k != "task"}
+    for k in ("stimuli", "angles_deg", "speeds"):
+        if k in kw:
+            if not kw[k]:
+                raise ConfigError(f"{w} {k}: must not be empty")
+            kw[k] = tuple(kw[k])
+    task = MotionTask(**kw)
+    bad = [s for s in task.stimuli if s not in ("edges", "textures")]
+    if bad:
+        raise ConfigError(f'{w} stimuli: expected "edges" and/or "textures", got {bad}')
+    if not all(isinstance(s, int | float) and np.isfinite(s) and s > 0 for s in task.speeds):
+        raise ConfigError(f"{w} speeds: expected numbers > 0 (columns/s)")
+    if not all(isinstance(a, int | float) and np.isfinite(a) for a in task.angles_deg):
+        raise ConfigError(f"{w} angles_deg: expected finite numbers")
+    if task.steps < 0 or task.log_every < 1 or task.textures_per_direction < 1:
+        raise ConfigError(f"{w}: steps >= 0, log_every >= 1, textures_per_direction >= 1")
+    if not (np.isfinite(task.learning_rate) and task.learning_rate > 0):
+        raise ConfigError(f"{w} learning_rate: must be > 0")
+    if task.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"{w} optimizer: expected one of {OPTIMIZERS}")
+    if task.loss_delay_ms < 0 or task.steady_state_s < 0:
+        raise ConfigError(f"{w}: loss_delay_ms and steady_state_s must be >= 0")
+    return task
+
+
+# ---------------------------------------------------------------------------- stimuli
+
+
+def motion_batch(extent: int, task: MotionTask, dt_s: float, seed: int):
+    """(frames [steps, b, columns], velocity [b, 2] columns/s, moving [steps, b] bool: the
+    frames during which the stimulus moves, from the loss delay on)."""
+    from brainsim.flyvis import _stimuli as S
+    from brainsim.flyvis._experiment import pad_frames
+
+    stims, vel, spans = [], [], []
+    t_pre = 0.1
+    rng = np.random.default_rng(seed)
+    for a in task.angles_deg:
+        d = np.array([np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a))])
+        for s in task.speeds:
+            if "edges" in task.stimuli:
+                for i in (0.0, 1.0):
+                    stims.append(S.moving_edge(extent, a, i, s, dt_s, t_pre_s=t_pre, t_post_s=0.1))
+                    vel.append(s * d)
+                    spans.append((t_pre, t_pre + S.edge_duration_s(s)))
+            if "textures" in task.stimuli:
+                for _ in range(task.textures_per_direction):
+                    dur = S.edge_duration_s(s)
+                    seed = int(rng.integers(2**31))
+                    stims.append(S.texture(extent, a, s * S.OMMATIDIUM_DEG, dur, dt_s,
+                                           seed=seed, t_pre_s=t_pre))  # fmt: skip
+                    vel.append(s * d)
+                    spans.append((t_pre, t_pre + dur))
+    frames = pad_frames(stims)
+    t = np.arange(frames.shape[0]) * dt_s
+    delay = task.loss_delay_ms / 1000.0
+    moving = np.stack([(t >= a + delay) & (t <= b) for a, b in spans], axis=1)
+    return frames, np.array(vel), moving
+
+
+# ---------------------------------------------------------------------------- the loss
+
+
+def _trainables(lattice, params, seed: int):
+    """Start values: the parameters' own, factors of 1, and a small random decoder (a zero
+    decoder would pass no gradient to the network)."""
+    import jax.numpy as jnp
+
+    n_out = len(lattice.spec.output_types)
+    rng = np.random.default_rng(seed)
+    return {
+        "bias": jnp.asarray(params.bias, jnp.float32),
+        "log_tau_factor": jnp.zeros(len(params.time_const_s), jnp.float32),
+        "log_strength_factor": jnp.zeros(len(params.strength), jnp.float32),
+        "decoder_w": jnp.asarray(rng.normal(0, 0.1, (2, n_out)), jnp.float32),
+        "decoder_b": jnp.zeros(2, jnp.float32),
+    }
+
+
+def type_params(lattice, params0, theta, dt_s):
+    """The :class:`TypeParams` that the trainable values ``theta`` stand for."""
+    from brainsim.flyvis._params import TypeParams
+
+    return TypeParams(
+        name="trained",
+        bias=np.asarray(theta["bias"], np.float64),
+        time_const_s=np.maximum(
+            params0.time_const_s * np.exp(np.asarray(theta["log_tau_factor"], np.float64)), dt_s
+        ),
+        strength=params0.strength * np.exp(np.asarray(theta["log_strength_factor"], np.float64)),
+    )
+
+
+def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s):
+    """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
+    argument, not closed over, so that jit does not fold them as constants). Everything on
+    the lattice is fixed but the weights, biases and time constants that ``theta`` sets."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from brainsim.flyvis import _simulate as sim
+    from brainsim.models._graded import GradedAux
+
+    dt_s = dt_ms / 1000.0
+    spec = lattice.spec
+    out_types = [spec.type_names.index(t) for t in spec.output_types]
+    # pooling matrix [cells, output types]: the mean over each output type's cells
+    pool = np.zeros((lattice.n_cells, len(out_types)), np.float32)
+    for k, t in enumerate(out_types):
+        cells = np.flatnonzero(lattice.cell_type == t)
+        pool[cells, k] = 1.0 / cells.size
+    fixed = {
+        "net": sim.build(lattice, params0, dt_ms),
+        "sign_nsyn": jnp.asarray(lattice.sign * lattice.n_syn.astype(np.float64), jnp.float32),
+        "pair": jnp.asarray(lattice.pair, jnp.int32),
+        "strength0": jnp.asarray(params0.strength, jnp.float32),
+        "tau0": jnp.asarray(params0.time_const_s, jnp.float32),
+        "cell_type": jnp.asarray(lattice.cell_type, jnp.int32),
+        "pool": jnp.asarray(pool),
+        "frames": jnp.asarray(frames, jnp.float32),
+        "velocity": jnp.asarray(velocity, jnp.float32),
+        "moving": jnp.asarray(moving, jnp.float32),
+    }
+    n_steady = int(round(steady_s / dt_s))
+    n_cells = lattice.n_cells
+
+    def network(theta, f):
+        # the model object only names the integrator and transfer; the values live in aux
+        factor = jnp.exp(theta["log_strength_factor"])
+        w = f["sign_nsyn"] * f["strength0"][f["pair"]] * factor[f["pair"]]
+        tau = jnp.maximum(f["tau0"] * jnp.exp(theta["log_tau_factor"]), dt_s)
+        tau_ms = tau[f["cell_type"]] * 1000.0
+        v_rest = theta["bias"][f["cell_type"]]
+        aux = GradedAux(tau=tau_ms, v_rest=v_rest, leak=jnp.ones_like(tau_ms), decay=dt_ms / tau_ms)
+        net = eqx.tree_at(lambda n: n.aux, f["net"], aux)
+        return eqx.tree_at(lambda n: n.synapses.weight, net, w)
+
+    def loss(theta, f):
+        net = network(theta, f)
+        frames, velocity, moving = f["frames"], f["velocity"], f["moving"]
+        b = frames.shape[1]
+        v = jnp.broadcast_to(theta["bias"][f["cell_type"]], (b, n_cells))
+        if n_steady:
+            grey = jnp.full((n_steady, b, net.n_columns), 0.5, jnp.float32)
+            v = jax.lax.stop_gradient(
+                jax.lax.scan(lambda x, fr: (sim.step(net, x, fr), None), v, grey)[0]
+            )
+        grey_v = v  # each cell's voltage at grey
+
+        def body(x, fr):
+            x = sim.step(net, x, fr)
+            # rectified changes from grey, pooled per output type: for a cell without
+            # direction selectivity, motion in opposite directions gives mirror-image
+            # responses and equal pooled values
+            return x, jnp.maximum(x - grey_v, 0.0) @ f["pool"]
+
+        _, feats = jax.lax.scan(body, v, frames)  # [steps, b, output types]
+        # each feature in units of its own size (not differentiated): the decoder's scale
+        # does not depend on the network's gain, which starts small (flyvis's init)
+        size = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(feats**2, axis=(0, 1))))
+        feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
+        target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
+        decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]
+        err = jnp.sum((decoded - target[None]) ** 2, axis=-1) / jnp.sum(target**2, 1)[None]
+        return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
+
+    return loss, fixed
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def run_training(raw: dict, path: Path, out_dir=None, *, log=print) -> Path:
+    """Train the config's flyvis network on its motion task; write the results folder."""
+    import jax
+    import jax.numpy as jnp
+
+    from brainsim.experiments._config import parse_config
+    from brainsim.io import check_output_dir, output_lock
+
+    where = str(path)
+    fit = raw.get("fit")
+    if not isinstance(fit, dict):
+        raise ConfigError(f"{where}: missing section [fit] (brainsim fit needs it)")
+    task = parse_task(fit, where)
+    cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
+    cfg = dataclasses.replace(cfg, raw=raw)
+    if cfg.experiment is not None or cfg.stimuli:
+        raise ConfigError(f"{where}: a flyvis training config has no [experiment] or [[stimulus]]")
+    if cfg.simulation["precision"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    out_dir = check_output_dir(out_dir or cfg.output_dir)
+    with output_lock(out_dir):
+        return _train(cfg, task, out_dir, log, jnp)
+
+
+def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
+    import jax
+    import optax
+
+    from brainsim.experiments._run import environment, load_connectome
+    from brainsim.flyvis._experiment import _setup, edge_tables, pad_frames, simulate_frames
+    from brainsim.flyvis._params import write_npz
+    from brainsim.flyvis._stimuli import moving_edge
+    from brainsim.io import atomic_dir, write_json, write_table
+
+    t0 = time.perf_counter()
+    conn = load_connectome(cfg)
+    lattice, params0 = _setup(cfg, conn, log)
+    dt_ms = cfg.simulation["dt_ms"]
+    dt_s = dt_ms / 1000.0
+    frames, velocity, moving = motion_batch(lattice.extent, task, dt_s, cfg.simulation["seed"])
+    log(
+        f"motion task: {frames.shape[1]} stimuli ({', '.join(task.stimuli)}; "
+        f"{len(task.angles_deg)} directions x {len(task.speeds)} speeds), {frames.shape[0]} "
+        f"steps of {dt_ms:g} ms; {task.steps} {task.optimizer} steps, lr {task.learning_rate:g}"
+    )
+    loss_fn, fixed = make_loss(
+        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s
+    )
+    theta = _trainables(lattice, params0, cfg.simulation["seed"])
+    opt = getattr(optax, task.optimizer)(task.learning_rate)
+    state = opt.init(theta)
+
+    @jax.jit
+    def update(theta, state, fixed):
+        loss, g = jax.value_and_grad(loss_fn)(theta, fixed)
+        upd, state = opt.update(g, state, theta)
+        return optax.apply_updates(theta, upd), state, loss
+
+    def evaluate(p):
+        angles, intens, speeds = list(range(0, 360, 30)), [0, 1], [19.0]
+        conds = [(a, i, s) for a in angles for i in intens for s in speeds]
+        eval_dt_s = 0.005
+        fr = pad_frames([moving_edge(lattice.extent, a, i, s, eval_dt_s) for a, i, s in conds])
+        tr = simulate_frames(lattice, p, eval_dt_s * 1000, fr, lattice.central_cells())
+        time_s = np.arange(fr.shape[0]) * eval_dt_s - 1.0
+        tables, extra = edge_tables(tr, time_s, conds, angles, intens, speeds,
+                                    list(lattice.spec.type_names))  # fmt: skip
+        return tables["dsi.parquet"], extra.get("t4t5.json")
+
+    before = evaluate(params0) if task.evaluate else None
+    history = []
+    t1 = time.perf_counter()
+    for k in range(task.steps):
+        theta, state, loss = update(theta, state, fixed)
+        loss = float(loss)
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"training stopped at step {k + 1}: the loss is {loss} (lower learning_rate)"
+            )
+        history.append({"step": k + 1, "loss": loss, "t_s": time.perf_counter() - t1})
+        if k == 0 or (k + 1) % task.log_every == 0 or k + 1 == task.steps:
+            log(f"step {k + 1}/{task.steps}: loss {loss:.4f} ({time.perf_counter() - t1:.1f} s)")
+    t_train = time.perf_counter() - t1
+    trained_p = dataclasses.replace(
+        type_params(lattice, params0, jax.device_get(theta), dt_s),
+        name=str(out_dir / "params.npz"),
+    )
+    after = evaluate(trained_p) if task.evaluate else None
+    with atomic_dir(out_dir) as tmp:
+        write_npz(lattice.spec, trained_p, tmp / "params.npz")
+        write_table(_history(history), tmp / "history.parquet")
+        if before is not None:
+            write_table(_dsi_table(before[0], after[0]), tmp / "dsi.parquet")
+            write_json({"before": before[1], "after": after[1]}, tmp / "t4t5.json")
+        write_json(
+            {
+                "config": cfg.raw,
+                "config_path": str(cfg.path),
+                "task": dataclasses.asdict(task),
+                "start_params": params0.name,
+                "lattice": {"extent": lattice.extent, "n_cells": lattice.n_cells,
+                            "n_connections": lattice.n_connections},  # fmt: skip
+                "n_stimuli": int(frames.shape[1]),
+                "final_loss": history[-1]["loss"] if history else None,
+                "first_loss": history[0]["loss"] if history else None,
+                **environment(),
+                "wall_time_s": {"total": time.perf_counter() - t0, "train": t_train},
+            },
+            tmp / "manifest.json",
+        )
+        _loss_plot(history, tmp / "loss.png")
+        _run_folder(cfg, tmp, trained_p, out_dir, log)
+    log(f"trained in {t_train:.1f} s; results in {out_dir}")
+    return out_dir
+
+
+def _history(history):
+    import pyarrow as pa
+
+    keys = ("step", "loss", "t_s")
+    return pa.table({k: pa.array([h[k] for h in history], pa.float64()) for k in keys})
+
+
+def _dsi_table(before, after):
+    import pyarrow as pa
+
+    b, a = before.to_pydict(), after.to_pydict()
+    cols = {"cell_type": b["cell_type"], "intensity": b["intensity"]}
+    for k in ("dsi", "preferred_angle_deg", "dsi_change", "preferred_angle_deg_change"):
+        cols[f"{k}_before"] = b[k]
+        cols[f"{k}_after"] = a[k]
+    return pa.table(cols)
+
+
+def _loss_plot(history, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    if not history:
+        return
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("velocity loss (relative MSE)")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _run_folder(cfg, tmp: Path, params, final: Path, log) -> None:
+    """``run/``: the moving_edge experiment of the trained network."""
+    import copy
+
+    from brainsim.experiments._config import parse_config
+    from brainsim.experiments._run import load_connectome
+    from brainsim.flyvis._experiment import run as run_visual
+    from brainsim.io import check_output_dir
+
+    raw = copy.deepcopy({k: v for k, v in cfg.raw.items() if k not in ("fit", "output")})
+    raw["model"] = {"kind": "graded", "params": str(final / "params.npz")}
+    raw["simulation"] = {**raw.get("simulation", {}), "dt_ms": 5.0}
+    raw["experiment"] = {"kind": "moving_edge"}
+    run_cfg = parse_config(raw, cfg.path)
+    out = check_output_dir(tmp / "run")
+    run_visual(run_cfg, out, load_connectome(run_cfg), log, False, 0.0, params=params)
