@@ -16,6 +16,7 @@ from brainsim.connectome._errors import ConnectomeError
 _LOADERS = {
     "shiu": "brainsim.connectome._shiu:load_shiu",
     "flywire": "brainsim.connectome._flywire:load_flywire",
+    "flywire_feather": "brainsim.connectome._flywire_feather:load_flywire_feather",
     "neuprint": "brainsim.connectome._neuprint:load_neuprint",
     "edgelist": "brainsim.connectome._edgelist:load_edgelist",
     "celegans": "brainsim.connectome._celegans:load_celegans",
