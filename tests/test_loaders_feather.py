@@ -196,3 +196,211 @@ def test_flywire_feather_registry_and_cache(tmp_path):
     assert_csr(again, conn.indptr, conn.indices, conn.counts)
     assert again.neurons.equals(conn.neurons)
     assert again.provenance == conn.provenance
+
+
+# ------------------------------------------------------------------------------ neuprint_flat
+WEIGHTS = "connectome-weights-male-cns-v1.0-minconf-0.5.feather"
+ANNOTATIONS = "body-annotations-male-cns-v1.0-minconf-0.5.feather"
+TRANSMITTERS = "body-neurotransmitters-male-cns-v1.0.feather"
+FLAT_WEIGHTS = [  # body_pre, body_post, weight
+    (10, 20, 5),
+    (20, 10, 3),
+    (30, 10, 2),
+    (10, 40, 7),  # 40 has no superclass: not a neuron, row dropped
+    (777, 10, 4),  # 777 has no annotation row (a fragment): dropped
+    (50, 50, 1),  # self-connection
+    (10, 20, 2),  # repeats row 1's pair: summed to 7
+    (20, 30, 0),  # zero: dropped
+    (50, 20, 6),
+    (30, 20, 1),
+]
+
+
+def write_flat(folder: Path, weights=FLAT_WEIGHTS, **weight_overrides) -> Path:
+    write_feather(
+        folder / ANNOTATIONS,
+        {
+            "bodyId": [30, 10, 50, 40, 20],
+            "type": ["R7", "KC", "MN1", None, "MBON01"],
+            "instance": ["R7_R", "KC_L", "MN1_L", None, "MBON01_R"],
+            "superclass": ["ol_sensory", "cb_intrinsic", "vnc_motor", None, "cb_intrinsic"],
+            "class": ["photoreceptor", "Kenyon_cell", "motor", None, "MBON"],
+            "somaSide": ["R", "L", "L", None, "R"],
+            "status": ["Traced", "Traced", "Traced", "Orphan", "Traced"],
+        },
+    )
+    write_feather(
+        folder / TRANSMITTERS,
+        {
+            "body": [10, 20, 30, 50, 40, 999, 10],
+            "cell_type": ["KC", "MBON01", "R7", "MN1", None, None, "KC"],
+            "predicted_nt": [
+                "acetylcholine",
+                "gaba",
+                "histamine",
+                "acetylcholine",
+                "gaba",
+                "acetylcholine",
+                "acetylcholine",
+            ],  # fmt: skip
+            "consensus_nt": [
+                "acetylcholine",
+                "glutamate",
+                "histamine",
+                "unclear",
+                "gaba",
+                "acetylcholine",
+                "acetylcholine",
+            ],  # fmt: skip
+        },
+    )
+    cols = {
+        "body_pre": [w[0] for w in weights],
+        "body_post": [w[1] for w in weights],
+        "weight": [w[2] for w in weights],
+    }
+    write_feather(folder / WEIGHTS, {**cols, **weight_overrides})
+    return folder
+
+
+def test_neuprint_flat_counts(tmp_path):
+    from brainsim.connectome._neuprint_flat import load_neuprint_flat
+
+    conn = load_neuprint_flat(write_flat(tmp_path / "mcns"))
+    # neurons 10(0) ach +1, 20(1) glutamate -1, 30(2) histamine +1, 50(3) unclear +1
+    # 10: ->20 5+2 | 20: ->10 -3 | 30: ->10 2, ->20 1 | 50: ->20 6, ->50 1
+    assert_csr(conn, [0, 1, 2, 4, 6], [1, 0, 0, 1, 1, 3], [7, -3, 2, 1, 6, 1])
+    assert_sizes(conn, neurons=4, connections=6, synapses=20, excitatory=5, inhibitory=1)
+    assert column(conn, "id") == [10, 20, 30, 50]
+    assert column(conn, "cell_type") == ["KC", "MBON01", "R7", "MN1"]
+    assert column(conn, "instance") == ["KC_L", "MBON01_R", "R7_R", "MN1_L"]
+    assert column(conn, "class") == ["Kenyon_cell", "MBON", "photoreceptor", "motor"]
+    assert column(conn, "super_class") == ["cb_intrinsic", "cb_intrinsic", "ol_sensory",
+                                           "vnc_motor"]  # fmt: skip
+    assert column(conn, "side") == ["L", "R", "R", "L"]
+    assert column(conn, "transmitter") == ["acetylcholine", "glutamate", "histamine", None]
+    assert column(conn, "sign") == [1, -1, 1, 1]
+    prov = conn.provenance
+    assert (prov.format, prov.sign_rule, prov.options["release"]) == (
+        "neuprint_flat",
+        "per_neuron",
+        "male-cns:v1.0",
+    )
+    assert dict(prov.counts) == {
+        "annotation_rows_without_superclass": 1,
+        "rows_with_non_neuron_dropped": 2,
+        "synapses_with_non_neuron_dropped": 11,
+        "zero_count_rows_dropped": 1,
+        "transmitter_rows_repeated": 1,
+        "transmitter_rows_unused": 2,  # bodies 40 and 999
+        "neurons_without_transmitter": 1,  # 50: 'unclear'
+        "histamine_neurons_excitatory": 1,  # 30
+        "self_connections_kept": 1,
+        "pair_rows_merged": 1,
+    }
+    assert sorted(Path(s).name for s in prov.sources) == sorted([ANNOTATIONS, TRANSMITTERS,
+                                                                 WEIGHTS])  # fmt: skip
+
+
+def test_neuprint_flat_predicted_nt_and_registry_cache(tmp_path):
+    folder = write_flat(tmp_path / "mcns")
+    conn = load(folder, "neuprint_flat", cache_dir=tmp_path / "cache",
+                transmitter_column="predicted_nt")  # fmt: skip
+    # 20 gaba: still -1; 50 acetylcholine: now has a transmitter
+    assert_csr(conn, [0, 1, 2, 4, 6], [1, 0, 0, 1, 1, 3], [7, -3, 2, 1, 6, 1])
+    assert column(conn, "transmitter") == ["acetylcholine", "gaba", "histamine", "acetylcholine"]
+    assert "neurons_without_transmitter" not in conn.provenance.counts
+    again = load(folder, "neuprint_flat", cache_dir=tmp_path / "cache",
+                 transmitter_column="predicted_nt")  # fmt: skip
+    assert again.provenance == conn.provenance
+    assert again.neurons.equals(conn.neurons)
+
+
+# ------------------------------------------------------------------------------ banc
+BANC_BASE = 720575941000000000
+BANC_META = {  # banc_888_id (text), cell_type, super_class, proofread, neurotransmitter
+    "30": ("DNp01", "descending", "TRUE", "acetylcholine"),
+    "10": ("MNad1", "motor", "TRUE", "gaba"),
+    "20": ("LBL40", "ascending", "FALSE", ""),
+    "40": (None, "glia", "FALSE", "glutamate"),
+}
+BANC_EDGES = [  # pre, post, count (ids are BANC_BASE + these)
+    (30, 10, 52),
+    (10, 20, 4),
+    (20, 30, 3),
+    (30, 10, 1),  # repeats row 1's pair: summed to 53
+    (20, 20, 2),  # autapse: kept
+    (10, 30, 0),  # zero: dropped
+    (30, 40, 5),
+]
+
+
+def banc_id(k) -> str:
+    return str(BANC_BASE + int(k))
+
+
+def write_banc(folder: Path, edges=BANC_EDGES, **edge_overrides) -> Path:
+    keys = list(BANC_META)
+    write_feather(
+        folder / "banc_888_meta.feather",
+        {
+            "banc_888_id": [banc_id(k) for k in keys],
+            "root_id": [banc_id(int(k) + 5) for k in keys],
+            "cell_type": [BANC_META[k][0] for k in keys],
+            "cell_class": [None, "motor_neuron", None, None],
+            "super_class": [BANC_META[k][1] for k in keys],
+            "side": ["left", "right", "left", None],
+            "region": ["neck_connective", "ventral_nerve_cord", "ventral_nerve_cord", None],
+            "proofread": [BANC_META[k][2] for k in keys],
+            "roughly_proofread": ["FALSE"] * 4,
+            "neurotransmitter_predicted": [BANC_META[k][3] for k in keys],
+            "neurotransmitter_score": [0.9, 0.8, None, 0.7],
+        },
+    )
+    cols = {
+        "pre": [banc_id(e[0]) for e in edges],
+        "post": [banc_id(e[1]) for e in edges],
+        "count": [e[2] for e in edges],
+        "norm": [0.5] * len(edges),
+        "post_count": [100] * len(edges),
+        "pre_count": [100] * len(edges),
+    }
+    write_feather(folder / "banc_888_edgelist_simple_v3.feather", {**cols, **edge_overrides})
+    return folder
+
+
+def test_banc_counts(tmp_path):
+    from brainsim.connectome._banc import load_banc
+
+    conn = load_banc(write_banc(tmp_path / "banc"))
+    # sorted ids 10(0) gaba -1, 20(1) none +1, 30(2) ach +1, 40(3) glutamate, no outputs
+    # 10: ->20 -4 | 20: ->20 +2, ->30 +3 | 30: ->10 52+1, ->40 +5
+    assert_csr(conn, [0, 1, 3, 5, 5], [1, 1, 2, 0, 3], [-4, 2, 3, 53, 5])
+    assert_sizes(conn, neurons=4, connections=5, synapses=67, excitatory=4, inhibitory=1)
+    assert column(conn, "id") == [BANC_BASE + k for k in (10, 20, 30, 40)]
+    assert conn.neurons.schema.field("id").type == pa.int64()
+    assert column(conn, "cell_type") == ["MNad1", "LBL40", "DNp01", None]
+    assert column(conn, "class") == ["motor_neuron", None, None, None]
+    assert column(conn, "super_class") == ["motor", "ascending", "descending", "glia"]
+    assert column(conn, "region")[0] == "ventral_nerve_cord"
+    assert column(conn, "proofread") == [True, False, True, False]
+    assert column(conn, "transmitter") == ["gaba", None, "acetylcholine", "glutamate"]
+    assert column(conn, "sign") == [-1, 1, 1, 0]
+    prov = conn.provenance
+    assert (prov.format, prov.sign_rule, prov.options["release"]) == ("banc", "per_neuron", "888")
+    assert dict(prov.counts) == {
+        "zero_count_rows_dropped": 1,
+        "neurons_without_transmitter": 1,
+        "self_connections_kept": 1,
+        "pair_rows_merged": 1,
+    }
+
+
+def test_banc_integer_ids_and_registry(tmp_path):
+    folder = write_banc(tmp_path / "banc")
+    edges = pf.read_table(folder / "banc_888_edgelist_simple_v3.feather")
+    ints = {c: edges.column(c).cast(pa.int64()) for c in ("pre", "post")}
+    write_feather(folder / "banc_888_edgelist_simple_v3.feather",
+                  {**{c: edges.column(c) for c in edges.column_names}, **ints})  # fmt: skip
+    conn = load(folder, "banc")
+    assert conn.counts.tolist() == [-4, 2, 3, 53, 5]

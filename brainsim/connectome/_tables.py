@@ -482,6 +482,43 @@ def neuron_transmitters(
     return transmitter, signs_of(transmitter)
 
 
+def transmitter_signs(
+    transmitter: Sequence[str | None],
+    has_output: np.ndarray,
+    ids: np.ndarray,
+    *,
+    missing: str,
+    where_from: str,
+    rules: dict[str, int],
+) -> np.ndarray:
+    """int8 sign of each neuron from its transmitter name (None: unknown), by the Shiu rule.
+
+    A neuron with output synapses but no transmitter is excitatory and counted
+    (``neurons_without_transmitter``) when ``missing="excitatory"``, and raises naming it and
+    ``where_from`` (the file or column the transmitters come from) when ``missing="error"``.
+    Neurons with outputs whose transmitter is histamine are counted
+    (``histamine_neurons_excitatory``): the Shiu et al. rule makes them excitatory, although
+    histamine is inhibitory at fly photoreceptor synapses.
+    """
+    if missing not in MISSING_TRANSMITTER_RULES:
+        raise ConnectomeError(
+            f"missing_transmitter={missing!r}; use 'excitatory' (count such neurons and treat "
+            f"them as excitatory) or 'error'"
+        )
+    lacking = has_output & np.array([t is None for t in transmitter], dtype=bool)
+    if lacking.any() and missing == "error":
+        i = int(np.flatnonzero(lacking)[0])
+        raise ConnectomeError(
+            f"{where_from}: neuron {ids[i]} has output synapses but no transmitter "
+            f"({int(lacking.sum())} such neurons); load with missing_transmitter='excitatory' "
+            f"to count them as excitatory"
+        )
+    rules["neurons_without_transmitter"] = int(lacking.sum())
+    histamine = np.array([(t or "").strip().lower() == "histamine" for t in transmitter], bool)
+    rules["histamine_neurons_excitatory"] = int((histamine & has_output).sum())
+    return signs_of(transmitter)
+
+
 def union_ids(
     listed: np.ndarray | None,
     pre_id: np.ndarray,
