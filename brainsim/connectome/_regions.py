@@ -44,3 +44,24 @@ def main_neuropils(
         pairs = zip(best.tolist(), has.tolist(), strict=True)
         out[name] = pa.array([labels[b] if h else None for b, h in pairs], pa.string())
     return out
+
+
+def neuropil_counts(neurons: pa.Table) -> list[tuple[str, int, int]]:
+    """``(neuropil, neurons with it as main input, as main output)``, sorted by name.
+
+    Raises :class:`ConnectomeError` for a neuron table without the two columns.
+    """
+    from brainsim.connectome._errors import ConnectomeError
+
+    missing = [c for c in ("input_neuropil", "output_neuropil") if c not in neurons.column_names]
+    if missing:
+        raise ConnectomeError(
+            f"the neuron table has no {' or '.join(missing)} column: this source gives no "
+            f"neuropils per connection (the formats flywire and flywire_feather do)"
+        )
+    counts: dict[str, list[int]] = {}
+    for k, column in enumerate(("input_neuropil", "output_neuropil")):
+        for name in neurons.column(column).to_pylist():
+            if name is not None:
+                counts.setdefault(name, [0, 0])[k] += 1
+    return [(name, c[0], c[1]) for name, c in sorted(counts.items())]
