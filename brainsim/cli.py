@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "dataset",
         choices=[*ALIASES, *DATASETS],
-        help="flywire (= flywire:783) or flywire:630: the Shiu et al. 2024 files",
+        help="flywire (= flywire:783) or flywire:630: the Shiu et al. 2024 files; "
+        "flywire_feather:783: FlyWire's Zenodo release; malecns:v1.0; banc:888",
     )
     fetch.add_argument("--dest", metavar="DIR", help="put the files in DIR instead of the cache")
     fetch.add_argument(
