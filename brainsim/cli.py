@@ -56,6 +56,14 @@ def cmd_info(args) -> int:
         source = str(resolve_dataset(source, fmt=args.format))
     conn = load(source, args.format, **options)
     s = conn.summary()
+    release = conn.provenance.options.get("release")
+    if release is not None:
+        s["release"] = str(release)
+    if args.regions:
+        from brainsim.connectome._regions import neuropil_counts
+
+        regions = neuropil_counts(conn.neurons)
+        s["regions"] = {name: {"input": i, "output": o} for name, i, o in regions}
     if args.json:
         print(json.dumps(s, sort_keys=True))
         return 0
@@ -65,8 +73,14 @@ def cmd_info(args) -> int:
         print(f"{key:<13}{s[key]:>14,}")
     print(f"sign_rule    {s['sign_rule']}")
     print(f"checksum     {s['checksum']}")
+    if release is not None:
+        print(f"release      {release} (as the file names say; ids differ between releases)")
     for k, v in s["rules_applied"].items():
         print(f"rule applied {k}: {v}")
+    if args.regions:
+        print(f"{'neuropil':<16}{'main input':>12}{'main output':>13}  (neurons)")
+        for name, n_in, n_out in regions:
+            print(f"{name:<16}{n_in:>12,}{n_out:>13,}")
     return 0
 
 
@@ -175,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--option", action="append", metavar="KEY=VALUE", help="loader option (repeatable)"
     )
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument(
+        "--regions",
+        action="store_true",
+        help="per neuropil, the neurons whose main input / output neuropil it is (formats "
+        "flywire, flywire_feather)",
+    )
     info.set_defaults(func=cmd_info)
     run = sub.add_parser("run", help="simulate the experiment a TOML config describes")
     run.add_argument("config", help="TOML config (see configs/)")
@@ -215,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "dataset",
         choices=[*ALIASES, *DATASETS],
-        help="flywire (= flywire:783) or flywire:630: the Shiu et al. 2024 files",
+        help="flywire (= flywire:783) or flywire:630: the Shiu et al. 2024 files; "
+        "flywire_feather:783: FlyWire's Zenodo release; malecns:v1.0; banc:888",
     )
     fetch.add_argument("--dest", metavar="DIR", help="put the files in DIR instead of the cache")
     fetch.add_argument(

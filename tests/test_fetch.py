@@ -338,8 +338,11 @@ def test_fetch_dataset_checksum_mismatch_leaves_no_file(server, tmp_path):
 
 
 def test_known_datasets_table():
-    assert set(DATASETS) == {"flywire:783", "flywire:630"}
+    assert set(DATASETS) == {"flywire:783", "flywire:630", "flywire_feather:783",
+                             "malecns:v1.0", "banc:888"}  # fmt: skip
     for key, ds in DATASETS.items():
+        if not key.startswith("flywire:"):
+            continue
         release = key.split(":")[1]
         assert ds.folder == f"flywire_{release}"
         assert [f.name for f in ds.files] == [
@@ -351,6 +354,44 @@ def test_known_datasets_table():
             assert f.size and f.size > 1_000_000
             assert re.fullmatch(r"[0-9a-f]{64}", f.sha256)
         assert "codex.flywire.ai" in ds.manual
+
+
+def test_newer_releases_table():
+    """The Feather releases: the files their loaders look for, and how each is checked."""
+    expect = {
+        "flywire_feather:783": ("flywire_feather", ["size only", "unverified"]),
+        "malecns:v1.0": ("neuprint_flat", ["sha256", "sha256", "sha256"]),
+        "banc:888": ("banc", ["unverified", "sha256"]),
+    }
+    for name, (fmt, checks) in expect.items():
+        ds = DATASETS[name]
+        assert ds.fmt == fmt and ":" not in ds.folder
+        assert [f.verification for f in ds.files] == checks
+        assert ds.notes and ds.source
+        for f in ds.files:
+            assert f.url(ds.url_base).startswith("https://")
+            assert f.url(ds.url_base).endswith(f.name)
+            assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256)
+    assert DATASETS["malecns:v1.0"].files[0].size == 1_051_241_946
+    assert dataset_dir("banc:888").name == "banc_888"
+
+
+def test_fetch_dataset_absolute_remotes_and_format_line(server, tmp_path):
+    a_url, a_size, a_sha = server.add("/elsewhere/a.feather", b"aaaa")
+    server.add("/base/b.feather", b"bb")
+    server.add("/mirror/a.feather", b"aaaa")
+    server.add("/mirror/b.feather", b"bb")
+    files = (RemoteFile("a.feather", a_url, a_size, a_sha), RemoteFile("b.feather", "b.feather", 2))
+    ds = Dataset("banc:1", "banc_1", server.url("/base"), files, fmt="banc", notes="b: size only")
+    out = io.StringIO()
+    fetch_dataset(ds, dest=tmp_path / "d", stream=out, timeout=TIMEOUT)
+    text = out.getvalue()
+    assert "checks: b: size only" in text
+    assert f'format = "banc", path = "{(tmp_path / "d").resolve()}"' in text
+    assert [p for p, _ in server.requests] == ["/elsewhere/a.feather", "/base/b.feather"]
+    fetch_dataset(ds, dest=tmp_path / "m", url_base=server.url("/mirror"), quiet=True)
+    assert [p for p, _ in server.requests[2:]] == ["/mirror/a.feather", "/mirror/b.feather"]
+    assert (tmp_path / "m" / "a.feather").read_bytes() == b"aaaa"
 
 
 def test_resolve_dataset(tmp_path, monkeypatch):

@@ -224,6 +224,10 @@ def test_flywire_per_neuron(tmp_path):
     assert column(conn, "class") == ["LHLN", None, "ALPN", None, None]
     assert column(conn, "super_class") == ["central", None, "central", None, None]
     assert column(conn, "side") == ["right", None, "left", None, None]
+    # most input synapses: B AL_L 3 (vs AL_R 2), C LH_L 7, A LH_L 4 (vs AL_L 2); D's only
+    # input row has 0 synapses. Most output synapses: B LH_L 8, C LH_L 3, A MB_CA_L 4.
+    assert column(conn, "input_neuropil") == ["AL_L", "LH_L", "LH_L", None, None]
+    assert column(conn, "output_neuropil") == ["LH_L", "LH_L", "MB_CA_L", None, None]
     prov = conn.provenance
     assert prov.sign_rule == "per_neuron"
     assert dict(prov.counts) == {
@@ -262,7 +266,13 @@ def test_flywire_connections_only_and_file_source(tmp_path):
     conn = load_flywire(folder / "connections.csv.gz")
     # D is only in the zero-count row but is still a neuron of the file; E is unknown here
     assert column(conn, "id") == [B, C, A, D]
-    assert conn.neurons.column_names == ["id", "transmitter", "sign"]
+    assert conn.neurons.column_names == [
+        "id",
+        "input_neuropil",
+        "output_neuropil",
+        "transmitter",
+        "sign",
+    ]
     assert column(conn, "transmitter") == ["GABA", "ACH", "ACH", None]
     assert conn.n_synapses == 23
     assert [Path(s).name for s in conn.provenance.sources] == ["connections.csv.gz"]

@@ -17,7 +17,9 @@ optional files are then looked for next to it):
 Neuron table: the union of the ids of ``neurons.csv`` and of the connections, sorted
 ascending (row i = internal index i), with columns ``id``, ``cell_type``, ``class``,
 ``super_class``, ``side`` (from the classification file, null where it has no row),
-``transmitter`` and ``sign`` (int8). ``transmitter`` is the ``nt_type`` carrying most of
+``input_neuropil`` and ``output_neuropil`` (with a ``neuropil`` column: the neuropil holding
+most of the neuron's input, resp. output, synapses; ties alphabetical, null without such
+synapses), ``transmitter`` and ``sign`` (int8). ``transmitter`` is the ``nt_type`` carrying most of
 the neuron's output synapses (ties: alphabetically first); for a neuron without labelled
 output synapses it is the ``nt_type`` of ``neurons.csv``, else null. ``sign`` follows the
 per-neuron rule below whatever ``sign_rule`` is, and is 0 for a neuron without outputs.
@@ -64,6 +66,7 @@ import pyarrow as pa
 
 from brainsim.connectome._connectome import Connectome, transmitter_sign
 from brainsim.connectome._errors import ConnectomeError
+from brainsim.connectome._regions import main_neuropils
 from brainsim.connectome._tables import (
     check_duplicates_option,
     check_unique_ids,
@@ -140,7 +143,8 @@ def load_flywire(
     n = ids.size
     pre = np.searchsorted(ids, pre_id)
     post = np.searchsorted(ids, post_id)
-    _duplicate_rows(table, conn_path, n, pre, post, ids, duplicates, rules)
+    neuropil = label_codes(table, "neuropil") if "neuropil" in table.column_names else None
+    duplicate_rows(conn_path, n, pre, post, ids, neuropil, duplicates, rules)
 
     keep = syn != 0
     rules["zero_count_rows_dropped"] = int((~keep).sum())
@@ -164,6 +168,8 @@ def load_flywire(
     if class_path is not None:
         files.append(class_path)
         columns.update(_read_classification(class_path, ids, rules))
+    if neuropil is not None:
+        columns.update(main_neuropils(n, pre, post, syn, neuropil[0][keep], neuropil[1]))
     columns["transmitter"] = pa.array(transmitter, pa.string())
     columns["sign"] = pa.array(neuron_sign, pa.int8())
     options = {
@@ -202,34 +208,36 @@ def _locate(source: Path) -> tuple[Path, Path | None, Path | None]:
     return conn, neurons, classification
 
 
-def _duplicate_rows(
-    table: pa.Table,
+def duplicate_rows(
     path: Path,
     n: int,
     pre: np.ndarray,
     post: np.ndarray,
     ids: np.ndarray,
+    neuropil: tuple[np.ndarray, list[str | None]] | None,
     duplicates: str,
     rules: dict[str, int],
+    columns: tuple[str, str] = ("pre_root_id", "post_root_id"),
 ) -> None:
     """Rows repeating the pair and neuropil of an earlier row: counted, or an error.
 
-    Pair and neuropil are packed into one int64 key (pre, post < n; neuropil code < number
-    of neuropils), so one sort finds the repeats even in a 16M-row file.
+    ``neuropil`` is each row's neuropil code and the labels (:func:`label_codes`), or None
+    for a table without neuropils. Pair and neuropil are packed into one int64 key
+    (pre, post < n; neuropil code < number of neuropils), so one sort finds the repeats
+    even in a 16M-row file.
     """
-    key = pre * n + post
-    labels: list[str | None] = []
-    if "neuropil" in table.column_names:
-        code, labels = label_codes(table, "neuropil")
+    key = pre.astype(np.int64) * n + post
+    code, labels = neuropil if neuropil is not None else (None, [])
+    if code is not None:
         key = key * max(len(labels), 1) + code
     if duplicates == "error":
         hit = first_duplicate_rows([key])
         if hit is not None:
             a, b = hit
-            neuropil = f", neuropil={labels[code[a]]}" if labels else ""
+            shown = f", neuropil={labels[code[a]]}" if code is not None else ""
             raise ConnectomeError(
                 f"{path}: rows {a + 1} and {b + 1} name the same pair and neuropil "
-                f"(pre_root_id={ids[pre[a]]}, post_root_id={ids[post[a]]}{neuropil}); remove "
+                f"({columns[0]}={ids[pre[a]]}, {columns[1]}={ids[post[a]]}{shown}); remove "
                 f"the duplicate, or load with duplicates='sum' to add their counts"
             )
     rules["duplicate_rows_merged"] = count_duplicate_rows([key])
@@ -257,6 +265,20 @@ def _per_neuron(
     by_label = np.bincount(
         pre * n_labels + code, weights=syn.astype(np.float64), minlength=n * n_labels
     ).reshape(n, n_labels)
+    return majority_output(by_label, labels, label_sign)
+
+
+def majority_output(
+    by_label: np.ndarray, labels: list[str | None], label_sign: np.ndarray
+) -> tuple[np.ndarray, list[str | None]]:
+    """Sign and transmitter of each neuron from its output synapses per transmitter label.
+
+    ``by_label[i, k]``: synapses (or synapse-weighted probabilities) of neuron i's outputs
+    labelled ``labels[k]``. The neuron is inhibitory (-1) if the inhibitory labels carry
+    more than the rest (unlabelled synapses count as excitatory), +1 otherwise, 0 without
+    outputs; its transmitter is the label carrying most (ties: alphabetically first).
+    """
+    n, n_labels = by_label.shape
     total = by_label.sum(axis=1)
     inhibitory_label = np.zeros(n_labels, dtype=bool)
     inhibitory_label[: len(labels)] = label_sign < 0

@@ -16,7 +16,10 @@ from brainsim.connectome._errors import ConnectomeError
 _LOADERS = {
     "shiu": "brainsim.connectome._shiu:load_shiu",
     "flywire": "brainsim.connectome._flywire:load_flywire",
+    "flywire_feather": "brainsim.connectome._flywire_feather:load_flywire_feather",
     "neuprint": "brainsim.connectome._neuprint:load_neuprint",
+    "neuprint_flat": "brainsim.connectome._neuprint_flat:load_neuprint_flat",
+    "banc": "brainsim.connectome._banc:load_banc",
     "edgelist": "brainsim.connectome._edgelist:load_edgelist",
     "celegans": "brainsim.connectome._celegans:load_celegans",
     "synthetic": "brainsim.connectome._synthetic:load_synthetic",

@@ -32,16 +32,26 @@ TRANSMITTER_COLUMNS = ("transmitter", "nt_type", "predicted_nt")
 # ------------------------------------------------------------------------------ files
 def is_csv(path: Path) -> bool:
     name = path.name.lower()
-    return name.endswith(".csv") or name.endswith(".csv.gz")
+    return name.endswith((".csv", ".csv.gz"))
+
+
+def is_tsv(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith((".tsv", ".tsv.gz"))
 
 
 def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
+def is_feather(path: Path) -> bool:
+    """Feather v2 (Arrow IPC file) by name: ``.feather``, ``.arrow`` or ``.ipc``."""
+    return path.suffix.lower() in (".feather", ".arrow", ".ipc")
+
+
 def where(path: Path, row: int) -> str:
-    """'file, row N (line N+1)' for 0-based data row ``row``; lines only make sense in a CSV."""
-    line = f" (line {row + 2})" if is_csv(path) else ""
+    """'file, row N (line N+1)' for 0-based data row ``row``; lines only make sense in text."""
+    line = f" (line {row + 2})" if is_csv(path) or is_tsv(path) else ""
     return f"{path}, row {row + 1}{line}"
 
 
@@ -74,25 +84,31 @@ def find_one(folder: Path, patterns: Sequence[str], what: str, *, required: bool
 
 def _csv_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    delimiter = "\t" if is_tsv(path) else ","
     try:
         with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f), [])
+            return next(csv.reader(f, delimiter=delimiter), [])
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ConnectomeError(f"{path}: cannot read the CSV header: {e}") from e
 
 
 def columns_of(path: Path) -> list[str]:
-    """Column names of a CSV, CSV.gz or Parquet file, without reading its rows."""
+    """Column names of a CSV, TSV (optionally gzipped), Parquet or Feather file, without
+    reading its rows."""
     if is_parquet(path):
         try:
             return list(pq.read_schema(path).names)
         except (pa.ArrowException, OSError) as e:
             raise ConnectomeError(f"{path}: cannot read as Parquet: {e}") from e
-    if is_csv(path):
+    if is_feather(path):
+        from brainsim.connectome._feather import feather_columns
+
+        return feather_columns(path)
+    if is_csv(path) or is_tsv(path):
         return _csv_header(path)
     raise ConnectomeError(
-        f"{path}: unknown file type; use .csv, .csv.gz or .parquet (the loaders pick the "
-        f"reader from the file name)"
+        f"{path}: unknown file type; use .csv, .tsv (optionally .gz), .parquet or .feather "
+        f"(the loaders pick the reader from the file name)"
     )
 
 
@@ -104,7 +120,9 @@ def read_table(
     strings: Iterable[str] = (),
     hint: str = "",
 ) -> pa.Table:
-    """Read the ``required`` and present ``optional`` columns of a CSV, CSV.gz or Parquet file.
+    """Read the ``required`` and present ``optional`` columns of a CSV, TSV, Parquet or
+    Feather file (the whole file: for tables of neurons; large connection tables are read in
+    batches by :mod:`brainsim.connectome._feather`).
 
     Columns named in ``strings`` are read as text (so an empty transmitter stays an empty
     string and never turns the column into numbers); all others keep the types that pyarrow
@@ -124,9 +142,14 @@ def read_table(
     try:
         if is_parquet(path):
             table = pq.read_table(path, columns=wanted)
+        elif is_feather(path):
+            from brainsim.connectome._feather import read_feather
+
+            table = read_feather(path, wanted)
         else:
             table = pacsv.read_csv(
                 path,
+                parse_options=pacsv.ParseOptions(delimiter="\t" if is_tsv(path) else ","),
                 convert_options=pacsv.ConvertOptions(
                     include_columns=wanted, column_types={c: pa.string() for c in text}
                 ),
@@ -153,8 +176,12 @@ def int_column(
     *,
     kind: str = "count",
     signed: bool = False,
+    first_row: int = 0,
 ) -> np.ndarray:
     """int64 values of an integer column; the first bad value raises, naming its row.
+
+    ``first_row`` is the file row of the table's first row, for tables that are one batch of
+    a larger file: messages then name rows of the file.
 
     ``kind="id"`` is for neuron ids: they must be stored as integers, because 18-digit
     FlyWire ids do not survive a trip through floating point. ``kind="count"`` is for synapse
@@ -163,6 +190,10 @@ def int_column(
     always an error.
     """
     arr = table.column(column).combine_chunks()
+
+    def here(row: int) -> str:
+        return where(path, first_row + row)
+
     what = {"id": "neuron id", "index": "row index", "count": "synapse count"}[kind]
     todo = (
         "fix or remove the row"
@@ -174,14 +205,14 @@ def int_column(
     if arr.null_count:
         row = _first(arr.is_null().to_numpy(zero_copy_only=False))
         raise ConnectomeError(
-            f"{where(path, row)}: column {column!r} is empty or NaN where a {what} belongs; {todo}"
+            f"{here(row)}: column {column!r} is empty or NaN where a {what} belongs; {todo}"
         )
     t = arr.type
     if pa.types.is_integer(t):
         values = arr.to_numpy()
         if pa.types.is_unsigned_integer(t) and values.max() > np.iinfo(np.int64).max:
             row = _first(values > np.iinfo(np.int64).max)
-            raise ConnectomeError(f"{where(path, row)}: column {column!r} exceeds int64")
+            raise ConnectomeError(f"{here(row)}: column {column!r} exceeds int64")
         values = values.astype(np.int64)
     elif pa.types.is_floating(t):
         f = arr.to_numpy()
@@ -189,7 +220,7 @@ def int_column(
         if bad.any():
             row = _first(bad)
             raise ConnectomeError(
-                f"{where(path, row)}: column {column!r} is {f[row]} where a {what} belongs; {todo}"
+                f"{here(row)}: column {column!r} is {f[row]} where a {what} belongs; {todo}"
             )
         if kind == "id":
             raise ConnectomeError(
@@ -201,22 +232,23 @@ def int_column(
         if frac.any():
             row = _first(frac)
             raise ConnectomeError(
-                f"{where(path, row)}: column {column!r} is {float(f[row])}, not a whole number; "
-                f"{todo}"
+                f"{here(row)}: column {column!r} is {float(f[row])}, not a whole number; {todo}"
             )
         values = f.astype(np.int64)
     else:
-        values = _parse_ints(arr.to_pylist(), column, path, what, todo)
+        values = _parse_ints(arr.to_pylist(), column, path, what, todo, first_row)
     if not signed and kind != "id" and values.size and values.min() < 0:
         row = _first(values < 0)
         raise ConnectomeError(
-            f"{where(path, row)}: column {column!r} is negative ({values[row]}); {what}s "
+            f"{here(row)}: column {column!r} is negative ({values[row]}); {what}s "
             f"cannot be negative here, fix or remove the row"
         )
     return values
 
 
-def _parse_ints(items: list, column: str, path: Path, what: str, todo: str) -> np.ndarray:
+def _parse_ints(
+    items: list, column: str, path: Path, what: str, todo: str, first_row: int = 0
+) -> np.ndarray:
     """Parse text cells as integers; only reached for columns pyarrow could not type."""
     out = np.empty(len(items), dtype=np.int64)
     for row, item in enumerate(items):
@@ -232,8 +264,8 @@ def _parse_ints(items: list, column: str, path: Path, what: str, todo: str) -> n
             f = None
         if f is None or not np.isfinite(f) or f != round(f):
             raise ConnectomeError(
-                f"{where(path, row)}: column {column!r} is {item!r}, not a {what} (a whole "
-                f"number); {todo}"
+                f"{where(path, first_row + row)}: column {column!r} is {item!r}, not a {what} "
+                f"(a whole number); {todo}"
             )
         out[row] = int(f)
     return out
@@ -448,6 +480,43 @@ def neuron_transmitters(
         )
     rules["neurons_without_transmitter"] = int(lacking.sum())
     return transmitter, signs_of(transmitter)
+
+
+def transmitter_signs(
+    transmitter: Sequence[str | None],
+    has_output: np.ndarray,
+    ids: np.ndarray,
+    *,
+    missing: str,
+    where_from: str,
+    rules: dict[str, int],
+) -> np.ndarray:
+    """int8 sign of each neuron from its transmitter name (None: unknown), by the Shiu rule.
+
+    A neuron with output synapses but no transmitter is excitatory and counted
+    (``neurons_without_transmitter``) when ``missing="excitatory"``, and raises naming it and
+    ``where_from`` (the file or column the transmitters come from) when ``missing="error"``.
+    Neurons with outputs whose transmitter is histamine are counted
+    (``histamine_neurons_excitatory``): the Shiu et al. rule makes them excitatory, although
+    histamine is inhibitory at fly photoreceptor synapses.
+    """
+    if missing not in MISSING_TRANSMITTER_RULES:
+        raise ConnectomeError(
+            f"missing_transmitter={missing!r}; use 'excitatory' (count such neurons and treat "
+            f"them as excitatory) or 'error'"
+        )
+    lacking = has_output & np.array([t is None for t in transmitter], dtype=bool)
+    if lacking.any() and missing == "error":
+        i = int(np.flatnonzero(lacking)[0])
+        raise ConnectomeError(
+            f"{where_from}: neuron {ids[i]} has output synapses but no transmitter "
+            f"({int(lacking.sum())} such neurons); load with missing_transmitter='excitatory' "
+            f"to count them as excitatory"
+        )
+    rules["neurons_without_transmitter"] = int(lacking.sum())
+    histamine = np.array([(t or "").strip().lower() == "histamine" for t in transmitter], bool)
+    rules["histamine_neurons_excitatory"] = int((histamine & has_output).sum())
+    return signs_of(transmitter)
 
 
 def union_ids(

@@ -4,7 +4,9 @@ A selector is a TOML table whose keys each name neurons; several keys form a uni
 ``ids`` (list of external ids), ``file`` (a text file of ids, one per line, ``#`` comments),
 ``set`` (a published neuron set, e.g. ``"shiu2024:sugar_right_grn"``, see
 :func:`published_sets`), ``cell_type``, ``class``, ``super_class``, ``side`` (a string or a
-list of strings, matched exactly against the neuron table's column).
+list of strings, matched exactly against the neuron table's column), ``neuropil`` (the same,
+matched against the neuron's main input or output neuropil: the ``input_neuropil`` and
+``output_neuropil`` columns of the ``flywire`` and ``flywire_feather`` loaders).
 
 An unknown id or a name that matches nothing is an error naming it. With
 ``allow_missing = true``, ids absent from the loaded connectome (e.g. FlyWire ids of
@@ -23,7 +25,10 @@ from brainsim.connectome import Connectome, ConnectomeError
 from brainsim.experiments._errors import ConfigError
 
 COLUMN_KEYS = ("cell_type", "class", "super_class", "side")
-SELECTOR_KEYS = ("ids", "file", "set", *COLUMN_KEYS, "allow_missing")
+# the FlyWire release of the published sets' root ids (the "note" of the data file)
+PUBLISHED_SETS_RELEASE = "630"
+REGION_COLUMNS = ("input_neuropil", "output_neuropil")
+SELECTOR_KEYS = ("ids", "file", "set", *COLUMN_KEYS, "neuropil", "allow_missing")
 
 
 def published_sets() -> dict:
@@ -61,7 +66,7 @@ def select(
     allow = selector.get("allow_missing", False)
     if not isinstance(allow, bool):
         raise ConfigError(f"{where}.allow_missing: expected true or false")
-    by_ids = lambda ids, w: _by_ids(conn, ids, w, allow, missing)  # noqa: E731
+    by_ids = lambda ids, w, note="": _by_ids(conn, ids, w, allow, missing, note)  # noqa: E731
     parts = []
     if "ids" in selector:
         ids = selector["ids"]
@@ -75,7 +80,7 @@ def select(
         for name in names:
             if name not in sets:
                 raise ConfigError(f"{where}.set: unknown set {name!r}; known: {', '.join(sets)}")
-            parts.append(by_ids(sets[name], f"{where}.set ({name})"))
+            parts.append(by_ids(sets[name], f"{where}.set ({name})", _release_note(conn)))
     if "file" in selector:
         path = Path(selector["file"])
         if base_dir is not None and not path.is_absolute():
@@ -91,18 +96,25 @@ def select(
                 except ValueError:
                     raise ConfigError(f"{path}:{lineno}: not an integer id: {line!r}") from None
         parts.append(by_ids(ids, f"{where}.file ({path})"))
-    for col in COLUMN_KEYS:
+    for col in (*COLUMN_KEYS, "neuropil"):
         if col not in selector:
             continue
         names = selector[col]
         names = [names] if isinstance(names, str) else names
         if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
             raise ConfigError(f"{where}.{col}: expected a string or a list of strings")
-        if col not in conn.neurons.column_names:
-            raise ConfigError(f"{where}.{col}: the connectome's neuron table has no {col!r} column")
-        values = np.asarray(conn.neurons.column(col).to_pylist(), dtype=object)
+        columns = REGION_COLUMNS if col == "neuropil" else (col,)
+        if not set(columns) <= set(conn.neurons.column_names):
+            hint = (
+                "; the formats flywire and flywire_feather give them" if col == "neuropil" else ""
+            )
+            raise ConfigError(
+                f"{where}.{col}: the connectome's neuron table has no "
+                f"{' or '.join(repr(c) for c in columns)} column{hint}"
+            )
+        values = [np.asarray(conn.neurons.column(c).to_pylist(), dtype=object) for c in columns]
         for name in names:
-            hit = np.nonzero(values == name)[0]
+            hit = np.nonzero(np.logical_or.reduce([v == name for v in values]))[0]
             if hit.size == 0:
                 raise ConfigError(f"{where}.{col}: {name!r} matches no neuron")
             parts.append(hit.astype(np.int32))
@@ -114,7 +126,20 @@ def select(
     return out
 
 
-def _by_ids(conn: Connectome, ids, where: str, allow_missing: bool, missing: list | None):
+def _release_note(conn: Connectome) -> str:
+    """Why ids of a published set may be missing: they belong to one FlyWire release."""
+    release = conn.provenance.options.get("release")
+    this = f"release {release}" if release is not None else "of a release brainsim cannot tell"
+    return (
+        f"; the set lists FlyWire release {PUBLISHED_SETS_RELEASE} root ids and this "
+        f"connectome ({conn.provenance.format}) is {this}: root ids change between releases, "
+        f"so the missing ids may belong to another release"
+    )
+
+
+def _by_ids(
+    conn: Connectome, ids, where: str, allow_missing: bool, missing: list | None, note: str = ""
+):
     if not ids:
         raise ConfigError(f"{where}: empty list of ids")
     ids = np.asarray(ids, np.int64)
@@ -129,5 +154,5 @@ def _by_ids(conn: Connectome, ids, where: str, allow_missing: bool, missing: lis
         return conn.index_of(ids, what=f"ids in {where}")
     except ConnectomeError as e:
         raise ConfigError(
-            f"{e}; set allow_missing = true in the selector to run without them"
+            f"{e}{note}; set allow_missing = true in the selector to run without them"
         ) from None

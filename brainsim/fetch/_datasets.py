@@ -142,7 +142,7 @@ def fetch_dataset(
         root: the data root to use instead of ``$BRAINSIM_CACHE/data`` (ignored with
             ``dest``).
         url_base: a mirror to download from instead of the dataset's source; file URLs
-            are ``<url_base>/<remote name>``.
+            are ``<url_base>/<remote name>`` (the last part of a remote that is a URL).
         quiet: no progress or status output (warnings about unverified files still show).
         retries: retries per file after a broken transfer (each resumes the ``.part``).
         timeout: seconds a connection may stay silent.
@@ -170,8 +170,12 @@ def fetch_dataset(
     say(f"  from {base}" + (f"  [{ds.source}]" if ds.source and url_base is None else ""))
     say(f"  into {folder}")
     results = []
+    if ds.notes:
+        say(f"  checks: {ds.notes}")
     for f in ds.files:
-        url = f"{base}/{f.remote.lstrip('/')}"
+        # a mirror holds every file under its base, by the file's own remote name
+        remote = Path(f.remote).name if "://" in f.remote else f.remote
+        url = f.url(base) if url_base is None else f"{base}/{remote.lstrip('/')}"
         bar = None if quiet else _ProgressLine(f.name, out)
         try:
             res = download_file(
@@ -201,9 +205,9 @@ def fetch_dataset(
             )
         results.append(res)
     if dest is None and root is None and ds.name in DATASETS:
-        use = f'format = "shiu", path = "{ds.name}"'
+        use = f'format = "{ds.fmt}", path = "{ds.name}"'
     else:
-        use = f'format = "shiu", path = "{folder.resolve()}"'
+        use = f'format = "{ds.fmt}", path = "{folder.resolve()}"'
     say(f"{ds.name} is ready in {folder}; in a run config: [connectome] {use}")
     if ds.manual:
         say("note: " + ds.manual.format(folder=folder))

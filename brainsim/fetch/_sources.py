@@ -25,6 +25,10 @@ FlyWire Codex files (``connections*.csv.gz``, ``neurons.csv.gz``,
 ``classification.csv.gz``, read by the ``flywire`` loader) are downloaded from
 https://codex.flywire.ai/api/download after logging in; no public direct URL is known, so
 ``fetch`` only says where to put them.
+
+The newer releases (FlyWire's own Zenodo Feather file, MaleCNS v1.0, BANC v888) are
+public downloads; their entries below say where each size and checksum comes from, and
+which could not be verified (``Dataset.notes``, printed by ``brainsim fetch``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class RemoteFile:
 
     Attributes:
         name: the file's name in the dataset folder (what the loaders look for).
-        remote: its path under the dataset's URL base.
+        remote: its path under the dataset's URL base, or a full URL of its own.
         size: expected size in bytes, or None if unknown.
         sha256: expected SHA-256 (lower-case hex), or None if unknown.
     """
@@ -52,6 +56,12 @@ class RemoteFile:
     remote: str
     size: int | None = None
     sha256: str | None = None
+
+    def url(self, base: str) -> str:
+        """Where to download it: ``remote`` itself if it is a full URL, else under ``base``."""
+        if "://" in self.remote:
+            return self.remote
+        return f"{base.rstrip('/')}/{self.remote.lstrip('/')}"
 
     @property
     def verification(self) -> str:
@@ -76,6 +86,8 @@ class Dataset:
         source: where the files are published (printed with the result).
         manual: instructions for files that must be downloaded by hand; ``{folder}`` in
             it stands for the dataset's folder.
+        fmt: the loader that reads the folder (``[connectome] format``).
+        notes: what is and is not verified about the entry (sources of sizes and checksums).
     """
 
     name: str
@@ -85,6 +97,8 @@ class Dataset:
     description: str = ""
     source: str = ""
     manual: str = ""
+    fmt: str = "shiu"
+    notes: str = ""
 
 
 def _codex_note(release: str) -> str:
@@ -143,6 +157,109 @@ DATASETS: dict[str, Dataset] = {
         manual=_codex_note("630"),
     ),
 }
+
+# ---------------------------------------------------------------------- newer releases
+# Sizes and checksums below come from sources this project could read, never from a
+# download made here; each entry's ``notes`` says which, and "unverified" where a value
+# could not be checked (then the download is checked by size only, or not at all, and
+# ``brainsim fetch`` says so).
+ZENODO_FLYWIRE = "https://zenodo.org/records/10676866/files"
+FLYWIRE_ANNOTATIONS = (
+    "https://raw.githubusercontent.com/flyconnectome/flywire_annotations/main/"
+    "supplemental_files/Supplemental_file1_neuron_annotations.tsv"
+)
+MALECNS_BASE = "https://storage.googleapis.com/flyem-male-cns/v1.0/connectome-data/flat-connectome"
+BANC_BASE = (
+    "https://storage.googleapis.com/lee-lab_brain-and-nerve-cord-fly-connectome/compiled_data/"
+    "banc_888"
+)
+
+DATASETS.update(
+    {
+        "flywire_feather:783": Dataset(
+            name="flywire_feather:783",
+            folder="flywire_feather_783",
+            url_base=ZENODO_FLYWIRE,
+            files=(
+                # 852,022,274 bytes: the size Zenodo lists for the file (record 10676866,
+                # version 783.0), pinned alike by several public projects; Zenodo publishes
+                # an md5 (f48f972d262323a102aed49af1396b8a), no sha256: size only.
+                RemoteFile(
+                    "proofread_connections_783.feather",
+                    "proofread_connections_783.feather",
+                    852_022_274,
+                ),
+                # the annotation table changes between versions of its repository (sizes of
+                # 27.0 to 31.7 MB are pinned by different projects): unverified
+                RemoteFile("Supplemental_file1_neuron_annotations.tsv", FLYWIRE_ANNOTATIONS),
+            ),
+            description="FlyWire release 783 as FlyWire published it: Zenodo Feather "
+            "(format 'flywire_feather')",
+            source="Zenodo 10.5281/zenodo.10676866 (CC BY 4.0); annotations: "
+            "github.com/flyconnectome/flywire_annotations (main)",
+            fmt="flywire_feather",
+            notes="connections: size only (Zenodo gives md5, not sha256); annotations: "
+            "unverified (no fixed size or checksum; the repository's main branch moves)",
+        ),
+        "malecns:v1.0": Dataset(
+            name="malecns:v1.0",
+            folder="malecns_v1.0",
+            url_base=MALECNS_BASE,
+            files=(
+                # sizes: the bucket's object sizes; sha256: the values many independent
+                # public projects pin for these objects (they agree); not recomputed here
+                RemoteFile(
+                    "connectome-weights-male-cns-v1.0-minconf-0.5.feather",
+                    "connectome-weights-male-cns-v1.0-minconf-0.5.feather",
+                    1_051_241_946,
+                    "e35da783d1c686b2b58b3b87cd6a403ae43bfcfba8bff28e08ef752c1a56afc1",
+                ),
+                RemoteFile(
+                    "body-annotations-male-cns-v1.0-minconf-0.5.feather",
+                    "body-annotations-male-cns-v1.0-minconf-0.5.feather",
+                    14_483_314,
+                    "2177e246113e4cfbf1e7772ec37c6da1955ff22e8063d0b1f833101f99a9a3b2",
+                ),
+                RemoteFile(
+                    "body-neurotransmitters-male-cns-v1.0.feather",
+                    "body-neurotransmitters-male-cns-v1.0.feather",
+                    43_282_834,
+                    "95c9289220663abeb3409f3ad9e5a7f8a53f8093f5139d15502cd08da8879621",
+                ),
+            ),
+            description="MaleCNS v1.0 (Berg et al. 2026), neuPrint flat connectome "
+            "(format 'neuprint_flat')",
+            source="https://male-cns.janelia.org/download/ (gs://flyem-male-cns, CC BY 4.0)",
+            fmt="neuprint_flat",
+            notes="sizes and sha256 as pinned by independent public projects (the publisher "
+            "gives md5/crc32c in the bucket metadata); not recomputed from a download here",
+        ),
+        "banc:888": Dataset(
+            name="banc:888",
+            folder="banc_888",
+            url_base=BANC_BASE,
+            files=(
+                # the bucket's meta file has been replaced at least once (57,503,026 and
+                # 57,550,610 bytes are both pinned by public projects): unverified
+                RemoteFile("banc_888_meta.feather", "banc_888_meta.feather"),
+                # 359,161,658 bytes and this sha256: pinned alike by two public projects
+                # (one from the Harvard Dataverse copy, doi:10.7910/DVN/7WTH1N)
+                RemoteFile(
+                    "banc_888_edgelist_simple_v3.feather",
+                    "banc_888_edgelist_simple_v3.feather",
+                    359_161_658,
+                    "8c296e946f3c69a8c7222f30ad75fa8a98eeb189124fec6df829c9125f4be64b",
+                ),
+            ),
+            description="BANC v888 brain and nerve cord (Bates et al. 2026; format 'banc')",
+            source="gs://lee-lab_brain-and-nerve-cord-fly-connectome (CC BY 4.0); also "
+            "Harvard Dataverse doi:10.7910/DVN/7WTH1N",
+            fmt="banc",
+            notes="edge list: size and sha256 from two public projects, not recomputed here; "
+            "meta table: unverified (the bucket's copy has changed)",
+        ),
+    }
+)
 
 # Family names: "flywire" alone means its default release.
 ALIASES = {"flywire": "flywire:783"}
