@@ -233,7 +233,16 @@ def test_every_shipped_config_is_valid():
     for path in configs:
         import tomllib
 
-        if "fit" in tomllib.loads(path.read_text()):
+        raw = tomllib.loads(path.read_text())
+        from brainsim.flyvis._experiment import uses_visual
+
+        if "fit" in raw and uses_visual(raw):  # a flyvis training config
+            from brainsim.experiments import parse_config
+            from brainsim.flyvis._train import parse_task
+
+            parse_task(raw["fit"], str(path))
+            cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
+        elif "fit" in raw:
             from brainsim.fit import load_fit_config
 
             cfg = load_fit_config(path)  # the run schema plus [fit]

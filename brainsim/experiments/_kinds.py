@@ -24,6 +24,15 @@ Kinds and their keys (selectors as in ``brainsim.experiments._selectors``):
     responders). A baseline condition without drive comes first. Summary: each driven
     neuron or group x each responding neuron, rate and change from baseline: an effective
     connectivity matrix as a table.
+``parameter_sweep``
+    ``parameter`` (a numeric ``[model]`` key of the model's kind, e.g. ``w_syn_mv``),
+    ``values`` (list), ``readout`` (selector, optional), ``high_rate_hz`` (default 100: the
+    rate above which a neuron counts as runaway). One condition per value, each a run of
+    the config's stimuli with that value (every value sees the same input noise: common
+    random numbers, so differences are the parameter's). Summary per value: neurons active
+    (fired at least once), their fraction, mean rate over all neurons and over the active
+    ones, the highest rate, neurons above ``high_rate_hz`` and the readout's mean rate:
+    what calibrating a model on a new connectome looks at (docs/CALIBRATION.md).
 """
 
 from __future__ import annotations
@@ -39,7 +48,13 @@ import pyarrow.parquet as pq
 from brainsim.connectome import Connectome
 from brainsim.experiments._errors import ConfigError
 
-KINDS = ("activation_sweep", "silencing_screen", "pairwise_grid", "perturbation_map")
+KINDS = (
+    "activation_sweep",
+    "silencing_screen",
+    "pairwise_grid",
+    "perturbation_map",
+    "parameter_sweep",
+)
 _KEYS = {
     "activation_sweep": ("drive", "rates_hz", "readout"),
     "silencing_screen": (
@@ -53,6 +68,7 @@ _KEYS = {
     ),
     "pairwise_grid": ("drive_a", "rates_a_hz", "drive_b", "rates_b_hz", "readout"),
     "perturbation_map": ("drive", "groups", "rate_hz", "responders"),
+    "parameter_sweep": ("parameter", "values", "readout", "high_rate_hz"),
 }
 _COMMON = ("kind", "max_batch_trials")
 
@@ -128,6 +144,23 @@ def check_experiment(exp: dict, where: str) -> None:
         frac = exp.get("required_fraction", 0.8)
         if not isinstance(frac, int | float) or not 0 < frac < 1:
             raise ConfigError(f"{where} required_fraction: expected a number in (0, 1)")
+    elif kind == "parameter_sweep":
+        if not isinstance(need("parameter"), str):
+            raise ConfigError(f"{where} parameter: expected a [model] key, e.g. \"w_syn_mv\"")
+        vals = need("values")
+        if not (
+            isinstance(vals, list)
+            and vals
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals)
+            and all(math.isfinite(v) for v in vals)
+        ):
+            raise ConfigError(f"{where} values: expected a non-empty list of finite numbers")
+        if len(set(vals)) != len(vals):
+            raise ConfigError(f"{where} values: a value is listed twice")
+        high = exp.get("high_rate_hz", 100.0)
+        if not _is_rate(high) or high <= 0:
+            raise ConfigError(f"{where} high_rate_hz: expected a rate in Hz > 0")
+        selector("readout", required=False)
     elif kind == "pairwise_grid":
         for key in ("drive_a", "drive_b", "readout"):
             selector(key)
@@ -177,6 +210,14 @@ def plan(exp: dict, conn: Connectome, sel) -> Plan:
             Condition(f"{r:g} Hz", {"rate_hz": float(r)}, poisson=[(drive, float(r))])
             for r in exp["rates_hz"]
         ]
+        return Plan(kind, conds, readout, info)
+    if kind == "parameter_sweep":
+        name = exp["parameter"]
+        conds = [
+            Condition(f"{name} = {v:g}", {"parameter": name, "value": float(v)})
+            for v in exp["values"]
+        ]
+        info["high_rate_hz"] = float(exp.get("high_rate_hz", 100.0))
         return Plan(kind, conds, readout, info)
     if kind == "pairwise_grid":
         a, b = sel(exp["drive_a"], "drive_a"), sel(exp["drive_b"], "drive_b")
@@ -328,6 +369,29 @@ def summarize(p: Plan, rates: pa.Table, conn: Connectome) -> pa.Table | None:
                 "readout_rate_hz_sem",
             ],
         )
+    if p.kind == "parameter_sweep":
+        n = max(conn.n_neurons, 1)
+        high = p.info["high_rate_hz"]
+        rows = []
+        for c, cond in enumerate(p.conditions):
+            r = np.array(list(rates_of(c).values()), float)
+            mean, sem = readout_stats(c)
+            rows.append(
+                {
+                    "condition": c,
+                    "parameter": cond.columns["parameter"],
+                    "value": cond.columns["value"],
+                    "n_active": int(r.size),
+                    "fraction_active": r.size / n,
+                    "mean_rate_hz": float(r.sum()) / n,
+                    "mean_active_rate_hz": float(r.mean()) if r.size else 0.0,
+                    "max_rate_hz": float(r.max()) if r.size else 0.0,
+                    "n_above_high_rate": int((r > high).sum()),
+                    "readout_rate_hz": mean if p.readout.size else float("nan"),
+                    "readout_rate_hz_sem": sem if p.readout.size else float("nan"),
+                }
+            )
+        return _table(rows, list(rows[0]))
     if p.kind == "pairwise_grid":
         rows = []
         for c, cond in enumerate(p.conditions):

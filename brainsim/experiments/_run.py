@@ -73,6 +73,29 @@ def build_model(cfg: RunConfig):
         raise ConfigError(f"{cfg.path}: [model]: {e}") from None
 
 
+def sweep_model(cfg: RunConfig, cond) -> object:
+    """The model of one ``parameter_sweep`` condition: ``[model]`` with its value set."""
+    from brainsim.experiments._config import _check_model_bounds
+
+    keys = {**cfg.model, cond.columns["parameter"]: cond.columns["value"]}
+    _check_model_bounds(keys, f"{cfg.path}: [experiment] values ({cond.label})")
+    return build_model(dataclasses.replace(cfg, model=keys))
+
+
+def check_sweep(cfg: RunConfig, model) -> None:
+    """A ``parameter_sweep``'s parameter must be a numeric key of the model's kind."""
+    name = cfg.experiment["parameter"]
+    numeric = [k for k in type(model).config_keys() if k not in type(model).choices]
+    if name not in numeric:
+        raise ConfigError(
+            f"{cfg.path}: [experiment] parameter: {name!r} is not a numeric parameter of the "
+            f"{model.kind} model; expected one of {', '.join(numeric)}"
+        )
+    for cond_value in cfg.experiment["values"]:
+        sweep_model(cfg, Condition(f"{name} = {cond_value:g}",
+                                   {"parameter": name, "value": float(cond_value)}))  # fmt: skip
+
+
 def use_gap_junctions(cfg: RunConfig) -> bool:
     return cfg.connectome.get("gap_junctions", True)
 
@@ -267,6 +290,8 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
         )
 
     p = plan(exp, conn, sel) if exp else Plan("run", [Condition("run", {})], rec, {})
+    if p.kind == "parameter_sweep":
+        check_sweep(cfg, model)
     if missing:
         log(f"ids not in this connectome, left out (allow_missing): {sorted(set(missing))}")
     sim = cfg.simulation
@@ -310,7 +335,7 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
         return out_dir
 
     store = None
-    if len(groups) > 1:
+    if len(groups) > 1 and p.kind != "parameter_sweep":
         import jax
 
         from brainsim.experiments._resume import BatchStore, run_identity
@@ -459,6 +484,16 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
         parts.append((first, r))
 
     conds = p.conditions
+    if p.kind == "parameter_sweep":
+        # one run per value, each with its own model; the same input noise (first = 0)
+        for c, cond in enumerate(conds):
+            log(f"{cond.label}: condition {c + 1}/{len(conds)}")
+            m = sweep_model(cfg, cond)
+            r = simulate_batch(sim, prepared_network(conn, sim, m, gaps), m, base,
+                               [Condition(cond.label, {})], 0, rec, conn.ids,
+                               gap_junctions=gaps, where=str(cfg.path))  # fmt: skip
+            parts.append((c, r))
+        return parts
     if p.deferred_top_k is not None:
         # the control first, then the top responders of that control, one at a time
         run(conds, 0, 0, 2)
@@ -572,6 +607,7 @@ def _plot_names(kind: str) -> list[str]:
         "silencing_screen": ["silencing.png"],
         "pairwise_grid": ["grid.png"],
         "perturbation_map": ["perturbation_map.png"],
+        "parameter_sweep": ["sweep.png"],
     }
     return ["raster.png", *extra.get(kind, [])]
 

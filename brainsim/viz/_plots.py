@@ -43,6 +43,7 @@ KIND_TITLES = {
     "silencing_screen": "Silencing screen",
     "pairwise_grid": "Pairwise drive grid",
     "perturbation_map": "Perturbation map",
+    "parameter_sweep": "Parameter sweep",
     "moving_edge": "Moving edges",
     "flash": "Flashes",
 }
@@ -558,6 +559,34 @@ def traces_figure(res: Results, *, trial: int = 0) -> Figure:
     return fig
 
 
+def plot_sweep(results, out=None, *, log: Log | None = None) -> Path | None:
+    """``sweep.png`` of a ``parameter_sweep``: mean rates and the fraction of neurons
+    active against the parameter's value."""
+    return _run_plot("sweep.png", sweep_figure, results, out, log)
+
+
+def sweep_figure(res: Results) -> Figure:
+    s = res.table("summary", ("parameter", "value", "mean_rate_hz", "fraction_active"))
+    order = np.argsort(s["value"])
+    x = s["value"][order]
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    ax.plot(x, s["mean_rate_hz"][order], "o-", label="mean rate, all neurons")
+    if "mean_active_rate_hz" in s:
+        ax.plot(x, s["mean_active_rate_hz"][order], "s--", label="mean rate, active neurons")
+    ax.set_xlabel(str(s["parameter"][0]))
+    ax.set_ylabel("rate (Hz)")
+    ax2 = ax.twinx()
+    ax2.plot(x, s["fraction_active"][order], "^:", color="tab:green", label="fraction active")
+    ax2.set_ylabel("fraction of neurons active")
+    ax2.set_ylim(0, 1.05)
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+    ax.set_title(_title(res, f"activity against {s['parameter'][0]}"))
+    fig.tight_layout()
+    return fig
+
+
 def plot_dsi_polar(results, out=None, *, log: Log | None = None) -> Path | None:
     """``dsi_polar.png`` of a ``moving_edge`` folder (brainsim.viz._visual)."""
     from brainsim.viz._visual import dsi_polar_figure
@@ -581,6 +610,7 @@ PLOTS_BY_KIND = {
     "silencing_screen": (plot_raster, plot_silencing),
     "pairwise_grid": (plot_raster, plot_grid),
     "perturbation_map": (plot_raster, plot_perturbation_map),
+    "parameter_sweep": (plot_raster, plot_sweep),
     "moving_edge": (plot_dsi_polar,),
     "flash": (plot_fri,),
 }

@@ -16,6 +16,7 @@ KINDS = (
     "silencing_screen",
     "pairwise_grid",
     "perturbation_map",
+    "parameter_sweep",
     "moving_edge",
     "flash",
 )
