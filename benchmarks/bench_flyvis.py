@@ -68,14 +68,21 @@ def time_brainsim(lat, params, frames, sparse: bool, repeats: int) -> dict:
 def time_train_step(extent: int, repeats: int) -> dict:
     import optax
 
-    from brainsim.flyvis._train import MotionTask, _trainables, make_loss, motion_batch
+    from brainsim.flyvis._train import (
+        MotionTask,
+        _trainables,
+        decoded_types,
+        make_loss,
+        motion_batch,
+    )
 
     lat = expand(read_spec(connectome_file("flyvis:fib25-fib19_v2.2")), extent, 1.0)
     p0 = initial(lat, 0)
     task = MotionTask(speeds=(19.0,))
     frames, vel, moving = motion_batch(extent, task, 0.02, 0)
-    loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, task.steady_state_s)
-    theta = _trainables(lat, p0, 0)
+    types = decoded_types(lat, task)
+    loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, task.steady_state_s, types)
+    theta = _trainables(lat, p0, 0, task)
     opt = optax.adam(0.01)
     state = opt.init(theta)
 

@@ -34,12 +34,16 @@ Schema of ``[fit]`` (all optional but ``task``)::
     steady_state_s = 0.5           # grey before each batch (no gradient through it)
     textures_per_direction = 1
     log_every = 25
-    evaluate = true                # DSI at moving edges before and after (12 directions)
+    evaluate = true                # DSI at moving edges before and after (12 directions,
+                                   # 19 columns/s, at the training step: tau >= dt)
+    clip_norm = 1.0                # optax.clip_by_global_norm; 0: none
+    decode_from = []               # cell types the decoder reads (default: the output types)
 
-Writes: ``params.npz`` (the trained parameters; ``[model] params`` can name it),
+Writes: ``params.npz`` (the parameters of the lowest loss, as flyvis keeps its best
+checkpoint; ``[model] params`` can name it),
 ``history.parquet`` (step, loss), ``dsi.parquet`` (cell_type, intensity, dsi and preferred
 direction before and after), ``t4t5.json``, ``manifest.json``, ``loss.png``, and ``run/``:
-the ``moving_edge`` experiment of the trained network.
+the ``moving_edge`` experiment of the trained network (at the training step).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ _KEYS = {
     "textures_per_direction": int,
     "log_every": int,
     "evaluate": bool,
+    "clip_norm": float,
+    "decode_from": list,
 }
 
 
@@ -82,6 +88,8 @@ class MotionTask:
     textures_per_direction: int = 1
     log_every: int = 25
     evaluate: bool = True
+    clip_norm: float = 1.0
+    decode_from: tuple[str, ...] = ()  # cell types read by the decoder; () = output types
 
 
 def parse_task(fit: dict, where: str) -> MotionTask:
@@ -96,7 +104,7 @@ def parse_task(fit: dict, where: str) -> MotionTask:
     if fit.get("task") != "motion":
         raise ConfigError(f'{w} task: a flyvis network trains on task = "motion"')
     kw = {k: v for k, v in fit.items() if k != "task"}
-    for k in ("stimuli", "angles_deg", "speeds"):
+    for k in ("stimuli", "angles_deg", "speeds", "decode_from"):
         if k in kw:
             if not kw[k]:
                 raise ConfigError(f"{w} {k}: must not be empty")
@@ -115,6 +123,10 @@ def parse_task(fit: dict, where: str) -> MotionTask:
         raise ConfigError(f"{w} learning_rate: must be > 0")
     if task.optimizer not in OPTIMIZERS:
         raise ConfigError(f"{w} optimizer: expected one of {OPTIMIZERS}")
+    if not (np.isfinite(task.clip_norm) and task.clip_norm >= 0):
+        raise ConfigError(f"{w} clip_norm: must be >= 0 (0: no clipping)")
+    if not all(isinstance(t, str) for t in task.decode_from):
+        raise ConfigError(f"{w} decode_from: expected a list of cell type names")
     if task.loss_delay_ms < 0 or task.steady_state_s < 0:
         raise ConfigError(f"{w}: loss_delay_ms and steady_state_s must be >= 0")
     return task
@@ -158,12 +170,22 @@ def motion_batch(extent: int, task: MotionTask, dt_s: float, seed: int):
 # ---------------------------------------------------------------------------- the loss
 
 
-def _trainables(lattice, params, seed: int):
+def decoded_types(lattice, task: MotionTask) -> list[str]:
+    """The cell types the decoder reads: ``decode_from``, else the file's output types; a
+    name that is not a type is an error."""
+    names = list(task.decode_from) or list(lattice.spec.output_types)
+    unknown = [t for t in names if t not in lattice.spec.type_names]
+    if unknown:
+        raise ConfigError(f"[fit] decode_from: {unknown} are not cell types of the connectome")
+    return names
+
+
+def _trainables(lattice, params, seed: int, task: MotionTask):
     """Start values: the parameters' own, factors of 1, and a small random decoder (a zero
     decoder would pass no gradient to the network)."""
     import jax.numpy as jnp
 
-    n_out = len(lattice.spec.output_types)
+    n_out = len(decoded_types(lattice, task))
     rng = np.random.default_rng(seed)
     return {
         "bias": jnp.asarray(params.bias, jnp.float32),
@@ -188,7 +210,7 @@ def type_params(lattice, params0, theta, dt_s):
     )
 
 
-def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s):
+def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
     the lattice is fixed but the weights, biases and time constants that ``theta`` sets."""
@@ -201,8 +223,8 @@ def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s):
 
     dt_s = dt_ms / 1000.0
     spec = lattice.spec
-    out_types = [spec.type_names.index(t) for t in spec.output_types]
-    # pooling matrix [cells, output types]: the mean over each output type's cells
+    out_types = [spec.type_names.index(t) for t in types]
+    # pooling matrix [cells, decoded types]: the mean over each type's cells
     pool = np.zeros((lattice.n_cells, len(out_types)), np.float32)
     for k, t in enumerate(out_types):
         cells = np.flatnonzero(lattice.cell_type == t)
@@ -313,11 +335,14 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         f"{len(task.angles_deg)} directions x {len(task.speeds)} speeds), {frames.shape[0]} "
         f"steps of {dt_ms:g} ms; {task.steps} {task.optimizer} steps, lr {task.learning_rate:g}"
     )
+    types = decoded_types(lattice, task)
     loss_fn, fixed = make_loss(
-        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s
+        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s, types
     )
-    theta = _trainables(lattice, params0, cfg.simulation["seed"])
+    theta = _trainables(lattice, params0, cfg.simulation["seed"], task)
     opt = getattr(optax, task.optimizer)(task.learning_rate)
+    if task.clip_norm > 0:
+        opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), opt)
     state = opt.init(theta)
 
     @jax.jit
@@ -327,9 +352,10 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         return optax.apply_updates(theta, upd), state, loss
 
     def evaluate(p):
+        # at the training step: the time constants were trained with tau >= dt
         angles, intens, speeds = list(range(0, 360, 30)), [0, 1], [19.0]
         conds = [(a, i, s) for a in angles for i in intens for s in speeds]
-        eval_dt_s = 0.005
+        eval_dt_s = dt_s
         fr = pad_frames([moving_edge(lattice.extent, a, i, s, eval_dt_s) for a, i, s in conds])
         tr = simulate_frames(lattice, p, eval_dt_s * 1000, fr, lattice.central_cells())
         time_s = np.arange(fr.shape[0]) * eval_dt_s - 1.0
@@ -339,10 +365,14 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
 
     before = evaluate(params0) if task.evaluate else None
     history = []
+    best = (np.inf, 0, theta)  # (loss, step, parameters before that step's update)
     t1 = time.perf_counter()
     for k in range(task.steps):
-        theta, state, loss = update(theta, state, fixed)
+        new_theta, state, loss = update(theta, state, fixed)
         loss = float(loss)
+        if loss < best[0]:
+            best = (loss, k + 1, theta)
+        theta = new_theta
         if not np.isfinite(loss):
             raise FloatingPointError(
                 f"training stopped at step {k + 1}: the loss is {loss} (lower learning_rate)"
@@ -351,8 +381,10 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         if k == 0 or (k + 1) % task.log_every == 0 or k + 1 == task.steps:
             log(f"step {k + 1}/{task.steps}: loss {loss:.4f} ({time.perf_counter() - t1:.1f} s)")
     t_train = time.perf_counter() - t1
+    # the parameters of the lowest loss seen (the loss of step k is that of the parameters
+    # before its update), as flyvis keeps its best checkpoint
     trained_p = dataclasses.replace(
-        type_params(lattice, params0, jax.device_get(theta), dt_s),
+        type_params(lattice, params0, jax.device_get(best[2]), dt_s),
         name=str(out_dir / "params.npz"),
     )
     after = evaluate(trained_p) if task.evaluate else None
@@ -372,6 +404,8 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
                             "n_connections": lattice.n_connections},  # fmt: skip
                 "n_stimuli": int(frames.shape[1]),
                 "final_loss": history[-1]["loss"] if history else None,
+                "best_loss": best[0] if history else None,
+                "best_step": best[1] if history else None,
                 "first_loss": history[0]["loss"] if history else None,
                 **environment(),
                 "wall_time_s": {"total": time.perf_counter() - t0, "train": t_train},
@@ -428,7 +462,7 @@ def _run_folder(cfg, tmp: Path, params, final: Path, log) -> None:
 
     raw = copy.deepcopy({k: v for k, v in cfg.raw.items() if k not in ("fit", "output")})
     raw["model"] = {"kind": "graded", "params": str(final / "params.npz")}
-    raw["simulation"] = {**raw.get("simulation", {}), "dt_ms": 5.0}
+    raw["simulation"] = dict(raw.get("simulation", {}))
     raw["experiment"] = {"kind": "moving_edge"}
     run_cfg = parse_config(raw, cfg.path)
     out = check_output_dir(tmp / "run")
