@@ -350,9 +350,13 @@ def edge_tables(traces, time_s, conds, angles, intens, speeds, names):
         sel = {f"T4{x}": on for x in "abcd"} | {f"T5{x}": off for x in "abcd"}
         dd = {t: float(dsi[k, names.index(t)]) for t, k in sel.items()}
         pp = {t: float(pref[k, names.index(t)]) for t, k in sel.items()}
+        dc = {t: float(dsi_c[k, names.index(t)]) for t, k in sel.items()}
+        pc = {t: float(pref_c[k, names.index(t)]) for t, k in sel.items()}
         extra["t4t5.json"] = {"dsi": dd, "preferred_angle_deg": pp,
                               "known_preferred_angle_deg": A.KNOWN_PREFERRED_DEG,
-                              "checks": A.t4t5_pattern(dd, pp)}  # fmt: skip
+                              "checks": A.t4t5_pattern(dd, pp),
+                              "dsi_change": dc, "preferred_angle_deg_change": pc,
+                              "checks_change": A.t4t5_pattern(dc, pc)}  # fmt: skip
     return {"summary.parquet": pa.table(rows), "dsi.parquet": pa.table(d_rows)}, extra
 
 
