@@ -254,10 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="time standard workloads on synthetic brains (a table, or JSON with --json)",
+        help="time standard workloads on synthetic brains, or any run config (--config); "
+        "a table, or JSON with --json",
         description="Time brainsim on standard workloads: sugar, dense, scaling_trials, "
-        "scaling_size, scaling_activity, reference_ratio (brainsim.bench). Networks come "
-        "from the connectome cache; wall_s_first includes compilation.",
+        "scaling_size, scaling_activity, reference_ratio, native_ratio (brainsim.bench); "
+        "networks come from the connectome cache; wall_s_first includes compilation. Or time "
+        "any `brainsim run` config with --config FILE: its first run in a fresh process and "
+        "its steady state (compiled repeats) in this one.",
     )
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)

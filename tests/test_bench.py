@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_config_text, write_config
 
 from brainsim import bench
 from brainsim.bench import _cli, _common
@@ -166,3 +167,98 @@ def test_cli_arguments_reach_the_workloads():
     assert calls[1][1]["scales"] == (0.07, 0.25, 0.5, 1.0, 4.0)
     every = _cli._calls(bench.build_parser().parse_args(["--workload", "all"]))
     assert [name for name, _ in every] == list(bench.NAMES)
+
+
+# ---- brainsim bench --config: any run config, timed as the workloads are
+
+
+def sweep_config(tmp_path, duration_ms=50.0):
+    """An activation sweep (2 rates x 2 trials) on the tiny synthetic brain."""
+    text = run_config_text(duration_ms=duration_ms, stimulus=False) + (
+        '[experiment]\nkind = "activation_sweep"\ndrive = { cell_type = "sugar_like_GRN" }\n'
+        "rates_hz = [100.0, 200.0]\n"
+    )
+    return write_config(tmp_path, text)
+
+
+def test_config_steady_state(tmp_path, own_cache):
+    rec = bench.config(sweep_config(tmp_path), repeats=2, with_first_run=False)
+    has(rec, (*ENV, *NETWORK, *ACTIVITY, "trial_seconds", "trial_seconds_per_second"))
+    has(rec, ("n_conditions", "trials", "kernel", "peak_rss_bytes", "device_peak_bytes"))
+    assert rec["workload"] == "config" and rec["kind"] == "activation_sweep"
+    assert rec["spec"] == "synthetic:seed=0,scale=0.005" and rec["n_neurons"] > 0
+    assert (rec["n_conditions"], rec["trials"], rec["duration_ms"]) == (2, 2, 50.0)
+    assert rec["trial_seconds"] == pytest.approx(2 * 2 * 50.0 / 1000)
+    assert rec["s_per_trial_second"] == pytest.approx(rec["wall_s"] / rec["trial_seconds"])
+    assert rec["trial_seconds_per_second"] == pytest.approx(1 / rec["s_per_trial_second"])
+    assert rec["repeats"] == 2 and rec["wall_s"] <= rec["wall_s_median"]
+    assert rec["kernel"] == "windowed" and rec["model"] == "lif"
+    assert rec["reruns_timed"] == 0  # the repeats start from the budgets the warm-up grew
+    # the 200 Hz condition drives more than the 100 Hz one; events outnumber spikes
+    assert rec["n_spikes"] > 0
+    assert rec["spikes_per_trial_second"] == pytest.approx(rec["n_spikes"] / 0.2)
+    assert rec["synaptic_events_per_trial_second"] > rec["spikes_per_trial_second"]
+    assert 0 < rec["neurons_firing"] <= rec["n_neurons"]
+    assert rec["peak_rss_bytes"] > 0
+    assert "first_run_wall_s" not in rec and rec["same_spikes_as_first_run"] is None
+    json.dumps(rec)
+
+
+def test_config_graded_model_has_no_spike_figures(tmp_path, own_cache):
+    text = run_config_text(duration_ms=20.0, stimulus=False) + (
+        '[model]\nkind = "graded"\n[[stimulus]]\nkind = "current"\n'
+        'neurons = { cell_type = "sugar_like_GRN" }\namplitude_mv = 5.0\n'
+    )
+    rec = bench.config(write_config(tmp_path, text), repeats=1, with_first_run=False)
+    assert (rec["model"], rec["kernel"]) == ("graded", "reference")
+    assert rec["trial_seconds"] == pytest.approx(2 * 20.0 / 1000)
+    for k in ("n_spikes", "spikes_per_trial_second", "synaptic_events_per_second"):
+        assert rec[k] is None, k
+    assert rec["s_per_trial_second"] > 0
+
+
+def test_config_first_run_in_a_fresh_process(tmp_path, own_cache, capsys):
+    path = write_config(tmp_path, run_config_text(duration_ms=50.0))
+    rc = bench.main(["--config", str(path), "--json", "--quiet", "--repeats", "1"])
+    assert rc == 0, capsys.readouterr().err
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    rec = json.loads(line)
+    has(rec, ("first_run_wall_s", "first_run_load_s", "first_run_simulate_s"))
+    has(rec, ("first_run_reruns", "first_run_peak_rss_bytes", "first_run_jax_cache_files_before"))
+    # end to end: start-up, load, simulate and writing
+    assert rec["first_run_wall_s"] > rec["first_run_load_s"] + rec["first_run_simulate_s"]
+    assert rec["first_run_peak_rss_bytes"] > 0
+    assert rec["first_run_budgets_remembered"] is False  # a fresh cache
+    assert rec["first_run_jax_cache_files_before"] == 0
+    # the same config and seed: the same spikes in both processes
+    assert rec["same_spikes_as_first_run"] is True
+    assert rec["first_run_n_spikes"] == rec["n_spikes"] > 0
+    # the first run remembered its budgets: this process's warm-up grows none
+    assert rec["reruns_first"] == 0
+    assert rec["trial_seconds"] == pytest.approx(2 * 50.0 / 1000)
+
+
+def test_config_errors_name_the_file_and_key(tmp_path, own_cache, capsys):
+    missing = tmp_path / "nope.toml"
+    assert bench.main(["--config", str(missing), "--quiet"]) == 2
+    assert f"{missing}: config file not found" in capsys.readouterr().err
+    bad = write_config(tmp_path, run_config_text() + "[output]\ndirr = 'x'\n", "bad.toml")
+    assert bench.main(["--config", str(bad), "--quiet", "--no-first-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "unknown key 'dirr'" in err
+    fit = write_config(tmp_path, run_config_text() + "[fit]\nsteps = 2\n", "fit.toml")
+    assert bench.main(["--config", str(fit), "--quiet"]) == 2
+    assert "a [fit] config" in capsys.readouterr().err
+    visual = run_config_text().replace('format = "synthetic"', 'format = "flyvis"')
+    assert bench.main(["--config", str(write_config(tmp_path, visual, "v.toml"))]) == 2
+    assert "a flyvis config" in capsys.readouterr().err
+    path = write_config(tmp_path, run_config_text())
+    assert bench.main(["--config", str(path), "--against-brian2"]) == 2
+    err = capsys.readouterr().err
+    assert "--against-brian2 is not wired" in err and ".venv-brian2" in err
+    assert "compare_brian2.py --network synthetic:seed=0,scale=0.005" in err
+    assert "--input-type sugar_like_GRN --rate-hz 150.0" in err
+    assert bench.main(["--config", str(path), "--trials", "3", "--precision", "float64"]) == 2
+    assert "--trials, --precision apply to workloads" in capsys.readouterr().err
+    assert bench.main(["--workload", "sugar", "--no-first-run"]) == 2
+    assert "--no-first-run applies to --config" in capsys.readouterr().err

@@ -3,7 +3,8 @@
 
 Workloads (synthetic brains, :mod:`brainsim.connectome`'s ``synthetic:`` spec):
 ``sugar``, ``dense``, ``scaling_trials``, ``scaling_size``, ``scaling_activity``,
-``reference_ratio`` and ``native_ratio``; see each function's docstring for its keys. JAX is
+``reference_ratio`` and ``native_ratio``; see each function's docstring for its keys.
+:func:`config` times any ``brainsim run`` config (``brainsim bench --config FILE``). JAX is
 imported on first use of a workload, not by ``import brainsim.bench``.
 """
 
@@ -19,6 +20,7 @@ _LAZY = (
     "scaling_trials",
     "sugar",
 )
+_LAZY_CONFIG = ("BenchError", "config")
 _LAZY_COMMON = ("environment", "memory_bandwidth", "load_network", "spec_for", "synaptic_events")
 
 
@@ -27,6 +29,10 @@ def __getattr__(name: str):
         from brainsim.bench import _workloads
 
         return getattr(_workloads, name)
+    if name in _LAZY_CONFIG:
+        from brainsim.bench import _config
+
+        return getattr(_config, name)
     if name in _LAZY_COMMON:
         from brainsim.bench import _common
 
@@ -36,9 +42,11 @@ def __getattr__(name: str):
 
 __all__ = [
     "NAMES",
+    "BenchError",
     "WORKLOADS",
     "add_arguments",
     "build_parser",
+    "config",
     "dense",
     "environment",
     "format_table",

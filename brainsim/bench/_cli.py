@@ -1,4 +1,5 @@
-"""``brainsim bench``: run workloads, print a table (default) or one JSON object per record.
+"""``brainsim bench``: run workloads (or time a config, ``--config``), print a table (default)
+or one JSON object per record.
 
 Light at import (argparse only): the CLI builds its parser without importing JAX.
 """
@@ -43,6 +44,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"workload to run, repeatable: {', '.join(NAMES)} or all (default: sugar)",
     )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="time a `brainsim run` config instead of a workload (any connectome, model, "
+        "stepper; its own [simulation]): a first run in a fresh process (`brainsim run FILE "
+        "--out TMP --quiet`, end to end) and the steady state in this process (--repeats "
+        "compiled runs); flyvis and [fit] configs are refused",
+    )
+    p.add_argument(
+        "--no-first-run",
+        action="store_true",
+        help="--config: time the steady state only (no `brainsim run` subprocess)",
+    )
+    p.add_argument(
+        "--against-brian2",
+        action="store_true",
+        help="--config: compare with Brian2; not wired for configs (the error names the "
+        "benchmarks/reference/compare_brian2.py command for the config's network)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per record on stdout")
     p.add_argument(
         "--trials",
@@ -82,7 +102,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="dense: Poisson rate into every neuron (default 6)",
     )
-    p.add_argument("--precision", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--precision", choices=("float32", "float64"), help="workloads' precision (float32)"
+    )
     p.add_argument("--seed", type=int, help="synthetic network seed (default 0)")
     p.add_argument(
         "--no-cache",
@@ -94,7 +116,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser(prog: str = "brainsim bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="Time brainsim on standard workloads (synthetic brains)."
+        prog=prog,
+        description="Time brainsim on standard workloads (synthetic brains), or any run "
+        "config with --config FILE.",
     )
     add_arguments(p)
     return p
@@ -115,7 +139,7 @@ def _calls(args: argparse.Namespace) -> list[tuple[str, dict]]:
         "repeats": args.repeats,
         "rate_hz": args.rate_hz,
         "input_rate_hz": args.input_rate_hz,
-        "precision": args.precision,
+        "precision": args.precision or "float32",
         "seed": args.seed,
         "rates_hz": tuple(args.rates_hz) if args.rates_hz else None,
     }
@@ -191,8 +215,69 @@ def format_table(rec: dict) -> str:
     return "\n".join(lines)
 
 
+# workload options that a config's own tables set instead (argparse dest, flag)
+_WORKLOAD_ONLY = (
+    ("workload", "--workload"),
+    ("trials", "--trials"),
+    ("scale", "--scale"),
+    ("scales", "--scales"),
+    ("with_4x", "--with-4x"),
+    ("duration_ms", "--duration-ms"),
+    ("rate_hz", "--rate-hz"),
+    ("rates_hz", "--rates-hz"),
+    ("input_rate_hz", "--input-rate-hz"),
+    ("precision", "--precision"),
+    ("seed", "--seed"),
+    ("no_cache", "--no-cache"),
+)
+
+
+def _log(args: argparse.Namespace):
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(f"brainsim bench: {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    """``--config FILE``: one record of the config's first run and steady state."""
+    given = [flag for dest, flag in _WORKLOAD_ONLY if getattr(args, dest, None)]
+    if given:
+        print(
+            f"brainsim bench: error: --config times the config as it is ([simulation], "
+            f"[connectome], [[stimulus]] set its run); {', '.join(given)} apply to workloads",
+            file=sys.stderr,
+        )
+        return 2
+    from brainsim.bench._config import config
+    from brainsim.connectome import ConnectomeError
+
+    try:
+        rec = config(
+            args.config,
+            repeats=2 if args.repeats is None else args.repeats,
+            with_first_run=not args.no_first_run,
+            against_brian2=args.against_brian2,
+            log=_log(args),
+        )
+    except (ValueError, ConnectomeError) as e:  # ConfigError, BenchError, ConnectomeError
+        print(f"brainsim bench: error: --config: {e}", file=sys.stderr)
+        return 2
+    rec = _jsonable(rec)
+    print(json.dumps(rec) if args.json else format_table(rec) + "\n", flush=True)
+    return 0
+
+
 def run_args(args: argparse.Namespace) -> int:
-    """Run the workloads an argument namespace names; print each record when it is done."""
+    """Run the workloads an argument namespace names (or time its ``--config``); print each
+    record when it is done."""
+    if getattr(args, "config", None):
+        return _run_config(args)
+    for dest, flag in (("no_first_run", "--no-first-run"), ("against_brian2", "--against-brian2")):
+        if getattr(args, dest, False):
+            print(f"brainsim bench: error: {flag} applies to --config FILE", file=sys.stderr)
+            return 2
     try:
         calls = _calls(args)
     except ValueError as e:
@@ -204,10 +289,7 @@ def run_args(args: argparse.Namespace) -> int:
         jax.config.update("jax_enable_x64", True)
     from brainsim.bench._workloads import WORKLOADS
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(f"brainsim bench: {msg}", file=sys.stderr, flush=True)
-
+    log = _log(args)
     for name, kw in calls:
         try:
             rec = _jsonable(WORKLOADS[name](**kw, log=log))

@@ -17,7 +17,7 @@ from brainsim._paths import cache_dir
 from brainsim.connectome import Connectome, load
 from brainsim.experiments._config import RunConfig
 from brainsim.experiments._errors import ConfigError
-from brainsim.experiments._jobsize import check_fits, job_size
+from brainsim.experiments._jobsize import JobSize, check_fits, job_size
 from brainsim.experiments._kinds import (
     Condition,
     Plan,
@@ -277,6 +277,78 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
         from brainsim.flyvis._experiment import run as run_visual
 
         return run_visual(cfg, out_dir, conn, log, dry_run, t_load)
+    job = prepare_job(cfg, conn, log)
+    model, p, rec, sim, trials = job.model, job.plan, job.rec, cfg.simulation, job.trials
+    size, groups, n_cond = job.size, job.groups, job.n_conditions
+    check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
+    if dry_run:
+        files = [
+            "spikes.parquet",
+            "rates.parquet",
+            "conditions.parquet",
+            "neurons.parquet",
+            "manifest.json",
+        ]
+        files += ["summary.parquet"] if cfg.experiment else []
+        files += ["traces.parquet"] if rec.size else []
+        files += _plot_names(p.kind) + (["traces.png"] if rec.size and p.kind == "run" else [])
+        log(
+            f"dry run: kind {p.kind}; {n_cond} condition(s) x {trials} trial(s) x "
+            f"{sim['duration_ms']:g} ms = {n_cond * trials * sim['duration_ms'] / 1000:g} "
+            f"trial-seconds ({size.n_steps} steps); {len(groups)} batch(es) of up to "
+            f"{size.batch_trials} trials; model {model.kind}, stepper {job.stepper.name}; "
+            f"{size.describe()}; would write {out_dir}/: "
+            f"{', '.join(files)}"
+        )
+        return out_dir
+
+    store = None
+    if len(groups) > 1 and p.kind != "parameter_sweep":
+        import jax
+
+        from brainsim.experiments._resume import BatchStore, run_identity
+
+        identity = run_identity(cfg.raw, conn.provenance.checksum, jax.default_backend())
+        store = BatchStore(out_dir, identity)
+        if store.start(resume):
+            log(f"--resume: reusing the batches saved by an interrupted run of {out_dir}")
+        elif resume:
+            log("--resume: no saved batches of this run; starting from the first batch")
+    elif resume:
+        log("--resume: this run is a single batch; nothing to resume")
+    t1 = time.perf_counter()
+    parts = simulate_conditions(cfg, conn, model, job.base, p, rec, progress, log, store)
+    t_sim = time.perf_counter() - t1
+    write_results(cfg, conn, model, p, parts, rec, job.missing, out_dir, t_load, t_sim)
+    if store is not None:
+        store.clear()
+    n_spikes = sum(r.n_spikes for _, r in parts)
+    log(f"{n_spikes} spikes, {len(p.conditions)} condition(s); simulated in {t_sim:.2f} s")
+    log(f"results in {out_dir}")
+    return out_dir
+
+
+@dataclasses.dataclass
+class Job:
+    """A (non-visual) config resolved against its connectome, checked, ready to simulate."""
+
+    conn: Connectome
+    model: object
+    base: BaseInputs
+    rec: np.ndarray
+    plan: Plan
+    missing: list
+    stepper: object
+    size: JobSize
+    groups: list
+    n_conditions: int
+    trials: int
+
+
+def prepare_job(cfg: RunConfig, conn: Connectome, log=print) -> Job:
+    """Everything ``brainsim run`` resolves and checks before it simulates: the model, the
+    stimuli and perturbations, the recorded neurons, the experiment's conditions, the
+    stepper, and that the job fits in memory (ConfigErrors name the key)."""
     model = build_model(cfg)
     missing: list[int] = []
     base = build_base(cfg, conn, missing)
@@ -313,51 +385,7 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
             )
     size = job_size(sim, conn, n_cond, max_batch, rec.size)
     check_fits(size, f"{cfg.path}:", is_experiment=exp is not None)
-    check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
-    if dry_run:
-        files = [
-            "spikes.parquet",
-            "rates.parquet",
-            "conditions.parquet",
-            "neurons.parquet",
-            "manifest.json",
-        ]
-        files += (["summary.parquet"] if exp else []) + (["traces.parquet"] if rec.size else [])
-        files += _plot_names(p.kind) + (["traces.png"] if rec.size and p.kind == "run" else [])
-        log(
-            f"dry run: kind {p.kind}; {n_cond} condition(s) x {trials} trial(s) x "
-            f"{sim['duration_ms']:g} ms = {n_cond * trials * sim['duration_ms'] / 1000:g} "
-            f"trial-seconds ({size.n_steps} steps); {len(groups)} batch(es) of up to "
-            f"{size.batch_trials} trials; model {model.kind}, stepper {stepper.name}; "
-            f"{size.describe()}; would write {out_dir}/: "
-            f"{', '.join(files)}"
-        )
-        return out_dir
-
-    store = None
-    if len(groups) > 1 and p.kind != "parameter_sweep":
-        import jax
-
-        from brainsim.experiments._resume import BatchStore, run_identity
-
-        identity = run_identity(cfg.raw, conn.provenance.checksum, jax.default_backend())
-        store = BatchStore(out_dir, identity)
-        if store.start(resume):
-            log(f"--resume: reusing the batches saved by an interrupted run of {out_dir}")
-        elif resume:
-            log("--resume: no saved batches of this run; starting from the first batch")
-    elif resume:
-        log("--resume: this run is a single batch; nothing to resume")
-    t1 = time.perf_counter()
-    parts = _simulate_conditions(cfg, conn, model, base, p, rec, progress, log, store)
-    t_sim = time.perf_counter() - t1
-    write_results(cfg, conn, model, p, parts, rec, missing, out_dir, t_load, t_sim)
-    if store is not None:
-        store.clear()
-    n_spikes = sum(r.n_spikes for _, r in parts)
-    log(f"{n_spikes} spikes, {len(p.conditions)} condition(s); simulated in {t_sim:.2f} s")
-    log(f"results in {out_dir}")
-    return out_dir
+    return Job(conn, model, base, rec, p, missing, stepper, size, groups, n_cond, trials)
 
 
 def record_indices(cfg: RunConfig, conn: Connectome, missing: list) -> np.ndarray:
@@ -420,10 +448,12 @@ def simulate_batch(
         ) from None
 
 
-def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, store=None):
+def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, store=None, net=None):
     """Run every condition in batches; returns [(first condition index, SimResult)].
     With a :class:`BatchStore`, each batch is saved when done, and a batch saved by an
-    interrupted run of the same config is read back instead of simulated."""
+    interrupted run of the same config is read back instead of simulated. ``net``: the
+    network already on the device (:func:`prepared_network`; else prepared here). ``p`` is
+    updated by a deferred ``top_k`` screen: pass a copy to run a plan again."""
     from brainsim.sim import Budgets
 
     sim = cfg.simulation
@@ -432,7 +462,8 @@ def _simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, st
     parts = []
     # the device copy of the network and the kernel's grown budgets serve every batch
     gaps = use_gap_junctions(cfg)
-    net = prepared_network(conn, sim, model, gaps)
+    if net is None:
+        net = prepared_network(conn, sim, model, gaps)
     grown: dict = {}
     import jax
 

@@ -27,8 +27,10 @@ class KernelCounts(eqx.Module):
 
     def peak(self) -> np.ndarray:
         """int64 [5]: each count's largest value over windows (and shards), field order."""
+        from brainsim.sim._sharding import to_host
+
         return np.array(
-            [int(np.max(np.asarray(getattr(self, f)))) for f in KernelCounts.__annotations__]
+            [int(np.max(to_host(getattr(self, f)))) for f in KernelCounts.__annotations__]
         )
 
 

@@ -4,7 +4,10 @@ Trials never interact, so the windowed stepper runs unchanged on each device's t
 (``jax.shard_map`` over a one-axis mesh named ``trials``); only the connectome and model are
 replicated. Every trial draws its input noise from its global trial number, so a sharded run
 gives the same spikes as a single-device run. Multi-host runs work the same way once
-``jax.distributed.initialize()`` has been called: the mesh then spans every host's devices.
+``jax.distributed.initialize()`` has been called: the mesh then spans every host's devices,
+every process runs the same program on the same inputs, and each chunk's outputs are
+gathered from all processes (:func:`to_host`), so every process holds the whole result
+(tested with two CPU processes on 127.0.0.1, ``tests/test_multihost.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ from brainsim.sim._protocol import Drive
 from brainsim.sim._windowed import WindowedState, windowed_chunk
 
 AXIS = "trials"
+
+
+def to_host(x) -> np.ndarray:
+    """A device array as numpy. One that spans other processes' devices (a multi-host mesh)
+    is gathered from every process first: a collective, so every process must call this for
+    the same arrays in the same order (they do: each runs the same loop)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 def trial_mesh(n_devices: int) -> Mesh:

@@ -21,7 +21,7 @@ from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
 from brainsim.sim._network import Network, build_synapses, synapse_kinds
 from brainsim.sim._protocol import Protocol
 from brainsim.sim._reference import reference_chunk, reference_init
-from brainsim.sim._sharding import place, sharded_windowed_chunk, trial_mesh
+from brainsim.sim._sharding import place, sharded_windowed_chunk, to_host, trial_mesh
 from brainsim.sim._steppers import DenseWindow, Reference, Windowed, stepper_for
 from brainsim.sim._units import dtype_of, n_steps_of
 from brainsim.sim._windowed import (
@@ -158,7 +158,7 @@ def _first_bad(*arrays) -> tuple[int, int]:
 
 def _first_bad_cell(state, none: int, n: int) -> tuple[int, int]:
     """(trial, neuron) of the first non-finite u or g of a windowed state."""
-    cells = np.asarray(state.cells)
+    cells = to_host(state.cells)
     cells = cells.reshape(-1, *cells.shape[-2:])[:, :none, :2]  # [shards, entries, (u, g)]
     shard, e = np.argwhere(~np.all(np.isfinite(cells), axis=-1))[0]
     return int(shard * (none // n) + e // n), int(e % n)
@@ -508,8 +508,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         _check_finite(
             state.neurons if dense else state, t_end, model.dt_ms, ids, None if dense else none
         )
-        flat = np.asarray(flat).reshape(n_dev, m, -1)
-        k = np.asarray(k).reshape(n_dev, m, -1)
+        flat = to_host(flat).reshape(n_dev, m, -1)
+        k = to_host(k).reshape(n_dev, m, -1)
         shard, wi, si = np.nonzero(flat < none)
         step = (w + wi) * d + k[shard, wi, si]
         keep = step < n_steps
@@ -518,7 +518,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         sp_trial.append(shard[keep] * b_local + f // n)
         sp_neuron.append(f % n)
         for name, x in tr.items():
-            trace_parts.setdefault(name, []).append(np.asarray(x).reshape(m * d, b, rec_idx.size))
+            trace_parts.setdefault(name, []).append(to_host(x).reshape(m * d, b, rec_idx.size))
         w += m
         if progress:
             progress(min(w * d, n_steps), n_steps)

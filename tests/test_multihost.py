@@ -1,0 +1,110 @@
+"""Many hosts: two CPU processes on 127.0.0.1, joined by ``jax.distributed.initialize``,
+split the trials over their devices (one each) and get exactly the spikes and traces of a
+one-device run.
+
+Each process is a subprocess (JAX's distributed state is fixed when it starts) with
+``JAX_PLATFORMS=cpu``, one CPU device, and JAX's CPU cross-process collectives (gloo, the
+default of the ``jax_cpu_collectives_implementation`` option).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+SPEC = "synthetic:seed=2,scale=0.005"
+TRIALS, DURATION_MS, SEED = 4, 50.0, 7
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import jax
+    port, pid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid
+    )
+    assert (jax.process_count(), jax.device_count(), jax.local_device_count()) == (2, 2, 1)
+    import numpy as np
+    sys.path.insert(0, sys.argv[4])
+    from test_multihost import run
+    r = run(devices="all")
+    assert r.stats["devices"] == 2, r.stats
+    np.savez(out, trial=r.trial, step=r.step, neuron=r.neuron, v=r.v_rec, g=r.g_rec)
+    print("OK", pid, r.n_spikes)
+    """
+)
+
+
+def run(devices):
+    """The run both sides simulate: sugar-like inputs at four rates, one trial silencing
+    five of them, the MN9-like neurons recorded."""
+    from brainsim.connectome import load
+    from brainsim.sim import Protocol, simulate
+
+    conn = load(SPEC, "synthetic")
+    types = np.asarray(conn.neurons.column("cell_type").to_pylist())
+    grn = np.nonzero(types == "sugar_like_GRN")[0]
+    rec = np.nonzero(types == "MN9_like")[0]
+    sil = np.zeros((TRIALS, conn.n_neurons), bool)
+    sil[1, grn[:5]] = True
+    rates = np.linspace(100.0, 200.0, TRIALS)
+    proto = Protocol.build(TRIALS, conn.n_neurons, poisson=[(grn, rates)], silence=sil)
+    return simulate(conn, proto, duration_ms=DURATION_MS, seed=SEED, record=rec, devices=devices)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(
+    not hasattr(jax.config, "jax_cpu_collectives_implementation"),
+    reason=f"jax {jax.__version__} has no CPU cross-process collectives "
+    "(no jax_cpu_collectives_implementation option)",
+)
+def test_two_processes_equal_one(tmp_path):
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)  # this checkout's brainsim, as in the test process
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    }
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(port), str(i), str(tmp_path / f"p{i}.npz"), here],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=600))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+        assert p.returncode == 0, f"process {i}:\n{err[-3000:]}"
+        assert out.splitlines()[-1].startswith(f"OK {i} "), out  # (gloo logs to stdout)
+    one = run(devices=1)
+    assert one.n_spikes > 100
+    for i in range(2):  # every process holds the whole result
+        got = np.load(tmp_path / f"p{i}.npz")
+        for name, want in (("trial", one.trial), ("step", one.step), ("neuron", one.neuron)):
+            assert np.array_equal(got[name], want), (i, name)
+        assert np.array_equal(got["v"], one.v_rec) and np.array_equal(got["g"], one.g_rec)
