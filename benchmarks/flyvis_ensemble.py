@@ -20,7 +20,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from brainsim.flyvis import KNOWN_POLARITY, expand, read_spec, trained  # noqa: E402
+from brainsim.flyvis import (  # noqa: E402
+    KNOWN_POLARITY,
+    KNOWN_PREFERRED_DEG,
+    expand,
+    read_spec,
+    trained,
+)
 from brainsim.flyvis import _stimuli as S  # noqa: E402
 from brainsim.flyvis._data import connectome_file  # noqa: E402
 from brainsim.flyvis._experiment import (  # noqa: E402
@@ -57,6 +63,9 @@ def run_model(lat, idx: int, speeds, dt_ms: float) -> dict:
         "dsi": t4t5["dsi"],
         "preferred_angle_deg": t4t5["preferred_angle_deg"],
         "checks": t4t5["checks"],
+        "dsi_change": t4t5["dsi_change"],
+        "preferred_angle_deg_change": t4t5["preferred_angle_deg_change"],
+        "checks_change": t4t5["checks_change"],
         "fri": {t: fri[t] for t in known},
         "polarity_agrees": agree,
     }
@@ -77,27 +86,40 @@ def main() -> None:
     rows = [run_model(lat, i, speeds, a.dt_ms) for i in models]
     wall = time.perf_counter() - t0
     n = len(rows)
-    frac = {k: sum(r["checks"][k] for r in rows) / n for k in rows[0]["checks"]}
-    med = {t: float(np.median([r["dsi"][t] for r in rows])) for t in T4T5}
-    pref = {}
-    for t in T4T5:  # circular mean of the preferred directions
-        z = np.mean([np.exp(1j * np.deg2rad(r["preferred_angle_deg"][t])) for r in rows])
-        pref[t] = (float(np.rad2deg(np.angle(z)) % 360), float(abs(z)))
+    def summary(suffix):
+        checks = rows[0][f"checks{suffix}"]
+        frac = {k: sum(r[f"checks{suffix}"][k] for r in rows) / n for k in checks}
+        med = {t: float(np.median([r[f"dsi{suffix}"][t] for r in rows])) for t in T4T5}
+        pref = {}
+        for t in T4T5:  # circular mean of the preferred directions
+            z = np.mean([np.exp(1j * np.deg2rad(r[f"preferred_angle_deg{suffix}"][t]))
+                         for r in rows])  # fmt: skip
+            pref[t] = (float(np.rad2deg(np.angle(z)) % 360), float(abs(z)))
+        return frac, med, pref
+
+    frac, med, pref = summary("")
+    frac_c, med_c, pref_c = summary("_change")
     pol = {t: sum(r["polarity_agrees"][t] for r in rows) / n for t in rows[0]["polarity_agrees"]}
     out = {"models": n, "speeds": speeds, "dt_ms": a.dt_ms, "wall_s": wall,
            "host": platform.node(), "fraction_pattern": frac, "median_dsi": med,
-           "mean_preferred_deg": pref, "polarity_agreement": pol, "per_model": rows}  # fmt: skip
+           "mean_preferred_deg": pref, "fraction_pattern_change": frac_c,
+           "median_dsi_change": med_c, "mean_preferred_deg_change": pref_c,
+           "polarity_agreement": pol, "per_model": rows}  # fmt: skip
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)
     print(f"{n} networks, speeds {speeds}, dt {a.dt_ms} ms, {wall:.0f} s")
-    print("\n| check | fraction of networks |\n|---|---|")
-    for k, v in frac.items():
-        print(f"| {k} | {v:.2f} |")
-    print("\n| type | median DSI | mean preferred direction (deg, resultant length) |")
+    print("\n| check | fraction of networks (flyvis DSI) | (baseline-subtracted DSI) |")
     print("|---|---|---|")
+    for k, v in frac.items():
+        print(f"| {k} | {v:.2f} | {frac_c[k]:.2f} |")
+    print("\n| type | known preferred (deg) | median DSI | mean preferred (deg, resultant) |"
+          " median DSI, baseline-subtracted | mean preferred (deg, resultant) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     for t in T4T5:
-        print(f"| {t} | {med[t]:.2f} | {pref[t][0]:.0f} ({pref[t][1]:.2f}) |")
+        print(f"| {t} | {KNOWN_PREFERRED_DEG[t]} | {med[t]:.2f} | {pref[t][0]:.0f} "
+              f"({pref[t][1]:.2f}) | {med_c[t]:.2f} | {pref_c[t][0]:.0f} "
+              f"({pref_c[t][1]:.2f}) |")  # fmt: skip
     print("\n| type | measured polarity | networks with that FRI sign |\n|---|---|---|")
     for t, v in pol.items():
         print(f"| {t} | {'ON' if KNOWN_POLARITY[t] > 0 else 'OFF'} | {v:.2f} |")

@@ -239,12 +239,13 @@ def test_step_equals_numpy_flyvis(spec, dt_ms):
 def test_sparse_synapses_equal_plain(full):
     rng = np.random.default_rng(3)
     w = rng.normal(size=full.n_connections)
-    x = jnp.asarray(rng.random((3, full.n_cells)))
     plain = GradedChemical(jnp.asarray(full.pre, jnp.int32), jnp.asarray(full.post, jnp.int32),
                            jnp.asarray(w))  # fmt: skip
     fast = SparseGradedChemical.from_connections(full.pre, full.post, jnp.asarray(w), full.n_cells)
-    np.testing.assert_allclose(fast.deliver(None, 0, x), plain.deliver(None, 0, x), rtol=1e-10,
-                               atol=1e-10)  # fmt: skip
+    for batch in (3, 9):  # below and above SPARSE_MIN_BATCH: both forms of the sparse kind
+        x = jnp.asarray(rng.random((batch, full.n_cells)))
+        np.testing.assert_allclose(fast.deliver(None, 0, x), plain.deliver(None, 0, x),
+                                   rtol=1e-10, atol=1e-10)  # fmt: skip
 
 
 def test_initial_parameters_follow_flyvis(spec):

@@ -92,19 +92,29 @@ class GradedChemical(_EveryStep):
     reads: ClassVar[str] = "output"
 
 
+# fewest trials for which SparseGradedChemical uses the BCSR product (measured on the CPU:
+# below 8 it is slower than the sorted segment sum)
+SPARSE_MIN_BATCH = 8
+
+
 class SparseGradedChemical(AbstractSynapses):
-    """:class:`GradedChemical` as a sparse matrix product (``jax.experimental.sparse``
-    BCSR, rows = targets): the same sum, several times faster on the CPU than the segment
-    sum of the plain form (flyvis's lattice, 1.5M connections, 24 trials: 4 ms against
-    20-33 ms per step on 2 cores); differentiable in ``weight``. Built by
-    :meth:`from_connections`; tested equal to :class:`GradedChemical`."""
+    """:class:`GradedChemical` with the connections grouped by target: for
+    :data:`SPARSE_MIN_BATCH` trials or more a sparse matrix product
+    (``jax.experimental.sparse`` BCSR, rows = targets), for fewer the plain form's segment
+    sum. The same sum, faster on the CPU than the plain form's (flyvis's
+    lattice, 1.5M connections, 2 cores: 24 trials 4 ms against 20-33 ms per step; BCSR is
+    slower than the segment sum below 8 trials: 1 trial 20.7 ms against 2.6 ms); differentiable in
+    ``weight``. Built by :meth:`from_connections`; tested equal to
+    :class:`GradedChemical`."""
 
     kind: ClassVar[str] = "graded_chemical"
     channel: ClassVar[str] = "current"
     reads: ClassVar[str] = "output"
-    indices: Int[Array, " connections"]  # presynaptic neuron, grouped by target
+    pre: Int[Array, " connections"]  # in the input order (the segment-sum form)
+    post: Int[Array, " connections"]
+    indices: Int[Array, " connections"]  # presynaptic neuron, grouped by target (BCSR)
     indptr: Int[Array, " n_plus_1"]  # per target neuron
-    order: Int[Array, " connections"]  # position of each input connection in that order
+    order: Int[Array, " connections"]  # input position of each connection in that order
     weight: Float[Array, " connections"]  # in the input order
     n_neurons: int = eqx.field(static=True)
 
@@ -117,6 +127,8 @@ class SparseGradedChemical(AbstractSynapses):
         indptr = np.zeros(n_neurons + 1, np.int64)
         np.cumsum(np.bincount(post, minlength=n_neurons), out=indptr[1:])
         return cls(
+            jnp.asarray(pre, jnp.int32),
+            jnp.asarray(post, jnp.int32),
             jnp.asarray(pre[order], jnp.int32),
             jnp.asarray(indptr, jnp.int32),
             jnp.asarray(order, jnp.int32),
@@ -132,6 +144,8 @@ class SparseGradedChemical(AbstractSynapses):
         from jax.experimental import sparse
 
         n = self.n_neurons
+        if pre.shape[0] < SPARSE_MIN_BATCH:
+            return propagate_dense(pre, self.pre, self.post, self.weight.astype(pre.dtype))
         data = self.weight[self.order].astype(pre.dtype)
         m = sparse.BCSR((data, self.indices, self.indptr), shape=(n, n))
         return (m @ pre.T).T
