@@ -73,6 +73,7 @@ def time_train_step(extent: int, repeats: int) -> dict:
         _trainables,
         decoded_types,
         make_loss,
+        make_update,
         motion_batch,
     )
 
@@ -85,12 +86,7 @@ def time_train_step(extent: int, repeats: int) -> dict:
     theta = _trainables(lat, p0, 0, task)
     opt = optax.adam(0.01)
     state = opt.init(theta)
-
-    @jax.jit
-    def update(theta, state, fixed):
-        val, g = jax.value_and_grad(loss)(theta, fixed)
-        upd, state = opt.update(g, state, theta)
-        return optax.apply_updates(theta, upd), state, val
+    update = make_update(loss, opt)
 
     t0 = time.perf_counter()
     jax.block_until_ready(update(theta, state, fixed))

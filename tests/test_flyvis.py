@@ -358,21 +358,24 @@ def test_t4t5_pattern_checks():
 # ---- brainsim run ------------------------------------------------------------------------
 
 
-def _edge_config(tmp_path, extent=15, extra="", model='params = "flyvis:flow/0000/000"'):
-    return write_config(
-        tmp_path,
-        f"""
+def flyvis_toml(extent: int, model: str, simulation: str, rest: str) -> str:
+    """A flyvis config: the shipped connectome at ``extent``, then the given tables."""
+    return f"""
 [connectome]
 format = "flyvis"
 path = "{SHIPPED}"
 cache = false
 options = {{ extent = {extent} }}
 [model]
-kind = "graded"
 {model}
 [simulation]
-dt_ms = 5.0
-[experiment]
+{simulation}
+{rest}
+"""
+
+
+def _edge_config(tmp_path, extent=15, extra="", model='params = "flyvis:flow/0000/000"'):
+    experiment = f"""[experiment]
 kind = "moving_edge"
 angles_deg = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 330]
 {extra}
@@ -380,8 +383,9 @@ angles_deg = [0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 330]
 {"" if "speeds" in extra else "speeds = [19]"}
 [output]
 dir = "out"
-""",
-    )
+"""
+    text = flyvis_toml(extent, f'kind = "graded"\n{model}', "dt_ms = 5.0", experiment)
+    return write_config(tmp_path, text)
 
 
 def test_moving_edge_run_matches_flyvis_published_t4c(tmp_path, own_cache):
@@ -413,27 +417,10 @@ def test_moving_edge_run_matches_flyvis_published_t4c(tmp_path, own_cache):
 def test_flash_run_and_plain_visual_run(tmp_path, own_cache):
     from brainsim.experiments import load_config, run_config
 
+    flash = '[experiment]\nkind = "flash"\nt_stim_s = 0.5\nt_pre_s = 0.5\nradius = -1'
+    model = 'kind = "graded"\nparams = "flyvis:flow/0000/000"'
     cfg = write_config(
-        tmp_path,
-        f"""
-[connectome]
-format = "flyvis"
-path = "{SHIPPED}"
-cache = false
-options = {{ extent = 4 }}
-[model]
-kind = "graded"
-params = "flyvis:flow/0000/000"
-[simulation]
-dt_ms = 10.0
-[experiment]
-kind = "flash"
-t_stim_s = 0.5
-t_pre_s = 0.5
-radius = -1
-[output]
-dir = "out"
-""",
+        tmp_path, flyvis_toml(4, model, "dt_ms = 10.0", flash + '\n[output]\ndir = "out"')
     )
     out = run_config(load_config(cfg), log=lambda *a: None)
     f = pq.read_table(out / "fri.parquet").to_pandas().set_index("cell_type")
@@ -443,17 +430,7 @@ dir = "out"
     # a plain run with a grating, recording two types' central cells
     cfg2 = write_config(
         tmp_path,
-        f"""
-[connectome]
-format = "flyvis"
-path = "{SHIPPED}"
-cache = false
-options = {{ extent = 4 }}
-[model]
-params = "flyvis:flow/0000/001"
-[simulation]
-dt_ms = 10.0
-duration_ms = 300.0
+        flyvis_toml(4, 'params = "flyvis:flow/0000/001"', "dt_ms = 10.0\nduration_ms = 300.0", """
 [[stimulus]]
 kind = "visual"
 pattern = "grating"
@@ -461,10 +438,10 @@ angle_deg = 90.0
 period_deg = 20.0
 speed_deg_s = 40.0
 [record]
-neurons = {{ cell_type = ["Mi1", "Tm3"] }}
+neurons = { cell_type = ["Mi1", "Tm3"] }
 [output]
 dir = "out2"
-""",
+"""),
         name="plain.toml",
     )
     out2 = run_config(load_config(cfg2), log=lambda *a: None)
@@ -523,26 +500,9 @@ def _train_config(tmp_path, **fit):
     keys = {"task": '"motion"', "angles_deg": "[0, 90, 180, 270]", "speeds": "[19.0]",
             "steps": "3", "learning_rate": "0.01", "log_every": "1", **fit}  # fmt: skip
     lines = "\n".join(f"{k} = {v}" for k, v in keys.items())
-    return write_config(
-        tmp_path,
-        f"""
-[connectome]
-format = "flyvis"
-path = "{SHIPPED}"
-cache = false
-options = {{ extent = 2 }}
-[model]
-kind = "graded"
-params = "flyvis:initial"
-[simulation]
-dt_ms = 20.0
-[fit]
-{lines}
-[output]
-dir = "fit"
-""",
-        name="fit.toml",
-    )
+    model = 'kind = "graded"\nparams = "flyvis:initial"'
+    text = flyvis_toml(2, model, "dt_ms = 20.0", f'[fit]\n{lines}\n[output]\ndir = "fit"')
+    return write_config(tmp_path, text, name="fit.toml")
 
 
 def test_training_writes_trained_params_and_their_tuning(tmp_path, own_cache):

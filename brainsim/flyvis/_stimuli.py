@@ -59,12 +59,16 @@ def _disc_samples(n_rings: int = 3) -> np.ndarray:
 _SAMPLES = _disc_samples()
 
 
+def _sample_points(extent: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) in degrees of every column's sample points, [columns, samples]."""
+    x, y = column_positions(extent)
+    return x[:, None] + _SAMPLES[None, :, 0], y[:, None] + _SAMPLES[None, :, 1]
+
+
 def _rotated(extent: int, angle_deg: float):
     """Sample points of every column in the frame of a stimulus moving at ``angle_deg``:
     (along [columns, samples], across [columns, samples])."""
-    x, y = column_positions(extent)
-    px = x[:, None] + _SAMPLES[None, :, 0]
-    py = y[:, None] + _SAMPLES[None, :, 1]
+    px, py = _sample_points(extent)
     a = np.deg2rad(angle_deg)
     return px * np.cos(a) + py * np.sin(a), -px * np.sin(a) + py * np.cos(a)
 
@@ -208,9 +212,7 @@ def texture(
     ori = rng.uniform(0, 2 * np.pi, n_waves)
     k = 2 * np.pi / rng.uniform(*period_deg, n_waves)
     phase = rng.uniform(0, 2 * np.pi, n_waves)
-    x, y = column_positions(extent)
-    px = x[:, None] + _SAMPLES[None, :, 0]
-    py = y[:, None] + _SAMPLES[None, :, 1]
+    px, py = _sample_points(extent)
     a = np.deg2rad(angle_deg)
     t = np.arange(int(round(duration_s / dt_s))) * dt_s
     # the texture at time t is the one at 0 shifted by speed x t along the motion

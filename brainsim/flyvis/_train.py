@@ -287,6 +287,20 @@ def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types
     return loss, fixed
 
 
+def make_update(loss_fn, opt):
+    """One jit-compiled optimisation step: ``(theta, state, fixed) -> (theta, state, loss)``."""
+    import jax
+    import optax
+
+    @jax.jit
+    def update(theta, state, fixed):
+        loss, g = jax.value_and_grad(loss_fn)(theta, fixed)
+        upd, state = opt.update(g, state, theta)
+        return optax.apply_updates(theta, upd), state, loss
+
+    return update
+
+
 # ---------------------------------------------------------------------------- running
 
 
@@ -344,12 +358,7 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     if task.clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), opt)
     state = opt.init(theta)
-
-    @jax.jit
-    def update(theta, state, fixed):
-        loss, g = jax.value_and_grad(loss_fn)(theta, fixed)
-        upd, state = opt.update(g, state, theta)
-        return optax.apply_updates(theta, upd), state, loss
+    update = make_update(loss_fn, opt)
 
     def evaluate(p):
         # at the training step: the time constants were trained with tau >= dt
