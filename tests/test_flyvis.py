@@ -169,6 +169,13 @@ def test_loader_table_and_cache_round_trip(tmp_path):
     order = np.lexsort((lat.post, lat.pre))
     assert np.array_equal(conn.counts, lat.sign[order])
     assert np.allclose(conn.signed_size(), lat.sign[order] * lat.n_syn[order])
+    # the lattice recovered from the (cached) connectome is the expansion, in CSR order
+    from brainsim.connectome._flyvis import connectome_lattice
+
+    got = connectome_lattice(conn)
+    for name in ("pre", "post", "pair", "du", "dv", "n_syn", "sign"):
+        assert np.array_equal(getattr(got, name), getattr(lat, name)[order]), name
+    assert np.array_equal(got.cell_type, lat.cell_type) and got.filled == lat.filled
     back = load_file(save(conn, tmp_path / "c.npz"))
     assert np.array_equal(back.n_syn, conn.n_syn)
     assert back.n_synapses == conn.n_synapses == int(round(lat.n_syn.astype(float).sum()))

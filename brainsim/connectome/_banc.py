@@ -70,10 +70,9 @@ from brainsim.connectome._tables import (
     finish,
     int_column,
     neuron_table,
-    positions,
     text_column,
     transmitter_signs,
-    where,
+    union_ids,
 )
 
 META_PATTERNS = ("banc_*_meta.feather",)
@@ -115,19 +114,17 @@ def load_banc(
     pre_id, post_id, count = _read_edges(edge_path)
     if duplicates == "error":
         check_no_duplicate_rows([pre_id, post_id], edge_path, "pair", ["pre", "post"])
-    known = np.sort(listed)
-    bad_pre, bad_post = positions(known, pre_id) < 0, positions(known, post_id) < 0
-    if not allow_unknown_ids and (bad_pre.any() or bad_post.any()):
-        row = int(np.flatnonzero(bad_pre | bad_post)[0])
-        column, value = ("pre", pre_id[row]) if bad_pre[row] else ("post", post_id[row])
-        raise ConnectomeError(
-            f"{where(edge_path, row)}: {column} {value} is not in {meta_path} (column "
-            f"{id_col!r}); use the meta table of the same release, or load with "
-            f"allow_unknown_ids=True to add it"
-        )
-    added = np.concatenate([pre_id[bad_pre], post_id[bad_post]])
-    rules["unknown_ids_added"] = int(np.unique(added).size)
-    ids = np.unique(np.concatenate([listed, added]))
+    ids = union_ids(
+        listed,
+        pre_id,
+        post_id,
+        columns=("pre", "post"),
+        conn_path=edge_path,
+        neurons_path=meta_path,
+        allow_unknown=allow_unknown_ids,
+        rules=rules,
+        listed_hint=f"{meta_path} (column {id_col!r}); use the meta table of the same release",
+    )
     keep = count != 0
     rules["zero_count_rows_dropped"] = int((~keep).sum())
     pre = np.searchsorted(ids, pre_id[keep])

@@ -34,6 +34,44 @@ def load_flyvis(source, *, extent: int = 15, n_syn_fill: float = 1.0) -> Connect
     return lattice_connectome(lat, [path], {"extent": extent, "n_syn_fill": n_syn_fill})
 
 
+def connectome_lattice(conn: Connectome):
+    """The :class:`brainsim.flyvis.Lattice` of a connectome this loader built (or its cached
+    copy), without expanding the file again: its spec is re-read (types and pairs), the
+    cells and connections come from ``conn`` (CSR order)."""
+    from brainsim.flyvis._lattice import Lattice, read_spec
+
+    spec = read_spec(conn.provenance.sources[0])
+    opts = conn.provenance.options
+    names = conn.neurons.column("cell_type").to_pylist()
+    cell_type = np.array([spec.type_names.index(t) for t in names], np.int32)
+    u = conn.neurons.column("u").to_numpy().astype(np.int32)
+    v = conn.neurons.column("v").to_numpy().astype(np.int32)
+    pre = conn.pre_indices().astype(np.int64)
+    post = conn.indices.astype(np.int64)
+    n_types = len(spec.type_names)
+    pair_of = np.full((n_types, n_types), -1, np.int64)
+    pair_of[spec.pair_source, spec.pair_target] = np.arange(spec.pair_source.size)
+    pair = pair_of[cell_type[pre], cell_type[post]]
+    if np.any(pair < 0):
+        raise ValueError("connectome has connections between types the flyvis file does not pair")
+    return Lattice(
+        spec=spec,
+        extent=int(opts["extent"]),
+        n_syn_fill=float(opts["n_syn_fill"]),
+        cell_type=cell_type,
+        u=u,
+        v=v,
+        pre=pre,
+        post=post,
+        sign=conn.counts.astype(np.int8),
+        n_syn=conn.n_syn,
+        pair=pair.astype(np.int32),
+        du=(u[post] - u[pre]).astype(np.int32),
+        dv=(v[post] - v[pre]).astype(np.int32),
+        filled=int(conn.provenance.counts.get("hull_filled_connections", 0)),
+    )
+
+
 def lattice_connectome(lat, files, options) -> Connectome:
     """The :class:`Connectome` of an expanded :class:`brainsim.flyvis.Lattice`."""
     spec = lat.spec

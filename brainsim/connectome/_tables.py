@@ -441,6 +441,20 @@ def read_transmitter_table(
     return key, values, transmitters
 
 
+def check_missing_rule(missing: str) -> None:
+    """``missing_transmitter`` must be one of :data:`MISSING_TRANSMITTER_RULES`."""
+    if missing not in MISSING_TRANSMITTER_RULES:
+        raise ConnectomeError(
+            f"missing_transmitter={missing!r}; use 'excitatory' (count such neurons and treat "
+            f"them as excitatory) or 'error'"
+        )
+
+
+def lacking_transmitter(transmitter: Sequence[str | None], has_output: np.ndarray) -> np.ndarray:
+    """bool per neuron: it has output synapses but no transmitter."""
+    return has_output & np.array([t is None for t in transmitter], dtype=bool)
+
+
 def neuron_transmitters(
     path: Path,
     neuron_keys: Sequence,
@@ -460,17 +474,13 @@ def neuron_transmitters(
     excitatory and counted (``neurons_without_transmitter``) when ``missing="excitatory"``;
     with ``missing="error"`` it raises, naming the neuron.
     """
-    if missing not in MISSING_TRANSMITTER_RULES:
-        raise ConnectomeError(
-            f"missing_transmitter={missing!r}; use 'excitatory' (count such neurons and treat "
-            f"them as excitatory) or 'error'"
-        )
+    check_missing_rule(missing)
     key_column, table_keys, table_nts = read_transmitter_table(path, key_columns, key_kind=key_kind)
     lookup = dict(zip(table_keys, table_nts, strict=True))
     transmitter = [lookup.get(k) if k is not None else None for k in neuron_keys]
     used = set(neuron_keys)
     rules["transmitter_rows_unused"] = sum(1 for k in table_keys if k not in used)
-    lacking = has_output & np.array([t is None for t in transmitter], dtype=bool)
+    lacking = lacking_transmitter(transmitter, has_output)
     if lacking.any() and missing == "error":
         i = int(np.flatnonzero(lacking)[0])
         raise ConnectomeError(
@@ -500,12 +510,8 @@ def transmitter_signs(
     (``histamine_neurons_excitatory``): the Shiu et al. rule makes them excitatory, although
     histamine is inhibitory at fly photoreceptor synapses.
     """
-    if missing not in MISSING_TRANSMITTER_RULES:
-        raise ConnectomeError(
-            f"missing_transmitter={missing!r}; use 'excitatory' (count such neurons and treat "
-            f"them as excitatory) or 'error'"
-        )
-    lacking = has_output & np.array([t is None for t in transmitter], dtype=bool)
+    check_missing_rule(missing)
+    lacking = lacking_transmitter(transmitter, has_output)
     if lacking.any() and missing == "error":
         i = int(np.flatnonzero(lacking)[0])
         raise ConnectomeError(
@@ -529,12 +535,14 @@ def union_ids(
     neurons_path: Path | None,
     allow_unknown: bool,
     rules: dict[str, int],
+    listed_hint: str | None = None,
 ) -> np.ndarray:
     """Sorted unique ids of a neuron table built from a listed table and the connections.
 
     Without a listed table (``listed`` None) the connections define the neurons. With one,
     a connection id the table lacks raises, naming the first row and the id, unless
-    ``allow_unknown``, which adds it (counted ``unknown_ids_added``).
+    ``allow_unknown``, which adds it (counted ``unknown_ids_added``). ``listed_hint``: what
+    the error says after "is not in" (default: the neuron table and what to do about it).
     """
     if listed is None:
         return np.unique(np.concatenate([pre_id, post_id]))
@@ -546,9 +554,11 @@ def union_ids(
         column, value = (
             (columns[0], pre_id[row]) if missing_pre[row] else (columns[1], post_id[row])
         )
+        hint = listed_hint or (
+            f"{neurons_path}; add the neuron there, use the neuron table of the same release"
+        )
         raise ConnectomeError(
-            f"{where(conn_path, row)}: {column} {value} is not in {neurons_path}; add the "
-            f"neuron there, use the neuron table of the same release, or load with "
+            f"{where(conn_path, row)}: {column} {value} is not in {hint}, or load with "
             f"allow_unknown_ids=True to add it"
         )
     added = np.concatenate([pre_id[missing_pre], post_id[missing_post]])

@@ -253,18 +253,19 @@ def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types
         v_rest = theta["bias"][f["cell_type"]]
         aux = GradedAux(tau=tau_ms, v_rest=v_rest, leak=jnp.ones_like(tau_ms), decay=dt_ms / tau_ms)
         net = eqx.tree_at(lambda n: n.aux, f["net"], aux)
-        return eqx.tree_at(lambda n: n.synapses.weight, net, w)
+        return eqx.tree_at(lambda n: n.synapses, net, net.synapses.with_weight(w))
 
     def loss(theta, f):
         net = network(theta, f)
         frames, velocity, moving = f["frames"], f["velocity"], f["moving"]
         b = frames.shape[1]
-        v = jnp.broadcast_to(theta["bias"][f["cell_type"]], (b, n_cells))
-        if n_steady:
-            grey = jnp.full((n_steady, b, net.n_columns), 0.5, jnp.float32)
+        v = theta["bias"][f["cell_type"]][None]
+        if n_steady:  # the same for every stimulus: once, then broadcast
+            grey = jnp.full((n_steady, 1, net.n_columns), 0.5, jnp.float32)
             v = jax.lax.stop_gradient(
                 jax.lax.scan(lambda x, fr: (sim.step(net, x, fr), None), v, grey)[0]
             )
+        v = jnp.broadcast_to(v, (b, n_cells))
         grey_v = v  # each cell's voltage at grey
 
         def body(x, fr):

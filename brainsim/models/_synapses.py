@@ -116,6 +116,7 @@ class SparseGradedChemical(AbstractSynapses):
     indptr: Int[Array, " n_plus_1"]  # per target neuron
     order: Int[Array, " connections"]  # input position of each connection in that order
     weight: Float[Array, " connections"]  # in the input order
+    data: Float[Array, " connections"]  # the same weights in the target order (BCSR)
     n_neurons: int = eqx.field(static=True)
 
     @classmethod
@@ -133,12 +134,14 @@ class SparseGradedChemical(AbstractSynapses):
             jnp.asarray(indptr, jnp.int32),
             jnp.asarray(order, jnp.int32),
             jnp.asarray(weight),
+            jnp.asarray(weight)[jnp.asarray(order, jnp.int32)],
             int(n_neurons),
         )
 
     def with_weight(self, weight):
-        """The same connections with other weights (e.g. traced parameters in a fit)."""
-        return eqx.tree_at(lambda s: s.weight, self, weight)
+        """The same connections with other weights (e.g. traced parameters in a fit); the
+        target-order copy is made here, once, not at every step."""
+        return eqx.tree_at(lambda s: (s.weight, s.data), self, (weight, weight[self.order]))
 
     def deliver(self, state, t, pre):
         from jax.experimental import sparse
@@ -146,8 +149,7 @@ class SparseGradedChemical(AbstractSynapses):
         n = self.n_neurons
         if pre.shape[0] < SPARSE_MIN_BATCH:
             return propagate_dense(pre, self.pre, self.post, self.weight.astype(pre.dtype))
-        data = self.weight[self.order].astype(pre.dtype)
-        m = sparse.BCSR((data, self.indices, self.indptr), shape=(n, n))
+        m = sparse.BCSR((self.data.astype(pre.dtype), self.indices, self.indptr), shape=(n, n))
         return (m @ pre.T).T
 
 
