@@ -176,6 +176,16 @@ def test_loader_table_and_cache_round_trip(tmp_path):
     for name in ("pre", "post", "pair", "du", "dv", "n_syn", "sign"):
         assert np.array_equal(getattr(got, name), getattr(lat, name)[order]), name
     assert np.array_equal(got.cell_type, lat.cell_type) and got.filled == lat.filled
+    # a file that no longer pairs two connected types (edited after caching) is refused
+    import dataclasses
+
+    raw = json.loads(connectome_file(SHIPPED).read_text())
+    raw["edges"] = raw["edges"][1:]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(raw))
+    moved = dataclasses.replace(conn.provenance, sources=(str(edited),))
+    with pytest.raises(ValueError, match="between types the flyvis file does not pair"):
+        connectome_lattice(dataclasses.replace(conn, provenance=moved))
     back = load_file(save(conn, tmp_path / "c.npz"))
     assert np.array_equal(back.n_syn, conn.n_syn)
     assert back.n_synapses == conn.n_synapses == int(round(lat.n_syn.astype(float).sum()))
