@@ -20,10 +20,16 @@ Kinds and their keys (selectors as in ``brainsim.experiments._selectors``):
     pair of rates.
 ``perturbation_map``
     ``drive`` (each of its neurons in turn) or ``groups`` (a list of selectors, each driven
-    as a whole), ``rate_hz``, ``responders`` (selector, optional: restrict the reported
-    responders). A baseline condition without drive comes first. Summary: each driven
-    neuron or group x each responding neuron, rate and change from baseline: an effective
-    connectivity matrix as a table.
+    as a whole), ``responders`` (selector, optional: restrict the reported responders), and
+    the drive: ``rate_hz`` (Poisson input, spiking models) or an optogenetic-like current
+    step, ``amplitude_mv`` with ``start_ms`` (default 0), ``stop_ms`` (default: the end of
+    the run) and ``window_ms`` (default: from onset to the end of the run; any model, and
+    the only drive a graded model takes). A baseline condition without drive comes first.
+    Summary: each driven neuron or group x each responding neuron: for a spiking model its
+    rate and change from baseline; for a graded model ``response`` (mV), the signed peak
+    change of the responder's voltage from the baseline condition's within ``window_ms``
+    after onset (trials averaged first; see :mod:`brainsim.experiments._graded_map`), and
+    ``peak_ms`` (its time after onset): an effective connectivity matrix as a table.
 ``parameter_sweep``
     ``parameter`` (a numeric ``[model]`` key of the model's kind, e.g. ``w_syn_mv``),
     ``values`` (list), ``readout`` (selector, optional), ``high_rate_hz`` (default 100: the
@@ -67,7 +73,16 @@ _KEYS = {
         "required_fraction",
     ),
     "pairwise_grid": ("drive_a", "rates_a_hz", "drive_b", "rates_b_hz", "readout"),
-    "perturbation_map": ("drive", "groups", "rate_hz", "responders"),
+    "perturbation_map": (
+        "drive",
+        "groups",
+        "rate_hz",
+        "responders",
+        "amplitude_mv",
+        "start_ms",
+        "stop_ms",
+        "window_ms",
+    ),
     "parameter_sweep": ("parameter", "values", "readout", "high_rate_hz"),
 }
 _COMMON = ("kind", "max_batch_trials")
@@ -75,11 +90,13 @@ _COMMON = ("kind", "max_batch_trials")
 
 @dataclasses.dataclass
 class Condition:
-    """One setting: Poisson drives (neuron indices, rate in Hz) and silenced neurons."""
+    """One setting: Poisson drives (neuron indices, rate in Hz), current steps (neuron
+    indices, amplitude in mV; their timing is the experiment's) and silenced neurons."""
 
     label: str
     columns: dict
     poisson: list = dataclasses.field(default_factory=list)
+    current: list = dataclasses.field(default_factory=list)  # (indices, amplitude_mv)
     silence: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
 
 
@@ -175,8 +192,39 @@ def check_experiment(exp: dict, where: str) -> None:
             or not all(isinstance(g, dict) for g in exp["groups"])
         ):
             raise ConfigError(f"{where} groups: expected a list of neuron selector tables")
-        rate("rate_hz")
+        if ("rate_hz" in exp) == ("amplitude_mv" in exp):
+            raise ConfigError(
+                f"{where}: give exactly one drive: 'rate_hz' (Poisson input) or "
+                "'amplitude_mv' (a current step)"
+            )
+        if "rate_hz" in exp:
+            rate("rate_hz")
+            for k in ("start_ms", "stop_ms", "window_ms"):
+                if k in exp:
+                    raise ConfigError(f"{where} {k}: goes with 'amplitude_mv' (a current step)")
+        else:
+            check_step(exp, where)
         selector("responders", required=False)
+
+
+def check_step(exp: dict, where: str) -> None:
+    """A current step's keys: a finite nonzero amplitude, 0 <= start < stop, window > 0."""
+
+    def number(key):
+        v = exp[key]
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+            raise ConfigError(f"{where} {key}: expected a finite number, got {v!r}")
+        return float(v)
+
+    if number("amplitude_mv") == 0 or abs(exp["amplitude_mv"]) > 1000:
+        raise ConfigError(f"{where} amplitude_mv: expected a nonzero amplitude of at most 1 kV")
+    start = number("start_ms") if "start_ms" in exp else 0.0
+    if start < 0:
+        raise ConfigError(f"{where} start_ms: expected a time >= 0, got {start:g}")
+    if "stop_ms" in exp and number("stop_ms") <= start:
+        raise ConfigError(f"{where} stop_ms: must be after start_ms ({start:g} ms)")
+    if "window_ms" in exp and number("window_ms") <= 0:
+        raise ConfigError(f"{where} window_ms: expected a duration > 0")
 
 
 def _is_rate(r) -> bool:
@@ -250,7 +298,17 @@ def plan(exp: dict, conn: Connectome, sel) -> Plan:
             return Plan(kind, [control], readout, info, deferred_top_k=exp["top_k"])
         return Plan(kind, [control, *silence_conditions(conn, cands, drive, rate)], readout, info)
     # perturbation_map
-    rate = float(exp["rate_hz"])
+    step = "amplitude_mv" in exp
+    if step:
+        info["step"] = {
+            "amplitude_mv": float(exp["amplitude_mv"]),
+            "start_ms": float(exp.get("start_ms", 0.0)),
+            # None: to the end of the run
+            "stop_ms": float(exp["stop_ms"]) if "stop_ms" in exp else None,
+            "window_ms": float(exp["window_ms"]) if "window_ms" in exp else None,
+        }
+    else:
+        rate = float(exp["rate_hz"])
     if "groups" in exp:
         groups = [(_selector_label(g), sel(g, f"groups[{i}]")) for i, g in enumerate(exp["groups"])]
     else:
@@ -259,9 +317,12 @@ def plan(exp: dict, conn: Connectome, sel) -> Plan:
     conds = [Condition("baseline", {"driven_label": "baseline", "driven_id": -1})]
     for label, idx in groups:
         first = int(conn.ids[idx[0]]) if idx.size == 1 else -1
-        conds.append(
-            Condition(label, {"driven_label": label, "driven_id": first}, poisson=[(idx, rate)])
-        )
+        columns = {"driven_label": label, "driven_id": first}
+        if step:
+            amp = info["step"]["amplitude_mv"]
+            conds.append(Condition(label, columns, current=[(idx, amp)]))
+        else:
+            conds.append(Condition(label, columns, poisson=[(idx, rate)]))
     if "responders" in exp:
         info["responders"] = sel(exp["responders"], "responders")
     return Plan(kind, conds, readout, info)

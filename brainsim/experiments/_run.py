@@ -184,11 +184,18 @@ def build_base(cfg: RunConfig, conn: Connectome, missing: list) -> BaseInputs:
     return BaseInputs(poisson, rep, current, silence, remove)
 
 
-def batch_protocol(base: BaseInputs, conds: list[Condition], trials: int, n: int, first: int = 0):
+def batch_protocol(
+    base: BaseInputs,
+    conds: list[Condition],
+    trials: int,
+    n: int,
+    first: int = 0,
+    step_steps: tuple[int, int] | None = None,
+):
     """One protocol for a batch of conditions: the batch's condition c owns trials
     [c*T, (c+1)*T). ``first`` is the experiment's number of the batch's first condition:
     trial t of condition k draws its input noise as trial ``k x T + t``, whichever batch it
-    runs in."""
+    runs in. ``step_steps``: the (start, stop) steps of the conditions' current steps."""
     from brainsim.sim import Protocol
 
     nc = len(conds)
@@ -213,6 +220,11 @@ def batch_protocol(base: BaseInputs, conds: list[Condition], trials: int, n: int
         (idx, np.tile(np.broadcast_to(amp, (trials,)), nc), start, stop)
         for idx, amp, start, stop in base.current
     ]
+    for ci, cond in enumerate(conds):
+        for idx, amp in cond.current:
+            a = np.zeros(b)
+            a[ci * trials : (ci + 1) * trials] = amp
+            current.append((idx, a, *step_steps))
     silence = None
     if base.silence.any() or any(c.silence.size for c in conds):
         silence = np.repeat(base.silence[None, :], b, axis=0)
@@ -372,10 +384,21 @@ def prepare_job(cfg: RunConfig, conn: Connectome, log=print) -> Job:
     n_cond = len(p.conditions) if p.deferred_top_k is None else 1 + p.deferred_top_k
     groups = batches(n_cond, trials, max_batch)
     stepper = chosen_stepper(conn, sim, model, use_gap_junctions(cfg))
-    if p.kind != "run" and not model.spiking:
+    graded_map = p.kind == "perturbation_map" and not model.spiking
+    if "step" in p.info and p.info["step"]["start_ms"] >= sim["duration_ms"]:
+        raise ConfigError(
+            f"{where} start_ms: the step starts at {p.info['step']['start_ms']:g} ms, not before "
+            f"the end of the run ([simulation] duration_ms = {sim['duration_ms']:g})"
+        )
+    if p.kind != "run" and not model.spiking and not (graded_map and "step" in p.info):
+        if graded_map:
+            raise ConfigError(
+                f"{where} rate_hz: the {model.kind} model takes no Poisson input; drive it "
+                "with a current step (amplitude_mv, start_ms, stop_ms, window_ms)"
+            )
         raise ConfigError(
             f"{where} kind = {exp['kind']!r} reads firing rates; the {model.kind} model does "
-            "not spike (a plain run records its traces)"
+            "not spike (a plain run records its traces; perturbation_map takes a current step)"
         )
     for i, st in enumerate(cfg.stimuli):
         if st["kind"] in ("poisson", "spike_times") and "events" not in model.inputs:
@@ -383,9 +406,19 @@ def prepare_job(cfg: RunConfig, conn: Connectome, log=print) -> Job:
                 f"{cfg.path}: [[stimulus]] #{i + 1}: kind = {st['kind']!r} sends input events, "
                 f'which the {model.kind} model does not take; use kind = "current"'
             )
-    size = job_size(sim, conn, n_cond, max_batch, rec.size)
+    size = job_size(sim, conn, n_cond, max_batch, recorded(p, model, rec, conn.n_neurons).size)
     check_fits(size, f"{cfg.path}:", is_experiment=exp is not None)
     return Job(conn, model, base, rec, p, missing, stepper, size, groups, n_cond, trials)
+
+
+def recorded(p: Plan, model, rec: np.ndarray, n_neurons: int) -> np.ndarray:
+    """The neurons a run records: the config's ``[record]``, and for a graded
+    ``perturbation_map`` also its responders (whose traces make the summary)."""
+    if p.kind == "perturbation_map" and not model.spiking:
+        from brainsim.experiments._graded_map import trace_neurons
+
+        return np.union1d(rec, trace_neurons(p, n_neurons)).astype(np.int32)
+    return rec
 
 
 def record_indices(cfg: RunConfig, conn: Connectome, missing: list) -> np.ndarray:
@@ -415,16 +448,20 @@ def simulate_batch(
     budgets=None,
     gap_junctions: bool = True,
     where: str = "<config>",
+    step: dict | None = None,
 ):
     """Simulate one batch of conditions (``[simulation]`` settings ``sim``): one protocol,
     condition c owning trials [c*T, (c+1)*T); ``first`` is the experiment's number of the
     batch's first condition, which keys the input noise (so batching changes no answer).
     ``budgets``: the windowed kernel's starting sizes (a previous batch's, to skip growing
     them again). A run whose state turns non-finite is a ConfigError naming the config
-    ``where``."""
+    ``where``. ``step``: the timing of the conditions' current steps (a graded
+    ``perturbation_map``'s ``info["step"]``)."""
     from brainsim.sim import NonFiniteError, simulate
 
-    proto = batch_protocol(base, conds, sim["trials"], len(ids), first)
+    proto = batch_protocol(
+        base, conds, sim["trials"], len(ids), first, _step_steps(step, sim) if step else None
+    )
     try:
         return simulate(
             network,
@@ -448,6 +485,14 @@ def simulate_batch(
         ) from None
 
 
+def _step_steps(step: dict, sim: dict) -> tuple[int, int]:
+    dt = sim["dt_ms"]
+    n_steps = int(round(sim["duration_ms"] / dt))
+    start = int(round(step["start_ms"] / dt))
+    stop = n_steps if step["stop_ms"] is None else int(round(step["stop_ms"] / dt))
+    return start, min(stop, n_steps)
+
+
 def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, store=None, net=None):
     """Run every condition in batches; returns [(first condition index, SimResult)].
     With a :class:`BatchStore`, each batch is saved when done, and a batch saved by an
@@ -460,6 +505,7 @@ def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, sto
     trials = sim["trials"]
     max_batch = (cfg.experiment or {}).get("max_batch_trials", 256)
     parts = []
+    rec = recorded(p, model, rec, conn.n_neurons)
     # the device copy of the network and the kernel's grown budgets serve every batch
     gaps = use_gap_junctions(cfg)
     if net is None:
@@ -505,6 +551,7 @@ def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, sto
             budgets=budgets,
             gap_junctions=gaps,
             where=str(cfg.path),
+            step=p.info.get("step"),
         )
         r.stats["budgets_remembered"] = recalled
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
@@ -604,8 +651,17 @@ def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_loa
     cond_rows = [
         {"condition": i, "label": c.label, **c.columns} for i, c in enumerate(p.conditions)
     ]
-    summary = summarize(p, rates, conn) if p.kind != "run" else None
-    named = np.unique(np.concatenate([neuron, p.readout, rec]).astype(np.int64))
+    rec_sim = recorded(p, model, rec, conn.n_neurons)
+    if p.kind == "perturbation_map" and not model.spiking:
+        from brainsim.experiments._graded_map import summary as graded_summary
+
+        summary = graded_summary(p, parts, trials, rec_sim, ids)
+    else:
+        summary = summarize(p, rates, conn) if p.kind != "run" else None
+    # the [record] neurons among those recorded
+    at = np.arange(rec.size) if rec_sim is rec else np.searchsorted(rec_sim, rec)
+    driven = [idx for c in p.conditions for idx, _ in c.current]
+    named = np.unique(np.concatenate([neuron, p.readout, rec_sim, *driven]).astype(np.int64))
     with atomic_dir(out_dir) as tmp:
         write_table(spikes_table(cond, trial, step * r0.dt_ms, ids[neuron]), tmp / "spikes.parquet")
         write_table(rates, tmp / "rates.parquet")
@@ -622,7 +678,7 @@ def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_loa
                         np.arange(r.n_trials) % trials,
                         r.dt_ms,
                         ids[rec],
-                        r.traces,
+                        {k: np.asarray(v)[:, :, at] for k, v in r.traces.items()},
                     )
                 )
             write_table(pa.concat_tables(tr_tables), tmp / "traces.parquet")

@@ -426,8 +426,9 @@ def grid_figure(res: Results) -> Figure:
 # perturbation map
 # ---------------------------------------------------------------------------------------
 def plot_perturbation_map(results, out=None, *, log: Log | None = None) -> Path | None:
-    """``perturbation_map.png`` (map): change of each responder's rate from baseline (Hz),
-    rows = driven neuron, columns = top responders by max |change|, centred at 0."""
+    """``perturbation_map.png`` (map): change of each responder's rate from baseline (Hz;
+    a graded model: its signed peak voltage change, mV), rows = driven neuron, columns =
+    top responders by max |change|, centred at 0."""
     return _run_plot("perturbation_map.png", perturbation_map_figure, results, out, log)
 
 
@@ -448,12 +449,14 @@ def _driven_labels(res: Results, keys: list[tuple[str, int]]) -> list[str]:
 
 
 def perturbation_map_figure(res: Results) -> Figure:
-    s = res.table("summary", ("driven_label", "neuron_id", "delta_hz"))
+    graded = "response" in (res.schema("summary") or ())
+    value = "response" if graded else "delta_hz"
+    s = res.table("summary", ("driven_label", "neuron_id", value))
     driven_id = s["driven_id"].astype(np.int64) if "driven_id" in s else None
     keep = np.ones(s["neuron_id"].size, bool) if driven_id is None else driven_id != -1
     labels = s["driven_label"][keep].astype(str)
     resp = s["neuron_id"][keep].astype(np.int64)
-    delta = s["delta_hz"][keep].astype(float)
+    delta = s[value][keep].astype(float)
     d_ids = driven_id[keep] if driven_id is not None else np.full(resp.size, -1, np.int64)
     if resp.size == 0:
         raise Skip("summary.parquet has no driven conditions")
@@ -503,7 +506,8 @@ def perturbation_map_figure(res: Results) -> Figure:
     ax.set_yticks(np.arange(nr), [row_labels[k] for k in row_sel], fontsize=7 if nr > 25 else 8)
     ax.set_xlabel("responding neuron")
     ax.set_ylabel("driven neuron")
-    fig.colorbar(im, ax=ax, label="rate change from baseline (Hz)", shrink=0.9)
+    unit = "peak voltage change from baseline (mV)" if graded else "rate change from baseline (Hz)"
+    fig.colorbar(im, ax=ax, label=unit, shrink=0.9)
     notes = []
     if nc < n_cols_all:
         notes.append(f"top {nc} of {n_cols_all} responders by max |change|")
@@ -513,10 +517,12 @@ def perturbation_map_figure(res: Results) -> Figure:
         notes.append("grey: the driven neuron itself")
     sub = "; ".join(notes)
     ax.set_title(
-        _title(res, "rate change of responders") + (f"\n({sub})" if sub else ""), fontsize=11
+        _title(res, "voltage change of responders" if graded else "rate change of responders")
+        + (f"\n({sub})" if sub else ""),
+        fontsize=11,
     )
     if not np.isfinite(m).any() or not np.nanmax(np.abs(m), initial=0) > 0:
-        _note(ax, "no responder changed its rate")
+        _note(ax, "no responder changed its " + ("voltage" if graded else "rate"))
     return fig
 
 
