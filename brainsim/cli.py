@@ -119,6 +119,14 @@ def cmd_fit(args) -> int:
 
     raw, path = read_toml(args.config)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    from brainsim.celegans._fit import is_atlas_fit
+
+    if is_atlas_fit(raw):  # a graded model fitted to the C. elegans atlas
+        from brainsim.celegans._fit import run_atlas_fit
+
+        _enable_compilation_cache()
+        run_atlas_fit(raw, path, args.out, log=log)
+        return 0
     if uses_visual(raw):  # a flyvis network: the motion task (brainsim.flyvis._train)
         from brainsim.flyvis._train import run_training
 

@@ -627,7 +627,11 @@ def _devices_for(devices, n_trials: int) -> int:
     return n
 
 
-def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim):
+def write_results(
+    cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_load, t_sim, extra=None
+):
+    """Write a run's results folder atomically; ``extra``: entries added to its manifest
+    (e.g. a fit's held-out split)."""
     from brainsim.io import (
         atomic_dir,
         neurons_table,
@@ -683,7 +687,8 @@ def write_results(cfg, conn, model, p: Plan, parts, rec, missing, out_dir, t_loa
                 )
             write_table(pa.concat_tables(tr_tables), tmp / "traces.parquet")
         write_json(
-            manifest(cfg, conn, p, parts, model, missing, t_load, t_sim), tmp / "manifest.json"
+            manifest(cfg, conn, p, parts, model, missing, t_load, t_sim) | (extra or {}),
+            tmp / "manifest.json",
         )
         _plots(tmp)
 

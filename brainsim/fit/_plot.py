@@ -58,3 +58,25 @@ def plot_loss(loss_parquet: str | Path, out: str | Path | None = None) -> Path:
     fig.savefig(tmp, dpi=150, format="png", facecolor="white")
     os.replace(tmp, out)
     return out
+
+
+def plot_history(history: list[dict], path: Path, ylabel: str, tracked: tuple[str, ...] = ()):
+    """A training loop's loss per step (log scale; ``history`` rows with ``step`` and
+    ``loss``), and the ``tracked`` columns (e.g. held-out scores) in a second panel where
+    rows have them. Nothing is written for an empty history."""
+    if not history:
+        return
+    tracked = tuple(c for c in tracked if any(h.get(c) is not None for h in history))
+    fig = Figure(figsize=(6, 5.5 if tracked else 3.2), layout="constrained")
+    axes = fig.subplots(2 if tracked else 1, 1, sharex=True, squeeze=False)[:, 0]
+    axes[0].plot([h["step"] for h in history], [h["loss"] for h in history], lw=1.2)
+    axes[0].set_ylabel(ylabel)
+    axes[0].set_yscale("log")
+    for c in tracked:
+        rows = [h for h in history if h.get(c) is not None]
+        axes[1].plot([h["step"] for h in rows], [h[c] for h in rows], marker="o", ms=3, label=c)
+    if tracked:
+        axes[1].legend(fontsize=8)
+        axes[1].grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    fig.savefig(path, dpi=110)

@@ -422,7 +422,9 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
             },
             tmp / "manifest.json",
         )
-        _loss_plot(history, tmp / "loss.png")
+        from brainsim.fit._plot import plot_history
+
+        plot_history(history, tmp / "loss.png", "velocity loss (relative MSE)")
         _run_folder(cfg, tmp, trained_p, out_dir, log)
     log(f"trained in {t_train:.1f} s; results in {out_dir}")
     return out_dir
@@ -444,21 +446,6 @@ def _dsi_table(before, after):
         cols[f"{k}_before"] = b[k]
         cols[f"{k}_after"] = a[k]
     return pa.table(cols)
-
-
-def _loss_plot(history, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    if not history:
-        return
-    fig = Figure(figsize=(6, 3.2))
-    ax = fig.subplots()
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], lw=1.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("velocity loss (relative MSE)")
-    ax.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def _run_folder(cfg, tmp: Path, params, final: Path, log) -> None:

@@ -26,6 +26,14 @@ from brainsim.models._synapses import TRANSFERS
 INTEGRATORS = ("euler", "exact")
 
 
+def propagator(integrator: str, dt_ms, tau, leak, xp=np):
+    """``GradedAux.decay``: ``dt / tau`` (euler) or ``1 - exp(-dt leak / tau)`` (exact);
+    ``xp`` is numpy (a run's host-side set-up) or jax.numpy (fitted time constants)."""
+    if integrator == "euler":
+        return dt_ms / tau
+    return -xp.expm1(-dt_ms * leak / tau)
+
+
 class GradedState(eqx.Module):
     v: Float[Array, "trials neurons"]
 
@@ -82,8 +90,8 @@ class Graded(AbstractNeuron):
         tau = np.broadcast_to(np.asarray(self.tau_ms, np.float64), (n_neurons,))
         n_gap = 0.0 if gap_conductance is None else np.asarray(gap_conductance, np.float64)
         leak = 1.0 + self.w_gap * np.broadcast_to(n_gap, (n_neurons,))
+        decay = propagator(self.integrator, self.dt_ms, tau, leak, np)
         if self.integrator == "euler":
-            decay = self.dt_ms / tau
             worst = float(np.max(decay * leak)) if n_neurons else 0.0
             # at exactly 1 the voltage follows its input at once (flyvis clamps tau at dt)
             if worst > 1.0:
@@ -91,8 +99,6 @@ class Graded(AbstractNeuron):
                     f"explicit Euler is unstable here: dt_ms x (1 + w_gap n_i) / tau_ms reaches "
                     f'{worst:.3g} (> 1); lower dt_ms or use integrator = "exact"'
                 )
-        else:
-            decay = -np.expm1(-self.dt_ms * leak / tau)
         v_rest = np.broadcast_to(np.asarray(self.v_rest_mv, np.float64), (n_neurons,))
         return GradedAux(*(jnp.asarray(x, dtype) for x in (tau, v_rest, leak, decay)))
 
