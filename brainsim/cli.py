@@ -1,4 +1,5 @@
-"""Command line: ``brainsim info``, ``run``, ``fit``, ``plot``, ``fetch`` and ``bench``.
+"""Command line: ``brainsim info``, ``run``, ``fit``, ``plot``, ``fetch``, ``bench`` and
+``compare-atlas``.
 Thin: parse, call the layers, report."""
 
 from __future__ import annotations
@@ -174,6 +175,32 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def cmd_compare_atlas(args) -> int:
+    from brainsim.celegans import AtlasError, compare
+
+    try:
+        c = compare(args.dir, args.atlas, out=args.out)
+    except AtlasError as e:
+        print(f"brainsim: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print((c.out_dir / "scores.json").read_text().strip())
+        return 0
+
+    def fmt(r):
+        return "undefined" if r is None else f"{r:+.3f}"
+
+    s = c.scores
+    print(f"atlas          {args.atlas} ({c.counts['atlas_pairs']:,} significant pairs)")
+    print(f"pairs scored   {s['n_pairs']:>8,}")
+    print(f"pearson r      {fmt(s['pearson_r']):>8}")
+    print(f"spearman r     {fmt(s['spearman_r']):>8}")
+    print(f"sign agreement {s['sign_agreement']:>8.3f}")
+    print(f"not simulated  {c.counts['pairs_not_simulated']:>8,} pairs")
+    print(c.out_dir)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from brainsim.bench import run_args
 
@@ -258,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--quiet", action="store_true", help="no progress or status output")
     fetch.set_defaults(func=cmd_fetch)
+    cmp_atlas = sub.add_parser(
+        "compare-atlas",
+        help="score a graded perturbation_map run against the measured C. elegans "
+        "signal-propagation atlas (needs cect)",
+        description="Join the model's responses to the atlas's significant pairs by neuron "
+        "name and write pairs.parquet, scores.json (Pearson, Spearman, sign agreement), "
+        "scatter.png and heatmaps.png (brainsim.celegans.compare).",
+    )
+    cmp_atlas.add_argument("dir", metavar="RESULTS_DIR", help="results folder of the run")
+    cmp_atlas.add_argument(
+        "--atlas", default="Randi2023", help="atlas to compare with (default Randi2023)"
+    )
+    cmp_atlas.add_argument("--out", metavar="DIR", help="output folder (default RESULTS_DIR/atlas)")
+    cmp_atlas.add_argument("--json", action="store_true", help="print scores.json")
+    cmp_atlas.set_defaults(func=cmd_compare_atlas)
     from brainsim.bench import add_arguments as add_bench_arguments
 
     bench = sub.add_parser(
