@@ -121,8 +121,8 @@ def test_fit_lowers_the_loss_and_records_the_holdout(tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     held = json.loads((out / "run" / "atlas_holdout" / "scores.json").read_text())
     # the engine's run of the fitted model scores as the fit's own forward did
-    assert held["scores"]["n_pairs"] == scores["after"]["holdout"]["n_pairs"]
-    assert held["scores"]["pearson_r"] == pytest.approx(
+    assert held["n_pairs"] == scores["after"]["holdout"]["n_pairs"]
+    assert held["pearson_r"] == pytest.approx(
         scores["after"]["holdout"]["pearson_r"], abs=1e-4
     )
     p = np.load(out / "params.npz")

@@ -171,12 +171,7 @@ def compare(
     m = table.column("model_response").to_numpy()
     a = table.column("measured_amplitude").to_numpy()
     counts["model_responses_zero"] = int((m == 0).sum())
-    scores = {
-        "n_pairs": len(rows),
-        "pearson_r": _pearson(m, a),
-        "spearman_r": spearman(m, a),
-        "sign_agreement": float(np.mean(np.sign(m) == np.sign(a))),
-    }
+    scores = score(m, a)
     connectome = manifest.get("connectome") or {}
     report = {
         **scores,
@@ -206,6 +201,29 @@ def compare(
     if dest.resolve().parent == folder.resolve():
         add_to_marker(folder, [dest.name])  # (the results folder stays replaceable)
     return Comparison(table, scores, counts, dest)
+
+
+def score(model: np.ndarray, measured: np.ndarray) -> dict:
+    """The scores of model responses against measured amplitudes, pair by pair:
+    ``n_pairs``, ``pearson_r``, ``spearman_r``, ``sign_agreement`` (a zero model response
+    disagrees), and two figures that say what sign agreement is worth: ``measured_positive``
+    (the fraction of measured amplitudes > 0: what a model that predicts excitation
+    everywhere scores) and ``balanced_sign_agreement`` (the mean of the agreement over the
+    measured-positive pairs and over the measured-negative ones: 0.5 for any model that
+    predicts one sign everywhere; None without pairs of both signs)."""
+    m, a = np.asarray(model, np.float64), np.asarray(measured, np.float64)
+    agree = np.sign(m) == np.sign(a)
+    pos, neg = a > 0, a < 0
+    return {
+        "n_pairs": int(m.size),
+        "pearson_r": _pearson(m, a),
+        "spearman_r": spearman(m, a),
+        "sign_agreement": float(np.mean(agree)) if m.size else None,
+        "measured_positive": float(np.mean(pos)) if m.size else None,
+        "balanced_sign_agreement": (
+            float((agree[pos].mean() + agree[neg].mean()) / 2) if pos.any() and neg.any() else None
+        ),
+    }
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:

@@ -44,7 +44,7 @@ Schema of ``[fit]``::
     holdout_seed = 0
     observed_fraction = 1.0
     observed_seed = 0
-    steps = 150
+    steps = 200
     learning_rate = 0.05
     optimizer = "adam"
     clip_norm = 1.0           # optax.clip_by_global_norm; 0: none
@@ -98,7 +98,7 @@ class AtlasTask:
     holdout_seed: int = 0
     observed_fraction: float = 1.0
     observed_seed: int = 0
-    steps: int = 150
+    steps: int = 200
     learning_rate: float = 0.05
     optimizer: str = "adam"
     clip_norm: float = 1.0
@@ -174,18 +174,6 @@ def split(stimulated: list[str], responders: list[str], task: AtlasTask) -> Spli
     return Split(train, hold, observed, len(resp))
 
 
-def scores(model: np.ndarray, measured: np.ndarray) -> dict:
-    """Pearson r, Spearman r and sign agreement (a zero model response disagrees)."""
-    from brainsim.celegans._compare import pearson, sign_agreement, spearman
-
-    return {
-        "n_pairs": int(model.size),
-        "pearson_r": pearson(model, measured),
-        "spearman_r": spearman(model, measured),
-        "sign_agreement": sign_agreement(model, measured),
-    }
-
-
 class WormForward:
     """The differentiable ``perturbation_map`` of a graded model on a small connectome.
 
@@ -225,11 +213,12 @@ class WormForward:
         """(w_syn per presynaptic neuron, w_gap, tau per neuron) of the parameters."""
         import jax.numpy as jnp
 
-        a = theta.get("w_syn_by_neuron", jnp.zeros(self.n))
-        w = self.w_syn0 * (jnp.exp(a) if signs == "kept" else 1.0 + a)
-        g = self.w_gap0 * jnp.exp(theta.get("w_gap", 0.0))
-        tau = self.tau0 * jnp.exp(theta.get("tau_by_neuron", jnp.zeros(self.n)))
-        return w, g, tau
+        f32 = jnp.float32
+        a = jnp.asarray(theta.get("w_syn_by_neuron", jnp.zeros(self.n)), f32)
+        w = jnp.asarray(self.w_syn0, f32) * (jnp.exp(a) if signs == "kept" else 1.0 + a)
+        g = f32(self.w_gap0) * jnp.exp(jnp.asarray(theta.get("w_gap", 0.0), f32))
+        b = jnp.asarray(theta.get("tau_by_neuron", jnp.zeros(self.n)), f32)
+        return w, g, jnp.asarray(self.tau0, f32) * jnp.exp(b)
 
     def responses(self, theta: dict, rows: np.ndarray, signs: str):
         import jax
@@ -242,7 +231,8 @@ class WormForward:
         w, g, tau = self.effective(theta, signs)
         weight = self.signed * w[:, None]
         leak = 1.0 + g * self.n_gap
-        aux = GradedAux(tau, self.v_rest, leak, propagator(m.integrator, m.dt_ms, tau, leak, jnp))
+        decay = propagator(m.integrator, jnp.float32(m.dt_ms), tau, leak, jnp)
+        aux = GradedAux(tau, self.v_rest, leak, decay)
         x = np.zeros((len(rows) + 1, self.n), np.float32)  # row 0: the baseline
         for k, r in enumerate(rows):
             x[k + 1, self.driven[r]] = self.amp
@@ -293,6 +283,7 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
     import pyarrow as pa
 
     from brainsim.celegans._atlas import read_atlas
+    from brainsim.celegans._compare import score as scores
     from brainsim.experiments._run import load_connectome, prepare_job, use_gap_junctions
     from brainsim.io import atomic_dir, write_json, write_table
 
@@ -342,7 +333,6 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
         return np.asarray(rr, np.int64), np.asarray(jj, np.int64), np.asarray(aa, np.float64)
 
     train_rows = np.asarray(sorted(row_of[s] for s in sp.train))
-    hold_rows = np.asarray(sorted(row_of[s] for s in sp.holdout))
     tr, tj, ta = pairs(sp.train, True)
     hr, hj, ha = pairs(sp.holdout, False)
     ir, ij, ia = pairs(sp.train, False)  # in-sample, every responder
