@@ -27,13 +27,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from brainsim.fit._events import EventCapacity, propagate_events, step_counts
 from brainsim.fit._params import FitParams
-from brainsim.fit._surrogate import Surrogate
+from brainsim.fit._surrogate import COMPACT, Surrogate
 from brainsim.kernels import propagate_dense, propagate_dense_matrix
 from brainsim.models import LIF, NeuronInput
 from brainsim.sim import Drive, Network
 
-PROPAGATIONS = ("csr", "matrix")
+PROPAGATIONS = ("csr", "matrix", "events")
 
 
 class DiffResult(eqx.Module):
@@ -46,18 +47,23 @@ class DiffResult(eqx.Module):
         rec_margin: float [steps, trials, recorded], ``v - v_th`` (mV) of the recorded
             neurons after each step's integration, before threshold and reset: a spike at
             step k means ``rec_margin[k] > 0`` (while not refractory).
+        event_peaks: int32 [4] with ``propagation="events"``: the most spike rows, their
+            connections, near-threshold rows and theirs in one step
+            (:class:`brainsim.fit._events.EventCapacity` must hold them), else None.
     """
 
     counts: Float[Array, "trials neurons"]
     spikes: Float[Array, "steps trials neurons"] | None
     rec_spikes: Float[Array, "steps trials recorded"]
     rec_margin: Float[Array, "steps trials recorded"]
+    event_peaks: Int[Array, " 4"] | None = None
 
 
 class _State(eqx.Module):
     neurons: Any  # the model's state
     ring: Float[Array, "delay trials neurons"]
     counts: Float[Array, "trials neurons"]
+    peaks: Int[Array, " 4"]
 
 
 def differentiable_run(
@@ -77,6 +83,7 @@ def differentiable_run(
     remat_steps: bool = True,
     detach_reset: bool = True,
     propagation: str = "csr",
+    capacity: EventCapacity | None = None,
 ) -> DiffResult:
     """Run ``n_steps`` steps of all trials of ``drive`` from rest; differentiable in ``params``.
 
@@ -102,13 +109,24 @@ def differentiable_run(
             step, and subthreshold steps are not pulled by the surrogate of a reset that
             did not happen. The forward values are the same either way.
         propagation: ``"csr"`` (``propagate_dense``, same arithmetic as the reference
-            kernel) or ``"matrix"`` (a dense [neurons, neurons] weight matrix, faster for a
-            few thousand neurons or fewer).
+            kernel), ``"matrix"`` (a dense [neurons, neurons] weight matrix, faster for a
+            few thousand neurons or fewer) or ``"events"`` (:mod:`brainsim.fit._events`:
+            forward and backward follow the spikes and the near-threshold neurons; needs a
+            surrogate of compact support, ``straight_through``, and ``capacity``).
+        capacity: the per-step sizes of ``"events"`` (default :class:`EventCapacity()`);
+            check ``event_peaks`` of the result against it.
     """
     if propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
     if net.pre is None:
         raise ValueError("a differentiable run needs a Network built with with_pre=True")
+    events = propagation == "events"
+    if events and surrogate.kind not in COMPACT:
+        raise ValueError(
+            f'propagation "events" needs a surrogate whose derivative is zero away from '
+            f"threshold ({', '.join(COMPACT)}), got {surrogate.kind!r}"
+        )
+    capacity = capacity or EventCapacity()
     if n_steps < 1 or checkpoint_steps < 1:
         raise ValueError(
             f"need n_steps >= 1 and checkpoint_steps >= 1, got {n_steps}, {checkpoint_steps}"
@@ -122,14 +140,19 @@ def differentiable_run(
     # have none): the same `prepare` the plain steppers call
     aux = model.prepare(n, dtype, no_refractory=refractory_steps == 0)
     weight = params.weights(base, net.pre, net.counts)
+    degree = net.indptr[1:] - net.indptr[:-1]
     if propagation == "matrix":
         matrix = jnp.zeros((n, n), dtype).at[net.pre, net.indices].add(weight)
 
-        def propagate(s):
+        def propagate(s, near):
             return propagate_dense_matrix(s, matrix)
+    elif events:
+
+        def propagate(s, near):
+            return propagate_events(s, near, weight, net.indptr, net.indices, capacity)
     else:
 
-        def propagate(s):
+        def propagate(s, near):
             return propagate_dense(s, net.pre, net.indices, weight)
 
     bias = params.bias()
@@ -158,9 +181,16 @@ def differentiable_run(
             # the same step with the spike's gradient stopped where it resets the state
             neurons, _ = model.advance(aux, s.neurons, inputs, spike_fn=detached)
         out = spk if keep is None else spk * keep
-        ring = s.ring.at[slot].set(propagate(out))
+        peaks = s.peaks
+        near = None
+        if events:
+            # where the surrogate derivative is nonzero (and the output not cut)
+            near = jax.lax.stop_gradient(surrogate.derivative(margin[0]) != 0)
+            near = near if keep is None else near & (keep != 0)
+            peaks = jnp.maximum(peaks, step_counts(jax.lax.stop_gradient(out), near, degree))
+        ring = s.ring.at[slot].set(propagate(out, near))
         ys = (spk[:, rec], margin[0][:, rec], spk if record_spikes else None)
-        return _State(neurons, ring, s.counts + spk), ys
+        return _State(neurons, ring, s.counts + spk, peaks), ys
 
     if remat_steps:
         step = jax.checkpoint(step)
@@ -170,7 +200,9 @@ def differentiable_run(
         return jax.lax.scan(step, s, xs)
 
     zeros = jnp.zeros((b, n), dtype)
-    state = _State(model.init_state(b, n, dtype), jnp.zeros((d, b, n), dtype), zeros)
+    state = _State(
+        model.init_state(b, n, dtype), jnp.zeros((d, b, n), dtype), zeros, jnp.zeros(4, jnp.int32)
+    )
     n_in = drive.input_idx.shape[0]
     if replay is None:
         replay = jnp.zeros((n_steps, b, n_in), dtype)
@@ -187,7 +219,8 @@ def differentiable_run(
         state, ys_tail = chunk(state, (steps[n_full * k :], replay[n_full * k :]))
         ys = jax.tree_util.tree_map(lambda a, c: jnp.concatenate([a, c]), ys, ys_tail)
     rec_spikes, rec_margin, spikes = ys
-    return DiffResult(state.counts, spikes, rec_spikes, rec_margin)
+    peaks = state.peaks if events else None
+    return DiffResult(state.counts, spikes, rec_spikes, rec_margin, peaks)
 
 
 class _Detached(eqx.Module):

@@ -49,6 +49,8 @@ _DERIVATIVES = {
     "straight_through": _d_straight_through,
 }
 SURROGATES = tuple(_DERIVATIVES)
+# surrogates whose derivative is exactly zero away from threshold (brainsim.fit._events)
+COMPACT = ("straight_through",)
 # a width of about 2 mV: the 7 mV from rest to threshold span a few widths
 DEFAULT_SLOPE = 1.0
 

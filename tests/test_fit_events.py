@@ -1,0 +1,101 @@
+"""``propagation = "events"``: the differentiable run whose forward and backward follow the
+spikes and the near-threshold neurons, held to the dense paths (same surrogate)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import random_connectome
+
+from brainsim.connectome import load
+from brainsim.fit import Surrogate, build_params, differentiable_run, partition
+from brainsim.fit._events import EventCapacity, propagate_events
+from brainsim.models import LIF
+from brainsim.sim import Network, Protocol
+
+SMALL = "synthetic:seed=1,n_neurons=400,n_inputs=10,layer_sizes=20:40:60,mean_out_degree=12"
+ST = Surrogate("straight_through", slope=0.5, scale=0.02)
+
+
+def run(params, conn, proto, n_steps, **kw):
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    rfc = jnp.asarray(proto.refractory_steps(LIF().refractory_steps(conn.n_neurons)))
+    return differentiable_run(params, LIF(), net, proto.device(jnp.float32), rfc,
+                              jax.random.PRNGKey(3), n_steps, **{"surrogate": ST, **kw})  # fmt: skip
+
+
+def test_propagation_and_its_gradients_equal_a_dense_matrix_product():
+    """One step's propagation: value, weight gradient, and output gradient at the near
+    rows equal the dense [trials, n] x [n, n] product's; elsewhere the output gradient is 0."""
+    conn = random_connectome(50, 0.2, seed=2)
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    rng = np.random.default_rng(0)
+    out = jnp.asarray((rng.random((3, 50)) < 0.1).astype(np.float32))
+    near = jnp.asarray(rng.random((3, 50)) < 0.3)
+    w = jnp.asarray(rng.normal(size=net.counts.shape).astype(np.float32)).at[-1].set(0.0)
+    g = jnp.asarray(rng.normal(size=(3, 50)).astype(np.float32))
+    cap = EventCapacity(20, 2000, 60, 4000)
+
+    def dense(o, wt):
+        m = jnp.zeros((50, 50), jnp.float32).at[net.pre, net.indices].add(wt)
+        return o @ m
+
+    def events(o, wt):
+        return propagate_events(o, near, wt, net.indptr, net.indices, cap)
+
+    np.testing.assert_allclose(events(out, w), dense(out, w), rtol=1e-5, atol=1e-5)
+    _, vjp_d = jax.vjp(dense, out, w)
+    _, vjp_e = jax.vjp(events, out, w)
+    (do_d, dw_d), (do_e, dw_e) = vjp_d(g), vjp_e(g)
+    np.testing.assert_allclose(dw_e[:-1], dw_d[:-1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.where(near, do_d, 0), do_e, rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(do_e))[~np.asarray(near)].max() == 0
+
+
+@pytest.fixture(scope="module")
+def network():
+    conn = load(SMALL, "synthetic")
+    ct = np.array(conn.neurons.column("cell_type").to_pylist())
+    grn = np.nonzero(ct == "sugar_like_GRN")[0]
+    proto = Protocol.build(4, conn.n_neurons, poisson=[(grn, 150.0)])
+    return conn, proto, ct
+
+
+@pytest.mark.parametrize("trainable", [["w_syn_mv"], ["w_syn_mv", "syn_scale_by_type", "v_th_mv"]])
+def test_gradients_equal_the_dense_path(network, trainable):
+    """Same spikes, same loss, and the same gradient as the CSR path with the same
+    compact surrogate (the left-out entries are multiplied by exact zeros)."""
+    conn, proto, ct = network
+    params, _ = build_params(LIF(), conn, trainable, init={"w_syn_mv": 0.4})
+    readout = jnp.asarray(np.nonzero(np.isin(ct, ["sugar_like_L2", "sugar_like_L3"]))[0])
+    trainable_p, frozen = partition(params)
+
+    def loss(tr, propagation):
+        res = run(eqx.combine(tr, frozen), conn, proto, 600, propagation=propagation,
+                  checkpoint_steps=50, capacity=EventCapacity(64, 8192, 2048, 65536))  # fmt: skip
+        return (res.counts[:, readout].mean() - 5.0) ** 2, res
+
+    (l_d, r_d), g_d = eqx.filter_value_and_grad(lambda t: loss(t, "csr"), has_aux=True)(
+        trainable_p
+    )
+    (l_e, r_e), g_e = eqx.filter_value_and_grad(lambda t: loss(t, "events"), has_aux=True)(
+        trainable_p
+    )
+    peaks = np.asarray(r_e.event_peaks)
+    assert EventCapacity(64, 8192, 2048, 65536).holds(peaks) and peaks[0] > 0 and peaks[2] > 0
+    assert np.array_equal(np.asarray(r_d.counts), np.asarray(r_e.counts))
+    assert float(r_e.counts.sum()) > 100
+    assert float(l_e) == float(l_d)
+    leaves_d = jax.tree_util.tree_leaves(eqx.filter(g_d, eqx.is_inexact_array))
+    leaves_e = jax.tree_util.tree_leaves(eqx.filter(g_e, eqx.is_inexact_array))
+    for a, b in zip(leaves_d, leaves_e, strict=True):
+        assert np.abs(np.asarray(a)).max() > 0
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-4, atol=1e-6)
+
+
+def test_events_need_a_compact_surrogate(network):
+    conn, proto, _ = network
+    params, _ = build_params(LIF(), conn, ["w_syn_mv"])
+    with pytest.raises(ValueError, match="straight_through"):
+        run(params, conn, proto, 10, propagation="events", surrogate=Surrogate("fast_sigmoid"))
