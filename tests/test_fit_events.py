@@ -21,8 +21,10 @@ ST = Surrogate("straight_through", slope=0.5, scale=0.02)
 def run(params, conn, proto, n_steps, **kw):
     net = Network.from_connectome(conn, jnp.float32, with_pre=True)
     rfc = jnp.asarray(proto.refractory_steps(LIF().refractory_steps(conn.n_neurons)))
-    return differentiable_run(params, LIF(), net, proto.device(jnp.float32), rfc,
-                              jax.random.PRNGKey(3), n_steps, **{"surrogate": ST, **kw})  # fmt: skip
+    key = jax.random.PRNGKey(3)
+    kw = {"surrogate": ST, **kw}
+    drive = proto.device(jnp.float32)
+    return differentiable_run(params, LIF(), net, drive, rfc, key, n_steps, **kw)
 
 
 def test_propagation_and_its_gradients_equal_a_dense_matrix_product():
@@ -99,3 +101,62 @@ def test_events_need_a_compact_surrogate(network):
     params, _ = build_params(LIF(), conn, ["w_syn_mv"])
     with pytest.raises(ValueError, match="straight_through"):
         run(params, conn, proto, 10, propagation="events", surrogate=Surrogate("fast_sigmoid"))
+
+
+def test_brainsim_fit_with_event_gradients_takes_the_dense_steps(tmp_path):
+    """``[fit] gradient = "events"`` in ``brainsim fit``: the same losses, gradient norms
+    and fitted value as ``gradient = "dense"`` step by step; a surrogate without compact
+    support is refused, naming the key."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from brainsim import cli
+    from brainsim.experiments import ConfigError
+
+    head = f"""
+[connectome]
+format = "synthetic"
+path = "{SMALL}"
+cache = false
+[simulation]
+duration_ms = 100.0
+trials = 8
+seed = 2
+[[stimulus]]
+kind = "poisson"
+neurons = {{ cell_type = "sugar_like_GRN" }}
+rate_hz = 150.0
+"""
+    (tmp_path / "teacher.toml").write_text(head + "[model]\nw_syn_mv = 0.35\n")
+    assert cli.main(["run", str(tmp_path / "teacher.toml"), "--out", str(tmp_path / "t"),
+                     "--quiet"]) == 0  # fmt: skip
+    hist = {}
+    for gradient in ("dense", "events"):
+        fit = f"""[fit]
+targets = "{tmp_path / "t" / "rates.parquet"}"
+trainable = ["w_syn_mv"]
+init = {{ w_syn_mv = 0.25 }}
+steps = 3
+learning_rate = 0.02
+gradient = "{gradient}"
+surrogate = "straight_through"
+surrogate_slope = 0.5
+duration_ms = 60.0
+"""
+        p = tmp_path / f"{gradient}.toml"
+        p.write_text(head + fit)
+        assert cli.main(["fit", str(p), "--out", str(tmp_path / gradient), "--quiet"]) == 0
+        hist[gradient] = pq.read_table(tmp_path / gradient / "loss.parquet").to_pydict()
+        man = json.loads((tmp_path / gradient / "manifest.json").read_text())
+        assert man["fit"]["gradient"] == gradient
+    for col in ("loss", "grad_norm", "w_syn_mv"):
+        np.testing.assert_allclose(hist["events"][col], hist["dense"][col], rtol=1e-4)
+    assert min(hist["dense"]["grad_norm"]) > 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text((tmp_path / "events.toml").read_text().replace("straight_through", "arctan"))
+    with pytest.raises(ConfigError, match="gradient"):
+        from brainsim.experiments._config import read_toml
+        from brainsim.fit import parse_fit_config
+
+        parse_fit_config(*read_toml(bad))

@@ -13,6 +13,9 @@ Schema of ``[fit]`` (every key optional unless marked required)::
     learning_rate = 0.01
     optimizer = "adam"             # optax: adam, adamw, adabelief, rmsprop, sgd, lion
     clip_norm = 100.0              # optax.clip_by_global_norm before the optimizer; 0: none
+    gradient = "dense"             # or "events": forward and backward follow the spikes and
+                                   # the near-threshold neurons (brainsim.fit._events; same
+                                   # gradients; needs surrogate = "straight_through")
     surrogate = "fast_sigmoid"     # or "arctan", "straight_through"
     surrogate_slope = 1.0          # 1/mV: width of the surrogate about 2 / slope mV
     surrogate_scale = 0.005        # height factor; default dt_ms / tau_m_ms
@@ -65,7 +68,9 @@ from brainsim.experiments._config import (
 )
 from brainsim.fit._loop import OPTIMIZERS
 from brainsim.fit._params import parse_trainable
-from brainsim.fit._surrogate import DEFAULT_SLOPE, SURROGATES
+from brainsim.fit._surrogate import COMPACT, DEFAULT_SLOPE, SURROGATES
+
+GRADIENTS = ("dense", "events")
 
 FIT_KEYS = (
     "targets",
@@ -75,6 +80,7 @@ FIT_KEYS = (
     "learning_rate",
     "optimizer",
     "clip_norm",
+    "gradient",
     "surrogate",
     "surrogate_slope",
     "surrogate_scale",
@@ -106,6 +112,7 @@ class FitConfig:
     learning_rate: float
     optimizer: str
     clip_norm: float | None
+    gradient: str
     surrogate: str
     surrogate_slope: float
     surrogate_scale: float | None
@@ -208,6 +215,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         learning_rate=_positive(fit, "learning_rate", w, default=0.01),
         optimizer=_choice(fit, "optimizer", OPTIMIZERS, w, "adam"),
         clip_norm=clip or None,
+        gradient=_gradient(fit, w),
         surrogate=_choice(fit, "surrogate", SURROGATES, w, "fast_sigmoid"),
         surrogate_slope=_positive(fit, "surrogate_slope", w, default=DEFAULT_SLOPE),
         surrogate_scale=scale,
@@ -222,6 +230,18 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         log_every=log_every,
         conditions=conditions,
     )
+
+
+def _gradient(fit: dict, w: str) -> str:
+    """``gradient``: "dense" or "events" (which needs a surrogate of compact support)."""
+    gradient = _choice(fit, "gradient", GRADIENTS, w, "dense")
+    kind = fit.get("surrogate", "fast_sigmoid")
+    if gradient == "events" and kind not in COMPACT:
+        raise ConfigError(
+            f'{w} gradient = "events" needs surrogate = one of {", ".join(COMPACT)} (its '
+            f"derivative is zero away from threshold), got {kind!r}"
+        )
+    return gradient
 
 
 def _conditions(raw, w: str) -> list[dict]:

@@ -15,6 +15,7 @@ update. :func:`fit` loops it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from jaxtyping import Array, Float, Int
 
 from brainsim.experiments._errors import ConfigError
 from brainsim.fit._differentiable import differentiable_run
+from brainsim.fit._events import EventCapacity
 from brainsim.fit._losses import RateTargets, condition_rates, rate_loss
 from brainsim.fit._params import FitParams, partition
 from brainsim.fit._surrogate import Surrogate
@@ -35,6 +37,8 @@ from brainsim.models import LIF
 from brainsim.sim import Drive, Network, seed_key
 
 OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
+# the key of a loss's terms that carries the event path's per-step maxima (not a term)
+EVENT_PEAKS = "event_peaks"
 
 
 class FitDivergedError(ConfigError):
@@ -86,6 +90,7 @@ class FitTask(eqx.Module):
     remat_steps: bool = eqx.field(static=True, default=True)
     detach_reset: bool = eqx.field(static=True, default=True)
     propagation: str = eqx.field(static=True, default="csr")
+    capacity: EventCapacity = eqx.field(static=True, default=EventCapacity())
 
     @property
     def duration_ms(self) -> float:
@@ -93,6 +98,9 @@ class FitTask(eqx.Module):
 
     def rates(self, params: FitParams, key: Array) -> Float[Array, "conditions neurons"]:
         """Model rates (Hz) per condition and neuron, differentiable in ``params``."""
+        return self._rates(params, key)[0]
+
+    def _rates(self, params: FitParams, key: Array):
         res = differentiable_run(
             params,
             self.base,
@@ -107,19 +115,26 @@ class FitTask(eqx.Module):
             remat_steps=self.remat_steps,
             detach_reset=self.detach_reset,
             propagation=self.propagation,
+            capacity=self.capacity,
         )
-        return condition_rates(res.counts, self.n_conditions, self.duration_ms)
+        rates = condition_rates(res.counts, self.n_conditions, self.duration_ms)
+        return rates, res.event_peaks
 
     def loss(self, params: FitParams, key: Array) -> tuple[Float[Array, ""], dict]:
         """``(loss, terms)``; ``terms`` maps each term name and ``"regularization"`` to its
-        weighted contribution: they sum to the loss."""
-        rates = self.rates(params, key)
+        weighted contribution: they sum to the loss. With ``propagation="events"`` it also
+        holds ``EVENT_PEAKS`` (not a term: the run's per-step event maxima, which
+        ``capacity`` must hold)."""
+        rates, peaks = self._rates(params, key)
         terms = {
             name: w * rate_loss(rates, t)
             for name, t, w in zip(self.term_names, self.targets, self.term_weights, strict=True)
         }
         terms["regularization"] = self.regularization * params.penalty()
-        return sum(terms.values(), jnp.zeros((), rates.dtype)), terms
+        loss = sum(terms.values(), jnp.zeros((), rates.dtype))
+        if peaks is not None:
+            terms[EVENT_PEAKS] = peaks
+        return loss, terms
 
 
 def default_scale(model: LIF) -> float:
@@ -147,6 +162,7 @@ def build_task(
     remat_steps: bool | None = None,
     detach_reset: bool = True,
     propagation: str | None = None,
+    capacity: EventCapacity | None = None,
 ) -> FitTask:
     """A :class:`FitTask` from a host-side :class:`brainsim.sim.Protocol`.
 
@@ -183,6 +199,7 @@ def build_task(
         remat_steps=(not small) if remat_steps is None else remat_steps,
         detach_reset=detach_reset,
         propagation=propagation or ("matrix" if small else "csr"),
+        capacity=capacity or EventCapacity(),
     )
 
 
@@ -273,14 +290,25 @@ def fit(
         t0 = time.perf_counter()
         tracked = {} if track is None else track(eqx.combine(trainable, frozen))
         k = jax.random.fold_in(key, i) if resample_noise else key
-        trainable, opt_state, loss, terms, gnorm = train_step(
-            trainable, frozen, opt_state, task, k, optimizer
-        )
+        regrown = 0
+        while True:
+            new, new_state, loss, terms, gnorm = train_step(
+                trainable, frozen, opt_state, task, k, optimizer
+            )
+            peaks = terms.pop(EVENT_PEAKS, None)
+            if peaks is None or task.capacity.holds(peaks):
+                break
+            # events left out: grow the capacities and repeat the step (a recompilation)
+            task = dataclasses.replace(task, capacity=task.capacity.grown(peaks))
+            regrown += 1
+        trainable, opt_state = new, new_state
         if not math.isfinite(float(loss)):
             raise FitDivergedError(i, float(loss))
         _check_finite(eqx.combine(trainable, frozen), i)
         rec = {"step": i, "loss": float(loss), **{k_: float(v) for k_, v in terms.items()}}
         rec["grad_norm"] = float(gnorm)
+        if task.propagation == "events":
+            rec["event_regrowths"] = regrown  # steps repeated with larger capacities
         rec["wall_s"] = time.perf_counter() - t0
         history.append(rec | tracked)
         if callback is not None:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 TERMS = ("rates", "perturbations")
-BOOKKEEPING = ("step", "loss", "grad_norm", "wall_s", "regularization", *TERMS)
+BOOKKEEPING = ("step", "loss", "grad_norm", "wall_s", "regularization", "event_regrowths", *TERMS)
 
 
 def loss_figure(columns: dict[str, np.ndarray]) -> Figure:

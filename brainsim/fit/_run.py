@@ -113,6 +113,7 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
         surrogate=Surrogate(cfg.surrogate, cfg.surrogate_slope, scale),
         checkpoint_ms=cfg.checkpoint_ms,
         detach_reset=cfg.detach_reset,
+        propagation="events" if cfg.gradient == "events" else None,
     )
     globals_ = [t for t in cfg.trainable if info.grouping[t.partition("_by_")[0]] == "global"]
     log(
@@ -322,6 +323,7 @@ def _fit_manifest(
         "learning_rate": cfg.learning_rate,
         "clip_norm": cfg.clip_norm,
         "surrogate": {"kind": cfg.surrogate, "slope": cfg.surrogate_slope},
+        "gradient": cfg.gradient,
         "trials": cfg.trials,
         "duration_ms": cfg.duration_ms,
         "final_loss": history[-1]["loss"],
