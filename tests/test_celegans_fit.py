@@ -80,6 +80,8 @@ def test_differentiable_forward_equals_the_engines_perturbation_map(tmp_path):
         "w_syn_by_neuron": jnp.asarray(rng.normal(0, 0.5, conn.n_neurons)),
         "tau_by_neuron": jnp.asarray(rng.normal(0, 0.3, conn.n_neurons)),
         "w_gap": jnp.asarray(-0.5),
+        "w_syn": jnp.asarray(0.2),
+        "tau": jnp.asarray(-0.1),
     }
     from brainsim.experiments._run import simulate_conditions, write_results
 

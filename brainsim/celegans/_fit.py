@@ -23,9 +23,10 @@ window (:mod:`brainsim.experiments._graded_map`). Trainable (``trainable``):
 
 - ``w_syn_by_neuron``: the synaptic gain of each presynaptic neuron, ``w_syn x exp(a_j)``
   with ``signs = "kept"`` (its outputs keep their transmitter's sign), or ``w_syn x (1 +
-  a_j)`` with ``signs = "free"`` (a neuron's outputs may change sign);
+  a_j)`` with ``signs = "free"`` (a neuron's outputs may change sign); ``w_syn``: one
+  factor ``exp(a)`` for all (with the per-neuron one, their product);
 - ``w_gap``: the gain per gap junction, ``w_gap x exp(g)`` (one for all junctions);
-- ``tau_by_neuron``: each neuron's time constant, ``tau x exp(b_i)``.
+- ``tau_by_neuron``: each neuron's time constant, ``tau x exp(b_i)``; ``tau``: one factor.
 
 Loss: the squared error of ``s x response`` against the measured amplitude over the
 training pairs, divided by the mean squared amplitude, plus ``regularization`` times the
@@ -38,7 +39,7 @@ Schema of ``[fit]``::
 
     task = "atlas"
     atlas = "Randi2023"
-    trainable = ["w_syn_by_neuron", "w_gap", "tau_by_neuron"]
+    trainable = ["w_syn_by_neuron", "w_gap", "tau_by_neuron"]   # also "w_syn", "tau"
     signs = "kept"            # or "free"
     holdout_fraction = 0.2
     holdout_seed = 0
@@ -69,7 +70,8 @@ import numpy as np
 
 from brainsim.experiments._errors import ConfigError
 
-TRAINABLE = ("w_syn_by_neuron", "w_gap", "tau_by_neuron")
+TRAINABLE = ("w_syn", "w_syn_by_neuron", "w_gap", "tau", "tau_by_neuron")
+DEFAULT_TRAINABLE = ("w_syn_by_neuron", "w_gap", "tau_by_neuron")
 OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
 _TYPES = {
     "task": str,
@@ -92,7 +94,7 @@ _TYPES = {
 @dataclasses.dataclass(frozen=True)
 class AtlasTask:
     atlas: str = "Randi2023"
-    trainable: tuple[str, ...] = TRAINABLE
+    trainable: tuple[str, ...] = DEFAULT_TRAINABLE
     signs: str = "kept"
     holdout_fraction: float = 0.2
     holdout_seed: int = 0
@@ -214,11 +216,17 @@ class WormForward:
         import jax.numpy as jnp
 
         f32 = jnp.float32
-        a = jnp.asarray(theta.get("w_syn_by_neuron", jnp.zeros(self.n)), f32)
+
+        def get(name):
+            shape = () if name in ("w_syn", "w_gap", "tau") else (self.n,)
+            return jnp.asarray(theta.get(name, jnp.zeros(shape)), f32)
+
+        a = get("w_syn_by_neuron")
         w = jnp.asarray(self.w_syn0, f32) * (jnp.exp(a) if signs == "kept" else 1.0 + a)
-        g = f32(self.w_gap0) * jnp.exp(jnp.asarray(theta.get("w_gap", 0.0), f32))
-        b = jnp.asarray(theta.get("tau_by_neuron", jnp.zeros(self.n)), f32)
-        return w, g, jnp.asarray(self.tau0, f32) * jnp.exp(b)
+        w = w * jnp.exp(get("w_syn"))
+        g = f32(self.w_gap0) * jnp.exp(get("w_gap"))
+        tau = jnp.asarray(self.tau0, f32) * jnp.exp(get("tau_by_neuron") + get("tau"))
+        return w, g, tau
 
     def responses(self, theta: dict, rows: np.ndarray, signs: str):
         import jax
@@ -351,7 +359,8 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
 
     theta = {"log_scale": jnp.asarray(0.0)}
     for name in task.trainable:
-        theta[name] = jnp.asarray(0.0) if name == "w_gap" else jnp.zeros(conn.n_neurons)
+        scalar = name in ("w_syn", "w_gap", "tau")
+        theta[name] = jnp.asarray(0.0) if scalar else jnp.zeros(conn.n_neurons)
 
     def loss_fn(th):
         resp = fwd.responses(th, train_rows, task.signs)
