@@ -75,7 +75,7 @@ def test_gradients_equal_the_dense_path(network, trainable):
 
     def loss(tr, propagation):
         res = run(eqx.combine(tr, frozen), conn, proto, 600, propagation=propagation,
-                  checkpoint_steps=50, capacity=EventCapacity(64, 8192, 2048, 65536))  # fmt: skip
+                  checkpoint_steps=50, capacity=EventCapacity(512, 16384, 8192, 262144))  # fmt: skip
         return (res.counts[:, readout].mean() - 5.0) ** 2, res
 
     (l_d, r_d), g_d = eqx.filter_value_and_grad(lambda t: loss(t, "csr"), has_aux=True)(
@@ -85,7 +85,7 @@ def test_gradients_equal_the_dense_path(network, trainable):
         trainable_p
     )
     peaks = np.asarray(r_e.event_peaks)
-    assert EventCapacity(64, 8192, 2048, 65536).holds(peaks) and peaks[0] > 0 and peaks[2] > 0
+    assert EventCapacity(512, 16384, 8192, 262144).holds(peaks) and peaks[0] > 0 and peaks[2] > 0
     assert np.array_equal(np.asarray(r_d.counts), np.asarray(r_e.counts))
     assert float(r_e.counts.sum()) > 100
     assert float(l_e) == float(l_d)

@@ -20,6 +20,7 @@ with K near sqrt(T) it grows as sqrt(T), not as T x N.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import equinox as eqx
@@ -48,7 +49,7 @@ class DiffResult(eqx.Module):
             neurons after each step's integration, before threshold and reset: a spike at
             step k means ``rec_margin[k] > 0`` (while not refractory).
         event_peaks: int32 [4] with ``propagation="events"``: the most spike rows, their
-            connections, near-threshold rows and theirs in one step
+            connections, near-threshold rows and theirs in one window of ``delay`` steps
             (:class:`brainsim.fit._events.EventCapacity` must hold them), else None.
     """
 
@@ -113,8 +114,9 @@ def differentiable_run(
             few thousand neurons or fewer) or ``"events"`` (:mod:`brainsim.fit._events`:
             forward and backward follow the spikes and the near-threshold neurons; needs a
             surrogate of compact support, ``straight_through``, and ``capacity``).
-        capacity: the per-step sizes of ``"events"`` (default :class:`EventCapacity()`);
-            check ``event_peaks`` of the result against it.
+        capacity: the per-window sizes of ``"events"`` (default :class:`EventCapacity()`);
+            check ``event_peaks`` of the result against it. Chunks are then a whole
+            number of windows (``checkpoint_steps`` rounded to a multiple of the delay).
     """
     if propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
@@ -146,10 +148,6 @@ def differentiable_run(
 
         def propagate(s, near):
             return propagate_dense_matrix(s, matrix)
-    elif events:
-
-        def propagate(s, near):
-            return propagate_events(s, near, weight, net.indptr, net.indices, capacity)
     else:
 
         def propagate(s, near):
@@ -161,11 +159,9 @@ def differentiable_run(
     rec = jnp.zeros(0, jnp.int32) if record is None else jnp.asarray(record, jnp.int32)
     detached = _Detached(surrogate)
 
-    def step(s: _State, xs):
-        t, replay_t = xs
-        slot = t % d
-        syn_in = drive.incoming(s.ring[slot])
-        like = model.voltage(s.neurons)
+    def neuron_step(neurons, syn_in, t, replay_t):
+        """The model's step: (new state, spikes, v - v_th before threshold)."""
+        like = model.voltage(neurons)
         ev_full, ie_full = drive.dense_inputs_at(key, t, replay_t, model.dt_ms, d, like)
         if bias is not None:
             ie_full = ie_full + bias
@@ -176,28 +172,48 @@ def differentiable_run(
             margin.append(x)
             return surrogate(x)
 
-        neurons, spk = model.advance(aux, s.neurons, inputs, spike_fn=spike_fn)
+        new, spk = model.advance(aux, neurons, inputs, spike_fn=spike_fn)
         if detach_reset:
             # the same step with the spike's gradient stopped where it resets the state
-            neurons, _ = model.advance(aux, s.neurons, inputs, spike_fn=detached)
+            new, _ = model.advance(aux, neurons, inputs, spike_fn=detached)
+        return new, spk, margin[0]
+
+    def step(s: _State, xs):
+        """One step; the ring buffer gets this step's propagated output (dense paths), or,
+        with events, keeps the window's inputs while the step returns its output."""
+        t, replay_t = xs
+        slot = t % d
+        neurons, spk, margin = neuron_step(s.neurons, drive.incoming(s.ring[slot]), t, replay_t)
         out = spk if keep is None else spk * keep
-        peaks = s.peaks
-        near = None
+        ys = (spk[:, rec], margin[:, rec], spk if record_spikes else None)
         if events:
             # where the surrogate derivative is nonzero (and the output not cut)
-            near = jax.lax.stop_gradient(surrogate.derivative(margin[0]) != 0)
+            near = jax.lax.stop_gradient(surrogate.derivative(margin) != 0)
             near = near if keep is None else near & (keep != 0)
-            peaks = jnp.maximum(peaks, step_counts(jax.lax.stop_gradient(out), near, degree))
-        ring = s.ring.at[slot].set(propagate(out, near))
-        ys = (spk[:, rec], margin[0][:, rec], spk if record_spikes else None)
-        return _State(neurons, ring, s.counts + spk, peaks), ys
+            return _State(neurons, s.ring, s.counts + spk, s.peaks), (ys, out, near)
+        ring = s.ring.at[slot].set(propagate(out, None))
+        return _State(neurons, ring, s.counts + spk, s.peaks), ys
 
     if remat_steps:
         step = jax.checkpoint(step)
 
+    def window(s: _State, xs):
+        """``d`` steps whose synaptic input was all sent in the previous window (the
+        delay), then this window's outputs propagated at once: the next window's input."""
+        s, (ys, outs, nears) = jax.lax.scan(step, s, xs)
+        flat_out, flat_near = outs.reshape(-1, n), nears.reshape(-1, n)
+        peaks = jnp.maximum(
+            s.peaks, step_counts(jax.lax.stop_gradient(flat_out), flat_near, degree)
+        )
+        sent = propagate_events(flat_out, flat_near, weight, net.indptr, net.indices, capacity)
+        return _State(s.neurons, sent.reshape(d, b, n), s.counts, peaks), ys
+
+    unit = window if events else step  # what a chunk scans over
+    per_unit = d if events else 1  # steps per unit
+
     @jax.checkpoint
     def chunk(s: _State, xs):
-        return jax.lax.scan(step, s, xs)
+        return jax.lax.scan(unit, s, xs)
 
     zeros = jnp.zeros((b, n), dtype)
     state = _State(
@@ -207,20 +223,38 @@ def differentiable_run(
     if replay is None:
         replay = jnp.zeros((n_steps, b, n_in), dtype)
     steps = jnp.arange(n_steps, dtype=jnp.int32)
-    k = min(checkpoint_steps, n_steps)
-    n_full = n_steps // k
-    main = (
-        steps[: n_full * k].reshape(n_full, k),
-        replay[: n_full * k].reshape(n_full, k, b, -1),
-    )
-    state, ys = jax.lax.scan(chunk, state, main)
-    ys = jax.tree_util.tree_map(lambda y: y.reshape(n_full * k, *y.shape[2:]), ys)
-    if n_steps % k:
-        state, ys_tail = chunk(state, (steps[n_full * k :], replay[n_full * k :]))
-        ys = jax.tree_util.tree_map(lambda a, c: jnp.concatenate([a, c]), ys, ys_tail)
+    n_units = n_steps // per_unit
+    k = max(1, min(round(checkpoint_steps / per_unit), n_units)) if n_units else 0
+    n_full = n_units // k if k else 0
+    done = n_full * k * per_unit
+
+    def units(lo, hi, count):
+        shape = (count, per_unit) if events else (count,)
+        return (steps[lo:hi].reshape(*shape), replay[lo:hi].reshape(*shape, b, -1))
+
+    parts = []
+    if n_full:
+        xs = units(0, done, n_full * k)
+        xs = jax.tree_util.tree_map(lambda x: x.reshape(n_full, k, *x.shape[1:]), xs)
+        state, ys = jax.lax.scan(chunk, state, xs)
+        parts.append(jax.tree_util.tree_map(_flat_steps, ys))
+    rest = (n_units - n_full * k) * per_unit
+    if rest:
+        state, ys = chunk(state, units(done, done + rest, rest // per_unit))
+        parts.append(jax.tree_util.tree_map(_flat_steps, ys))
+        done += rest
+    if done < n_steps:  # the steps after the last whole window: no propagation needed
+        state, (ys, _, _) = jax.lax.scan(step, state, (steps[done:], replay[done:]))
+        parts.append(ys)
+    ys = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
     rec_spikes, rec_margin, spikes = ys
     peaks = state.peaks if events else None
     return DiffResult(state.counts, spikes, rec_spikes, rec_margin, peaks)
+
+
+def _flat_steps(y):
+    """[..., trials, k] with every leading axis a step: [steps, trials, k] (k may be 0)."""
+    return y.reshape(math.prod(y.shape[:-2]), *y.shape[-2:])
 
 
 class _Detached(eqx.Module):

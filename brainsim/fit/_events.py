@@ -1,8 +1,12 @@
 """Synaptic propagation for gradients that follow the spikes (``propagation = "events"``).
 
-One step's propagation of a differentiable run, ``I[b, j] = sum over connections e with
-post[e] = j of out[b, pre[e]] w[e]``, computed from its events instead of every
-connection, with a custom backward pass whose cost also follows the activity:
+A window's propagation in a differentiable run: every synaptic input arrives one delay
+(``d`` steps) after it was sent, so the outputs of ``d`` consecutive steps are propagated
+together, as one call on ``d x trials`` rows, and make the next window's input (the
+windowed structure of the plain kernels; ``d``-fold fewer, larger operations). The
+propagation ``I[r, j] = sum over connections e with post[e] = j of out[r, pre[e]] w[e]`` is
+computed from its events instead of every connection, with a custom backward pass whose
+cost also follows the activity:
 
 - forward: only the rows ``(trial, neuron)`` with ``out != 0`` (the spikes) are expanded to
   their outgoing connections and scattered, as the plain kernels deliver events;
@@ -16,10 +20,10 @@ connection, with a custom backward pass whose cost also follows the activity:
   zero: the gradient is the dense path's, not an approximation.
 
 Sizes are static in JAX: :class:`EventCapacity` gives how many spike rows, their
-connections, near rows and theirs one step may hold. :func:`step_counts` measures the
-four figures of a step; a run returns their maximum (``DiffResult.event_peaks``) and a fit
-whose step exceeded a capacity grows it and repeats the step (``brainsim.fit._loop.fit``),
-so a result is never computed with events left out.
+connections, near rows and theirs one window may hold. :func:`step_counts` measures the
+four figures of a window; a run returns their maximum (``DiffResult.event_peaks``) and a
+fit whose step exceeded a capacity grows it and repeats the step
+(``brainsim.fit._loop.fit``), so a result is never computed with events left out.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from jaxtyping import Array, Bool, Float, Int
 
 
 class EventCapacity(NamedTuple):
-    """Per-step sizes: spike rows, their connections, near-threshold rows, theirs."""
+    """Per-window sizes: spike rows, their connections, near-threshold rows, theirs."""
 
-    spikes: int = 64
-    spike_edges: int = 4096
-    near: int = 1024
-    near_edges: int = 65536
+    spikes: int = 256
+    spike_edges: int = 16384
+    near: int = 4096
+    near_edges: int = 262144
 
     def grown(self, peaks) -> EventCapacity:
         """Capacities that hold ``peaks`` (the four measured maxima) with 50% headroom."""
@@ -55,7 +59,7 @@ class EventCapacity(NamedTuple):
 
 
 def step_counts(out, near, degree) -> Int[Array, " 4"]:
-    """This step's spike rows, their connections, near rows and theirs (int32 [4])."""
+    """The spike rows of ``out``, their connections, the near rows and theirs (int32 [4])."""
     spk = out != 0
     deg = degree[None, :]
     return jnp.stack(
