@@ -10,7 +10,7 @@ project tuned on), as ``brainsim`` processes started fresh:
 2. ``brainsim fit`` of ``w_syn_mv`` from 0.25 with ``gradient = "dense"`` for
    ``--dense-steps`` steps (its time per step), and with ``gradient = "events"`` for
    ``--steps`` steps (the whole recovery), both with the same compact surrogate
-   (straight_through, slope 0.5/mV) and 8 trials x 300 ms per gradient;
+   (straight_through, slope 1/mV: a window of +-1 mV) and 8 trials x 300 ms per gradient;
 3. the agreement of the two paths: the first step's loss and gradient norm of both fits
    (same parameters, same input noise; a single fitted value, so the norm is |dL/dw|).
 
@@ -86,10 +86,10 @@ targets = "{tmp / "t" / "rates.parquet"}"
 trainable = ["w_syn_mv"]
 init = {{ w_syn_mv = 0.25 }}
 steps = {steps}
-learning_rate = 0.01
+learning_rate = 0.02
 gradient = "{gradient}"
 surrogate = "straight_through"
-surrogate_slope = 0.5
+surrogate_slope = 1.0
 trials = 8
 duration_ms = 300.0
 log_every = 10

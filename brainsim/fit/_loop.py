@@ -196,7 +196,8 @@ def build_task(
         regularization=float(regularization),
         surrogate=surrogate or Surrogate(scale=default_scale(model)),
         checkpoint_steps=max(1, int(round(checkpoint_ms / model.dt_ms))),
-        remat_steps=(not small) if remat_steps is None else remat_steps,
+        # (the event path stores no per-connection intermediates: no per-step recomputation)
+        remat_steps=(not small and propagation != "events") if remat_steps is None else remat_steps,
         detach_reset=detach_reset,
         propagation=propagation or ("matrix" if small else "csr"),
         capacity=capacity or EventCapacity(),
