@@ -107,10 +107,13 @@ def test_split_is_seeded_disjoint_and_sized():
     assert c.holdout != a.holdout
 
 
-def test_fit_lowers_the_loss_and_records_the_holdout(tmp_path):
+@pytest.mark.parametrize("extra", ["", 'extrasynaptic = ["Bentley2016MA"]'])
+def test_fit_lowers_the_loss_and_records_the_holdout(tmp_path, extra):
+    """Also with extrasynaptic couplings: the engine's run of the fitted model (a
+    connectome carrying the summed weights) scores as the fit's own forward did."""
     from brainsim import cli
 
-    fit = '[fit]\ntask = "atlas"\nsteps = 8\nlearning_rate = 0.05\nlog_every = 4'
+    fit = f'[fit]\ntask = "atlas"\nsteps = 8\nlearning_rate = 0.05\nlog_every = 4\n{extra}'
     cfg = write_config(tmp_path, fit)
     assert cli.main(["fit", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     out = tmp_path / "out"
@@ -130,15 +133,23 @@ def test_fit_lowers_the_loss_and_records_the_holdout(tmp_path):
     p = np.load(out / "params.npz")
     assert p["w_syn"].shape == p["tau_ms"].shape == (302,) and np.all(p["tau_ms"] > 0)
     assert (out / "loss.png").stat().st_size > 0
+    man = json.loads((out / "manifest.json").read_text())
+    gains = man["extrasynaptic"]["gains"]
+    if extra:
+        assert len(gains) == 4 and any(g != 0 for g in gains)  # the four monoamines, fitted
+        assert run_manifest["connectome"]["provenance"]["options"]["extrasynaptic_fitted"]
+    else:
+        assert gains == []
 
 
 @pytest.mark.parametrize(
     ("fit", "match"),
     [
-        ('[fit]\ntask = "atlas"\ntrainable = ["w_syn"]', "trainable"),
+        ('[fit]\ntask = "atlas"\ntrainable = ["w_syn_by_type"]', "trainable"),
         ('[fit]\ntask = "atlas"\nholdout_fraction = 1.0', "holdout_fraction"),
         ('[fit]\ntask = "atlas"\nsigns = "any"', "signs"),
         ('[fit]\ntask = "atlas"\nsteps = "ten"', "steps"),
+        ('[fit]\ntask = "atlas"\nextrasynaptic = ["dopamine"]', "extrasynaptic"),
         ('[fit]\ntask = "atlas"\nlearning_rate = 50.0\nsigns = "free"\nclip_norm = 0.0'
          '\nsteps = 30\nregularization = 0.0', "loss became"),
     ],

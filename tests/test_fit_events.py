@@ -74,8 +74,9 @@ def test_gradients_equal_the_dense_path(network, trainable):
     trainable_p, frozen = partition(params)
 
     def loss(tr, propagation):
+        cap = EventCapacity(512, 16384, 8192, 262144)
         res = run(eqx.combine(tr, frozen), conn, proto, 600, propagation=propagation,
-                  checkpoint_steps=50, capacity=EventCapacity(512, 16384, 8192, 262144))  # fmt: skip
+                  checkpoint_steps=50, capacity=cap)  # fmt: skip
         return (res.counts[:, readout].mean() - 5.0) ** 2, res
 
     (l_d, r_d), g_d = eqx.filter_value_and_grad(lambda t: loss(t, "csr"), has_aux=True)(

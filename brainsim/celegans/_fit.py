@@ -26,14 +26,22 @@ window (:mod:`brainsim.experiments._graded_map`). Trainable (``trainable``):
   a_j)`` with ``signs = "free"`` (a neuron's outputs may change sign); ``w_syn``: one
   factor ``exp(a)`` for all (with the per-neuron one, their product);
 - ``w_gap``: the gain per gap junction, ``w_gap x exp(g)`` (one for all junctions);
-- ``tau_by_neuron``: each neuron's time constant, ``tau x exp(b_i)``; ``tau``: one factor.
+- ``tau_by_neuron``: each neuron's time constant, ``tau x exp(b_i)``; ``tau``: one factor;
+- with ``extrasynaptic`` (cect's monoamine and neuropeptide connectomes, Bentley et al. 2016
+  and Ripoll-Sanchez et al. 2023; :data:`EXTRASYNAPTIC`), one gain ``c_k`` per coupling
+  ``k`` (each transmitter of a dataset), sign free and starting at 0: the connection
+  ``i -> j`` gains ``c_k x w_syn x E_k[i, j]`` (``w_syn`` the mean of ``[model] w_syn``,
+  ``E_k`` 1 where the dataset couples ``i`` to ``j``) on top of the chemical synapses, as
+  graded coupling through the same transfer. Cells that are not neurons of the connectome
+  are left out and counted. The fitted run then uses a connectome whose connections carry
+  the summed weights (``w_syn = 1``, each connection's size its signed weight).
 
 Loss: the squared error of ``s x response`` against the measured amplitude over the
 training pairs, divided by the mean squared amplitude, plus ``regularization`` times the
-mean square of the log factors (toward the anatomy-only start). ``s > 0`` (``exp`` of a
-trained scalar) converts mV to dF/F; the scores below do not depend on it. A non-finite
-loss stops the fit with a ConfigError naming the step; the parameters of the lowest loss
-are kept.
+mean square of the log factors and extrasynaptic gains (toward the anatomy-only start).
+``s > 0`` (``exp`` of a trained scalar) converts mV to dF/F; the scores below do not
+depend on it. A non-finite loss stops the fit with a ConfigError naming the step; the
+parameters of the lowest loss are kept.
 
 Schema of ``[fit]``::
 
@@ -51,6 +59,7 @@ Schema of ``[fit]``::
     clip_norm = 1.0           # optax.clip_by_global_norm; 0: none
     regularization = 0.001
     log_every = 10
+    extrasynaptic = []        # e.g. ["Bentley2016MA", "Bentley2016Pep"]
 
 Writes: ``params.npz`` (w_syn per neuron, w_gap, tau per neuron, the scale), ``history.parquet``
 (step, loss, train and held-out Pearson r), ``scores.json`` (before and after fitting:
@@ -88,6 +97,15 @@ _TYPES = {
     "clip_norm": float,
     "regularization": float,
     "log_every": int,
+    "extrasynaptic": list,
+}
+# extrasynaptic (wireless) connectomes packaged by cect: name -> reader
+EXTRASYNAPTIC = {
+    "Bentley2016MA": "Bentley2016MAReader",  # monoamines: one coupling per transmitter
+    "Bentley2016Pep": "Bentley2016PepReader",  # neuropeptides
+    "RipollSanchezShortRange": "RipollSanchezShortRangeReader",
+    "RipollSanchezMidRange": "RipollSanchezMidRangeReader",
+    "RipollSanchezLongRange": "RipollSanchezLongRangeReader",
 }
 
 
@@ -106,6 +124,7 @@ class AtlasTask:
     clip_norm: float = 1.0
     regularization: float = 1e-3
     log_every: int = 10
+    extrasynaptic: tuple[str, ...] = ()
 
 
 def is_atlas_fit(raw: dict) -> bool:
@@ -144,6 +163,9 @@ def parse_task(fit: dict, where: str) -> AtlasTask:
         raise ConfigError(f"{w} clip_norm: expected a number >= 0")
     if not (np.isfinite(task.regularization) and task.regularization >= 0):
         raise ConfigError(f"{w} regularization: expected a number >= 0")
+    bad = [e for e in task.extrasynaptic if e not in EXTRASYNAPTIC]
+    if bad:
+        raise ConfigError(f"{w} extrasynaptic: {bad}; choose among {', '.join(EXTRASYNAPTIC)}")
     return task
 
 
@@ -176,6 +198,32 @@ def split(stimulated: list[str], responders: list[str], task: AtlasTask) -> Spli
     return Split(train, hold, observed, len(resp))
 
 
+def extrasynaptic_matrices(conn, names) -> tuple[list[str], np.ndarray, dict]:
+    """(coupling labels, float32 [k, n, n] indicator matrices [pre, post], counted rules)
+    of the named extrasynaptic datasets on ``conn``'s neurons (by name)."""
+    from brainsim.connectome._celegans import _cect_dataset
+
+    index = {n: i for i, n in enumerate(conn.neurons.column("cell_type").to_pylist())}
+    labels, mats, counts = [], [], {}
+    for name in names:
+        data, _ = _cect_dataset(EXTRASYNAPTIC[name])
+        nodes = [str(x) for x in data.nodes]
+        where = np.array([index.get(x, -1) for x in nodes])
+        counts[f"{name}_cells_not_in_connectome"] = int((where < 0).sum())
+        dropped = 0
+        for kind, m in sorted(data.connections.items()):
+            i, j = np.nonzero(np.asarray(m))
+            keep = (where[i] >= 0) & (where[j] >= 0) & (i != j)
+            dropped += int((~keep).sum())
+            e = np.zeros((conn.n_neurons, conn.n_neurons), np.float32)
+            e[where[i[keep]], where[j[keep]]] = 1.0
+            labels.append(f"{name}:{kind}")
+            mats.append(e)
+        counts[f"{name}_entries_dropped"] = dropped
+    shape = (0, conn.n_neurons, conn.n_neurons)
+    return labels, (np.stack(mats) if mats else np.zeros(shape, np.float32)), counts
+
+
 class WormForward:
     """The differentiable ``perturbation_map`` of a graded model on a small connectome.
 
@@ -183,7 +231,7 @@ class WormForward:
     to driving the neuron of each condition row (rows index the plan's driven
     conditions), the baseline run alongside."""
 
-    def __init__(self, model, conn, plan, sim: dict, gaps: bool):
+    def __init__(self, model, conn, plan, sim: dict, gaps: bool, extra=None):
         import jax.numpy as jnp
 
         from brainsim.experiments._graded_map import window_steps
@@ -210,6 +258,19 @@ class WormForward:
         self.window = window_steps(step, self.n_steps, sim["dt_ms"])
         self.amp = step["amplitude_mv"]
         self.driven = [c.current[0][0] for c in plan.conditions[1:]]
+        self.extra = None if extra is None or not len(extra) else jnp.asarray(extra)
+        self.w_unit = float(np.mean(self.w_syn0))
+
+    def weights(self, theta: dict, signs: str):
+        """float32 [pre, post]: the chemical weights, plus the extrasynaptic couplings."""
+        import jax.numpy as jnp
+
+        w = self.effective(theta, signs)[0]
+        weight = self.signed * w[:, None]
+        if self.extra is not None:
+            gains = jnp.asarray(theta["extrasynaptic"], jnp.float32) * self.w_unit
+            weight = weight + jnp.tensordot(gains, self.extra, axes=1)
+        return weight
 
     def effective(self, theta: dict, signs: str):
         """(w_syn per presynaptic neuron, w_gap, tau per neuron) of the parameters."""
@@ -236,8 +297,8 @@ class WormForward:
         from brainsim.models._graded import GradedAux, propagator
 
         m = self.model
-        w, g, tau = self.effective(theta, signs)
-        weight = self.signed * w[:, None]
+        _, g, tau = self.effective(theta, signs)
+        weight = self.weights(theta, signs)
         leak = 1.0 + g * self.n_gap
         decay = propagator(m.integrator, jnp.float32(m.dt_ms), tau, leak, jnp)
         aux = GradedAux(tau, self.v_rest, leak, decay)
@@ -268,7 +329,36 @@ class WormForward:
 
     def fitted_model(self, theta: dict, signs: str):
         w, g, tau = (np.asarray(v, np.float64) for v in self.effective(theta, signs))
+        if self.extra is not None:
+            w = np.ones_like(w)  # the weights are the connections' sizes (fitted_connectome)
         return dataclasses.replace(self.model, w_syn=w, w_gap=float(g), tau_ms=tau)
+
+    def fitted_connectome(self, conn, theta: dict, signs: str):
+        """With extrasynaptic couplings: ``conn`` with every nonzero summed weight as a
+        connection (sign in ``counts``, magnitude in ``n_syn``), for a model of ``w_syn =
+        1``; without, ``conn`` itself."""
+        from brainsim.connectome import Connectome, Provenance
+
+        if self.extra is None:
+            return conn
+        weight = np.asarray(self.weights(theta, signs), np.float64)
+        pre, post = np.nonzero(weight)
+        size = weight[pre, post]
+        indptr = np.zeros(conn.n_neurons + 1, np.int64)
+        np.add.at(indptr, pre + 1, 1)
+        prov = conn.provenance
+        return Connectome(
+            neurons=conn.neurons,
+            indptr=np.cumsum(indptr),
+            indices=post.astype(np.int32),
+            counts=np.sign(size).astype(np.int32),
+            provenance=Provenance(
+                prov.format, prov.sources, prov.checksum + "+extrasynaptic", prov.sign_rule,
+                prov.counts, {**prov.options, "extrasynaptic_fitted": True},
+            ),  # fmt: skip
+            gap_junctions=conn.gap_junctions,
+            n_syn=np.abs(size).astype(np.float32),
+        )
 
 
 def run_atlas_fit(raw: dict, path: Path, out_dir=None, *, log=print) -> Path:
@@ -351,7 +441,12 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
         f"stimulated neurons; {tr.size} training pairs ({len(observed)} of {sp.all_responders} "
         f"responders observed), {hr.size} held-out pairs"
     )
-    fwd = WormForward(job.model, conn, job.plan, cfg.simulation, use_gap_junctions(cfg))
+    labels, extra, extra_counts = extrasynaptic_matrices(conn, task.extrasynaptic)
+    if labels:
+        log(f"extrasynaptic couplings: {', '.join(labels)} ({extra_counts})")
+    fwd = WormForward(
+        job.model, conn, job.plan, cfg.simulation, use_gap_junctions(cfg), extra if labels else None
+    )
     pos = {int(r): k for k, r in enumerate(train_rows)}
     tk = np.asarray([pos[int(r)] for r in tr])
     ta_j = jnp.asarray(ta, jnp.float32)
@@ -361,6 +456,8 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
     for name in task.trainable:
         scalar = name in ("w_syn", "w_gap", "tau")
         theta[name] = jnp.asarray(0.0) if scalar else jnp.zeros(conn.n_neurons)
+    if labels:
+        theta["extrasynaptic"] = jnp.zeros(len(labels))
 
     def loss_fn(th):
         resp = fwd.responses(th, train_rows, task.signs)
@@ -448,6 +545,8 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
             tau_ms=tau,
             w_gap=np.float64(w_gap),
             scale=np.float64(np.exp(float(best["log_scale"]))),
+            extrasynaptic_labels=np.asarray(labels, dtype=str),
+            extrasynaptic_gains=np.asarray(best.get("extrasynaptic", np.zeros(0)), np.float64),
         )
         cols = sorted({k for r in history for k in r}, key=["step", "loss", "train_r",
                                                               "holdout_r"].index)  # fmt: skip
@@ -458,7 +557,8 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
         )  # fmt: skip
         write_json({"before": before, "after": after, "loss": best_loss}, tmp / "scores.json")
         write_json(split_json, tmp / "split.json")
-        run_dir = _fitted_run(cfg, conn, job, fitted, tmp / "run", split_json, log)
+        run_conn = fwd.fitted_connectome(conn, best, task.signs)
+        run_dir = _fitted_run(cfg, run_conn, job, fitted, tmp / "run", split_json, log)
         _compare_run(run_dir, task, sp)
         write_json(
             {
@@ -468,6 +568,11 @@ def _fit(cfg, task: AtlasTask, out_dir: Path, log) -> Path:
                 "atlas": {"source": task.atlas, "file": str(atlas.source_file),
                           "counts": atlas.counts},  # fmt: skip
                 "split": split_json,
+                "extrasynaptic": {
+                    "couplings": labels,
+                    "gains": np.asarray(best.get("extrasynaptic", np.zeros(0))).tolist(),
+                    "counts": extra_counts,
+                },
                 "scores": {"before": before, "after": after},
                 "wall_time_s": {"total": time.perf_counter() - t0, "fit": t_fit},
             },
