@@ -13,7 +13,11 @@ seeded 20% held-out split everywhere):
    glutamate inhibitory as well as GABA (the Shiu et al. rule) instead of GABA only;
 3. the fit (``brainsim fit``) with and without gap junctions;
 4. the fit with only a fraction of the responders observed in training (the held-out
-   scores use every responder): how prediction degrades as fewer neurons are recorded.
+   scores use every responder): how prediction degrades as fewer neurons are recorded;
+5. low-dimensional fits (``--low-dim``, alone with ``--low-dim-only``): the three global
+   gains (w_syn, w_gap, tau) alone, then with the extrasynaptic couplings of cect's
+   monoamine (Bentley 2016, 4 transmitters) and neuropeptide connectomes (Bentley 2016;
+   Ripoll-Sanchez 2023 short range), one sign-free gain each.
 
 Prints a JSON record and Markdown tables; writes ``observed_fraction.png`` into --out.
 """
@@ -84,6 +88,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="default: the fit config's")
     ap.add_argument("--fractions", default="1,0.5,0.25,0.1")
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="celegans_")))
+    ap.add_argument("--low-dim", action="store_true", help="also the low-dimensional fits")
+    ap.add_argument("--low-dim-only", action="store_true", help="only those")
     args = ap.parse_args()
     from brainsim.celegans import read_atlas
     from brainsim.celegans._fit import AtlasTask, split
@@ -114,6 +120,13 @@ def main() -> None:
         "critical_w_syn_with_gaps": critical_w_syn(conn, m["w_gap"]),
         "critical_w_syn_without_gaps": critical_w_syn(conn, 0.0),
     }
+    if args.low_dim or args.low_dim_only:
+        record["low_dim"] = low_dim(raw_fit, args.out, quiet)
+        if args.low_dim_only:
+            (args.out / "celegans_atlas_low_dim.json").write_text(json.dumps(record, indent=1))
+            print(json.dumps(record, indent=1))
+            _low_dim_table(record["low_dim"])
+            return
     rows = {}
     no_gap = copy.deepcopy(raw_run)
     no_gap["connectome"]["gap_junctions"] = False
@@ -146,6 +159,42 @@ def main() -> None:
     _plot(curve, rows["anatomy, gap junctions"]["holdout"], args.out / "observed_fraction.png")
     print(json.dumps(record, indent=1))
     _tables(record)
+    if "low_dim" in record:
+        _low_dim_table(record["low_dim"])
+
+
+LOW_DIM = {
+    "global gains (w_syn, w_gap, tau)": [],
+    "global gains + monoamines": ["Bentley2016MA"],
+    "global gains + monoamines + neuropeptides": [
+        "Bentley2016MA", "Bentley2016Pep", "RipollSanchezShortRange",
+    ],
+}  # fmt: skip
+
+
+def low_dim(raw_fit: dict, out: Path, log) -> dict:
+    res = {}
+    for name, extra in LOW_DIM.items():
+        raw = copy.deepcopy(raw_fit)
+        raw["fit"]["trainable"] = ["w_syn", "w_gap", "tau"]
+        raw["fit"]["extrasynaptic"] = extra
+        folder = out / ("low_dim_" + "_".join(["global", *extra]))
+        res[name] = fit(raw, folder, log)
+        man = json.loads((folder / "manifest.json").read_text())
+        res[name]["extrasynaptic"] = man["extrasynaptic"]
+        print(name, json.dumps(res[name]["after"]["holdout"]), flush=True)
+    return res
+
+
+def _low_dim_table(res: dict) -> None:
+    print("\n| fit | split | pairs | Pearson r | Spearman r | sign | balanced sign |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in res.items():
+        for part in ("train", "holdout"):
+            s = r["after"][part]
+            print(f"| {name} | {part} | {s['n_pairs']} | {_f(s['pearson_r'])} | "
+                  f"{_f(s['spearman_r'])} | {_f(s['sign_agreement'])} | "
+                  f"{_f(s['balanced_sign_agreement'])} |")  # fmt: skip
 
 
 def _f(x) -> str:
