@@ -234,9 +234,16 @@ def test_every_shipped_config_is_valid():
         import tomllib
 
         raw = tomllib.loads(path.read_text())
+        from brainsim.celegans._fit import is_atlas_fit
         from brainsim.flyvis._experiment import uses_visual
 
-        if "fit" in raw and uses_visual(raw):  # a flyvis training config
+        if is_atlas_fit(raw):  # a C. elegans atlas fit: the run schema plus its [fit]
+            from brainsim.celegans._fit import parse_task as parse_atlas_task
+            from brainsim.experiments import parse_config
+
+            parse_atlas_task(raw["fit"], str(path))
+            cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
+        elif "fit" in raw and uses_visual(raw):  # a flyvis training config
             from brainsim.experiments import parse_config
             from brainsim.flyvis._train import parse_task
 
