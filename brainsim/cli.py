@@ -15,7 +15,13 @@ from pathlib import Path
 
 
 def _enable_compilation_cache() -> None:
-    """Keep compiled programs between CLI runs (JAX's persistent cache)."""
+    """Keep compiled programs between CLI runs (JAX's persistent cache, in the brainsim
+    cache folder); ``BRAINSIM_JAX_CACHE=0`` leaves it off (the test suite does, so that
+    its processes never share cache files with other runs)."""
+    import os
+
+    if os.environ.get("BRAINSIM_JAX_CACHE", "1") == "0":
+        return
     import jax
 
     from brainsim._paths import cache_dir

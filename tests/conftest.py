@@ -1,6 +1,9 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# no persistent compilation cache in the tests (the CLI commands they call would turn it
+# on): a test process then never reads or writes cache files that other runs share
+os.environ.setdefault("BRAINSIM_JAX_CACHE", "0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
