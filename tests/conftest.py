@@ -85,3 +85,16 @@ def own_cache(tmp_path, monkeypatch):
     """A test's own BRAINSIM_CACHE (locks, resume state, parsed connectomes)."""
     monkeypatch.setenv("BRAINSIM_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: one pytest process compiles
+    hundreds of programs, and a full run that kept them all crashed in XLA's compiler (a
+    segfault while compiling a small windowed run late in the suite; each test module
+    passes alone)."""
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
