@@ -21,6 +21,25 @@ def test_same_seed_same_spikes_and_trials_independent():
     assert t0 and t1 and t0 != t1
 
 
+@pytest.mark.parametrize("kernel", ["windowed", "reference"])
+def test_short_last_chunk_runs_as_a_full_one_with_the_same_result(kernel):
+    """50 ms in chunks of 9 ms: the last chunk (5 ms) reuses the full chunk's program, its
+    extra steps discarded; spikes and traces equal a run in one chunk."""
+    conn = random_connectome(80, 0.1, seed=2)
+    proto = Protocol.build(2, 80, poisson=[(np.arange(8), 150.0)])
+    kw = dict(duration_ms=50.0, seed=4, kernel=kernel, record=[3, 40, 79])
+    whole = simulate(conn, proto, chunk_ms=50.0, **kw)
+    padded = simulate(conn, proto, chunk_ms=9.0, **kw)
+    assert whole.n_spikes > 20
+    for f in ("trial", "step", "neuron"):
+        assert np.array_equal(getattr(whole, f), getattr(padded, f))
+    assert padded.v_rec.shape == whole.v_rec.shape == (500, 2, 3)
+    np.testing.assert_allclose(padded.v_rec, whole.v_rec, rtol=1e-6, atol=1e-5)
+    if kernel == "windowed":  # 28 windows of 1.8 ms: 5 of 5 each, the last padded
+        assert padded.stats["chunk_windows"] == [5]
+        assert whole.stats["chunk_windows"] == [28]
+
+
 def test_poisson_rate_matches_request():
     # an isolated input neuron fires once per event (f_poi x w_syn >> threshold): its rate
     # estimates the Poisson rate; 8 trials x 2 s at 100 Hz gives 1600 expected spikes

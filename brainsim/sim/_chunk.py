@@ -25,12 +25,16 @@ class KernelCounts(eqx.Module):
         """From [..., windows, 5] in the field order (how the scan bodies emit them)."""
         return cls(*(counts[..., i] for i in range(5)))
 
-    def peak(self) -> np.ndarray:
-        """int64 [5]: each count's largest value over windows (and shards), field order."""
+    def peak(self, windows: int | None = None) -> np.ndarray:
+        """int64 [5]: each count's largest value over windows (the first ``windows`` only,
+        when given: a padded chunk's extra windows size nothing) and shards, field order."""
         from brainsim.sim._sharding import to_host
 
         return np.array(
-            [int(np.max(to_host(getattr(self, f)))) for f in KernelCounts.__annotations__]
+            [
+                int(np.max(to_host(getattr(self, f))[..., :windows]))
+                for f in KernelCounts.__annotations__
+            ]
         )
 
 

@@ -196,6 +196,17 @@ def _x64_guard(precision: str):
     return dtype
 
 
+def padded_chunk(left: int, per_chunk: int, total: int) -> int:
+    """Length to run for a chunk of ``left`` windows (or steps) when full chunks have
+    ``per_chunk`` and the run ``total``. A shorter last chunk is a new shape, so a new
+    compilation (1.5 s for the whole-brain windowed kernel on a 2-core CPU, more than a
+    whole 4-trial second of simulation); it runs as a full chunk instead, its extra windows
+    simulated past the end and discarded, whenever they add at most a quarter to the run."""
+    if left < per_chunk and total > per_chunk and per_chunk - left <= total // 4:
+        return per_chunk
+    return left
+
+
 def initial_budgets(n_trials: int, n_inputs: int, n_rec: int, n_neurons: int) -> Budgets:
     """Small first sizes (they grow as a run needs); never more than one entry per
     (trial, neuron), which a window cannot exceed for its neuron lists."""
@@ -388,17 +399,17 @@ def _run_reference(spec: _RunSpec, gaps: bool):
     t = 0
     while t < n_steps:
         m = min(chunk, n_steps - t)
-        replay = jnp.asarray(protocol.replay_dense(t, m), dtype)
+        replay = jnp.asarray(protocol.replay_dense(t, padded_chunk(m, chunk, n_steps)), dtype)
         state, spikes, tr = reference_chunk(
             model, aux, synapses, drive, state, jnp.int32(t), replay, key, rec_dev
         )
         if spikes is not None:
-            st, tri, ne = np.nonzero(np.asarray(spikes))
+            st, tri, ne = np.nonzero(np.asarray(spikes)[:m])
             sp_step.append(st + t)
             sp_trial.append(tri)
             sp_neuron.append(ne)
         for k in traces:
-            traces[k].append(np.asarray(tr[k]))
+            traces[k].append(np.asarray(tr[k])[:m])
         t += m
         _check_finite(state.neurons, t, model.dt_ms, ids)
         if progress:
@@ -462,10 +473,14 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         mesh = trial_mesh(n_dev)
         state, drive = place(mesh, state, drive)
         stats["devices"] = n_dev
+    stats["chunk_windows"] = []
     w = 0
     while w < n_windows:
         m = min(wpc, n_windows - w)
-        replay_np = protocol.replay_dense(w * d, m * d).reshape(m, d, b, -1)
+        m_run = padded_chunk(m, wpc, n_windows)
+        if m_run not in stats["chunk_windows"]:
+            stats["chunk_windows"].append(m_run)
+        replay_np = protocol.replay_dense(w * d, m_run * d).reshape(m_run, d, b, -1)
         replay = jnp.asarray(replay_np, dtype)
         while True:
             start = state.with_budgets(budgets, none)
@@ -493,7 +508,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
                     out = sharded_windowed_chunk(mesh, *args, sized, peak, use_native)
                 else:
                     out = windowed_chunk(*args, sized, peak, use_native)
-            need = out.counts.peak()
+            need = out.counts.peak(windows=m)
             limits = need * CHECKED_NATIVE if use_native else need
             grown = budgets.grown(limits).capped(none)
             if grown == budgets:
@@ -508,8 +523,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         _check_finite(
             state.neurons if dense else state, t_end, model.dt_ms, ids, None if dense else none
         )
-        flat = to_host(flat).reshape(n_dev, m, -1)
-        k = to_host(k).reshape(n_dev, m, -1)
+        flat = to_host(flat).reshape(n_dev, m_run, -1)[:, :m]
+        k = to_host(k).reshape(n_dev, m_run, -1)[:, :m]
         shard, wi, si = np.nonzero(flat < none)
         step = (w + wi) * d + k[shard, wi, si]
         keep = step < n_steps
@@ -518,7 +533,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         sp_trial.append(shard[keep] * b_local + f // n)
         sp_neuron.append(f % n)
         for name, x in tr.items():
-            trace_parts.setdefault(name, []).append(to_host(x).reshape(m * d, b, rec_idx.size))
+            x = to_host(x)[:m].reshape(m * d, b, rec_idx.size)
+            trace_parts.setdefault(name, []).append(x)
         w += m
         if progress:
             progress(min(w * d, n_steps), n_steps)
