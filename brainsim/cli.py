@@ -105,6 +105,8 @@ def cmd_run(args) -> int:
     from brainsim.experiments import load_config, run_config
 
     cfg = load_config(args.config)
+    if args.no_plots:
+        cfg.plots = False
     _enable_compilation_cache()
     quiet = args.quiet and not args.dry_run
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -253,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="go on from the batches that an interrupted or crashed run of the same config "
         "and --out completed (an experiment in several batches saves each as it ends; "
         "results equal an uninterrupted run's)",
+    )
+    run.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="write the tables and manifest only, no PNGs (as [output] plots = false; "
+        "`brainsim plot FOLDER` draws them later)",
     )
     run.set_defaults(func=cmd_run)
     fit = sub.add_parser(

@@ -41,6 +41,24 @@ def test_run_writes_tables_and_manifest(tmp_path):
     assert {"jax", "brainsim", "numpy"} <= set(man["versions"])
     traces = pq.read_table(out / "traces.parquet")
     assert traces.num_rows == 2 * 1000  # 2 trials x 1000 steps x 1 recorded neuron
+    assert (out / "raster.png").stat().st_size > 0 and (out / "traces.png").exists()
+
+
+def test_no_plots_writes_the_tables_only_and_plot_draws_them_later(tmp_path):
+    out = tmp_path / "out"
+    cfg = write(tmp_path, BASE)
+    assert cli.main(["run", str(cfg), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    assert (out / "spikes.parquet").exists() and (out / "manifest.json").exists()
+    assert not list(out.glob("*.png"))
+    assert cli.main(["plot", str(out)]) == 0
+    assert {p.name for p in out.glob("*.png")} == {"raster.png", "traces.png"}
+    # the same from the config; a value that is not a boolean is named
+    off = write(tmp_path, BASE + "[output]\nplots = false\n", "off.toml")
+    assert cli.main(["run", str(off), "--out", str(tmp_path / "off"), "--quiet"]) == 0
+    assert not list((tmp_path / "off").glob("*.png"))
+    bad = write(tmp_path, BASE + '[output]\nplots = "no"\n', "bad.toml")
+    with pytest.raises(ConfigError, match=r"\[output\] plots: expected bool"):
+        load_config(bad)
 
 
 def test_spike_times_replay_and_silence(tmp_path):

@@ -89,6 +89,9 @@ class RunConfig:
     record: dict | None
     output_dir: Path
     experiment: dict | None = None
+    # [output] plots: write the PNGs with the results (``brainsim run --no-plots`` clears it;
+    # ``brainsim plot FOLDER`` writes them later from the tables)
+    plots: bool = True
 
     @property
     def base_dir(self) -> Path:
@@ -195,11 +198,14 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         check_experiment(experiment, f"{where}: [experiment]")
     _check_all_finite(raw, where)
     out = _table(raw, "output", where)
-    _keys(out, ("dir",), f"{where}: [output]")
+    _keys(out, ("dir", "plots"), f"{where}: [output]")
     out_dir = Path(_get(out, "dir", str, f"{where}: [output]", default="results/run"))
+    plots = _get(out, "plots", bool, f"{where}: [output]", default=True)
     if not out_dir.is_absolute() and path is not None:
         out_dir = path.parent / out_dir  # relative to the config file, as [connectome] path
-    return RunConfig(path, raw, conn, model, sim, stimuli, perts, record, out_dir, experiment)
+    return RunConfig(
+        path, raw, conn, model, sim, stimuli, perts, record, out_dir, experiment, plots
+    )
 
 
 def model_class(kind: str):

@@ -303,7 +303,9 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
         ]
         files += ["summary.parquet"] if cfg.experiment else []
         files += ["traces.parquet"] if rec.size else []
-        files += _plot_names(p.kind) + (["traces.png"] if rec.size and p.kind == "run" else [])
+        if cfg.plots:
+            files += _plot_names(p.kind)
+            files += ["traces.png"] if rec.size and p.kind == "run" else []
         log(
             f"dry run: kind {p.kind}; {n_cond} condition(s) x {trials} trial(s) x "
             f"{sim['duration_ms']:g} ms = {n_cond * trials * sim['duration_ms'] / 1000:g} "
@@ -690,7 +692,8 @@ def write_results(
             manifest(cfg, conn, p, parts, model, missing, t_load, t_sim) | (extra or {}),
             tmp / "manifest.json",
         )
-        _plots(tmp)
+        if cfg.plots:
+            _plots(tmp)
 
 
 def _plot_names(kind: str) -> list[str]:

@@ -237,6 +237,8 @@ def run(cfg, out_dir: Path, conn, log, dry_run: bool, t_load: float, params=None
         frames = np.repeat(frames, trials, axis=1)
     n_steps, n_cond = frames.shape[0], frames.shape[1]
     files = _files(kind)
+    if not cfg.plots:
+        files = [f for f in files if not f.endswith(".png")]
     if dry_run:
         log(
             f"dry run: kind {kind}; {n_cond} stimulus condition(s) x {n_steps} steps of "
@@ -415,6 +417,7 @@ def _write(cfg, conn, lattice, params, out_dir, kind, tables, extra, traces, rec
             },
             tmp / "manifest.json",
         )
-        from brainsim.viz import make_plots
+        if cfg.plots:
+            from brainsim.viz import make_plots
 
-        make_plots(tmp)
+            make_plots(tmp)
