@@ -76,3 +76,39 @@ def test_bad_arguments_are_named():
         simulate(conn, Protocol.build(2, 2), duration_ms=1.0, kernel="dense_window", devices=2)
     with pytest.raises(ValueError, match="scalar time constants"):
         LIF(tau_m_ms=np.array([10.0, 20.0])).propagator_table(np.arange(3), np.float64)
+
+
+def test_predicted_budgets_follow_the_drive_and_the_out_degrees():
+    """The first budgets scale with the inputs' spikes per window times their out-degree,
+    replayed events count as a Poisson rate of the same mean, and no neuron list exceeds
+    one slot per (trial, neuron)."""
+    from brainsim.sim._network import Network
+    from brainsim.sim._simulate import PREDICTED_EVENT_AMPLIFICATION, predicted_budgets
+
+    n = 3000
+    conn = random_connectome(n, 0.02, seed=3)
+    net = Network.from_connectome(conn, np.float32)
+    lif = LIF()
+    hubs = np.argsort(np.asarray(conn.out_degree()))[-10:]
+    n_steps = 10_000
+    window_s = lif.delay_steps * lif.dt_ms / 1000
+    by_rate = {}
+    for rate in (100.0, 400.0):
+        proto = Protocol.build(4, n, poisson=[(hubs, rate)])
+        by_rate[rate] = predicted_budgets(net, proto, lif, 4, 0, n_steps)
+    expected = PREDICTED_EVENT_AMPLIFICATION * 4 * 400.0 * window_s
+    expected *= np.asarray(conn.out_degree())[hubs].sum()
+    assert by_rate[400.0].events >= expected > 2 * by_rate[100.0].events
+    assert by_rate[400.0].events <= 1.25 * expected  # eighth-of-a-power-of-two steps
+    # the same mean rate as replayed events: 400 Hz x 1 s per hub and trial
+    rng = np.random.default_rng(0)
+    k = 400
+    trial = np.repeat(np.arange(4), len(hubs) * k)
+    neuron = np.tile(np.repeat(hubs, k), 4)
+    step = rng.integers(0, n_steps, trial.size)
+    replayed = predicted_budgets(
+        net, Protocol.build(4, n, replay=(trial, step, neuron)), lif, 4, 0, n_steps
+    )
+    assert replayed == by_rate[400.0]
+    for f in ("active", "stepped", "awake"):
+        assert getattr(by_rate[400.0], f) <= 4 * n

@@ -223,6 +223,60 @@ def initial_budgets(n_trials: int, n_inputs: int, n_rec: int, n_neurons: int) ->
     )
 
 
+# Starting sizes of the windowed stepper's lists, per trial, before anything has run (see
+# predicted_budgets). Measured on the whole-brain synthetic connectome (FlyWire v783
+# statistics: seeds 0-2, scales 0.2-1.0) under sugar-like drive (21 inputs, 50-200 Hz),
+# the needs per trial and window were: stepped 128-384, awake 128-288, spikes 64-68, and
+# events 8.5-14x those of the input spikes alone. Sizes are set at about 1.5-4x those
+# needs: a list too small costs a re-run and a compilation (1.5-2 s for the whole brain on
+# a 2-core CPU), one twice too large about 40% more stepping work (benchmarks/RESULTS.md).
+PREDICTED_STEPPED_PER_TRIAL = 512
+PREDICTED_AWAKE_PER_TRIAL = 512
+PREDICTED_SPIKES_PER_TRIAL = 128
+PREDICTED_EVENT_AMPLIFICATION = 16.0
+
+
+def predicted_budgets(
+    net: Network, protocol: Protocol, model, n_trials: int, n_rec: int, n_steps: int
+) -> Budgets:
+    """The windowed stepper's first budgets, before the first chunk: from the driven
+    neurons' out-degrees and drive, and per-trial sizes of sugar-like activity (the
+    constants above). Synaptic events per window are predicted as
+    ``PREDICTED_EVENT_AMPLIFICATION`` times those the inputs' own spikes send (Poisson rate
+    or replayed events; a current-driven input counted as one spike per window), active
+    neurons as those events' targets plus the always-active ones. Budgets only size arrays:
+    a run whose activity exceeds them grows them as before (re-runs counted in
+    ``stats["reruns"]``), so results never depend on this estimate."""
+    n = net.n_neurons
+    window_s = model.delay_steps * model.dt_ms / 1000.0
+    n_trials_all = protocol.n_trials
+    # expected spikes of each input per window, per trial of the whole protocol
+    per_window = np.array(protocol.rate_hz, np.float64) * window_s
+    if protocol.replay_events is not None and len(protocol.replay_events):
+        ev = np.asarray(protocol.replay_events)
+        n_windows = max(1, -(-n_steps // model.delay_steps))
+        np.add.at(per_window, (ev[:, 0], ev[:, 2]), 1.0 / n_windows)
+    for pos, *_ in protocol.current:
+        per_window[:, pos] = np.maximum(per_window[:, pos], 1.0)
+    out_degree = np.diff(np.asarray(net.indptr, np.int64))
+    # events per window from the inputs' spikes, in this batch of trials (trials alike)
+    input_events = float(np.sum(per_window @ out_degree[protocol.input_idx]))
+    input_events *= n_trials / n_trials_all
+    events = PREDICTED_EVENT_AMPLIFICATION * input_events
+    always = n_trials * (protocol.n_inputs + n_rec)
+    mean_degree = max(float(out_degree.mean()), 1.0) if n else 1.0
+    guess = Budgets(
+        active=int(events) + always,
+        stepped=always + n_trials * PREDICTED_STEPPED_PER_TRIAL,
+        spikes=max(n_trials * PREDICTED_SPIKES_PER_TRIAL, int(2 * events / mean_degree)),
+        events=int(events),
+        awake=n_trials * PREDICTED_AWAKE_PER_TRIAL,
+    )
+    floor = initial_budgets(n_trials, protocol.n_inputs, n_rec, n)
+    need = np.maximum(dataclasses.astuple(guess), dataclasses.astuple(floor))
+    return floor.grown(need, extrapolate=False).capped(n_trials * n)
+
+
 def simulate(
     network: Connectome | Network,
     protocol: Protocol,
@@ -451,7 +505,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         )
     if budgets is None and dense:  # only the spike and event lists are used
         budgets = Budgets(active=1, stepped=1, spikes=1024, events=65536, awake=1)
-    budgets = budgets or initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
+    budgets = budgets or predicted_budgets(net, protocol, model, b_local, rec_idx.size, n_steps)
     start_budgets, peak_need = budgets, np.zeros(len(FIELDS), np.int64)
     if dense:
         stats["kernel"] = "dense_window"
@@ -541,6 +595,10 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     stats["budgets_used"] = dataclasses.asdict(budgets)
     # what this run needed with headroom (growth may have overshot while extrapolating):
     # the sizes to start a run like it with
-    fitted = start_budgets.grown(peak_need, extrapolate=False).capped(none)
+    # (from the small floor, not from the start: predicted budgets are generous)
+    floor = start_budgets
+    if not dense:
+        floor = initial_budgets(b_local, protocol.n_inputs, rec_idx.size, n)
+    fitted = floor.grown(peak_need, extrapolate=False).capped(none)
     stats["budgets"] = dataclasses.asdict(fitted)
     return sp_trial, sp_step, sp_neuron, trace_parts
