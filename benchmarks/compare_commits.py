@@ -55,8 +55,8 @@ def run_bench(site: Path, workload: str, extra: list[str]) -> list[dict]:
     out = subprocess.run(
         [sys.executable, "-c", code, "bench", "--workload", workload, "--json", "--quiet",
          *extra],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env, capture_output=True, text=True, check=False, cwd=site,
+    )  # fmt: skip  (cwd: `python -c` puts it first on sys.path; in the repo it is new code)
     if out.returncode:
         raise SystemExit(f"bench {workload} failed in {site}:\n{out.stderr[-3000:]}")
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
