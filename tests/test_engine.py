@@ -112,3 +112,28 @@ def test_predicted_budgets_follow_the_drive_and_the_out_degrees():
     assert replayed == by_rate[400.0]
     for f in ("active", "stepped", "awake"):
         assert getattr(by_rate[400.0], f) <= 4 * n
+
+
+def test_drive_values_reuse_the_compiled_program():
+    """Two runs that differ only in their Poisson rates (and seed) compile nothing the
+    second time: the predicted sizes of the native kernel's lists do not follow the rates."""
+    import jax
+
+    conn = random_connectome(400, 0.03, seed=5)
+    inputs = np.arange(0, 400, 20)
+    compiles = []
+
+    def count(name, *_, **__):
+        if "backend_compile" in name:
+            compiles.append(name)
+
+    kw = dict(duration_ms=30.0, kernel="windowed", native=True)
+    first = simulate(conn, Protocol.build(2, 400, poisson=[(inputs, 90.0)]), seed=1, **kw)
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        second = simulate(conn, Protocol.build(2, 400, poisson=[(inputs, 170.0)]), seed=2, **kw)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert first.stats["reruns"] == second.stats["reruns"] == 0
+    assert second.n_spikes > first.n_spikes > 0
+    assert compiles == []

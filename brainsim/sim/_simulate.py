@@ -244,7 +244,10 @@ def predicted_budgets(
     constants above). Synaptic events per window are predicted as
     ``PREDICTED_EVENT_AMPLIFICATION`` times those the inputs' own spikes send (Poisson rate
     or replayed events; a current-driven input counted as one spike per window), active
-    neurons as those events' targets plus the always-active ones. Budgets only size arrays:
+    neurons as those events' targets plus the always-active ones. The lists the native CPU
+    kernel sizes (stepped, spikes, awake) do not depend on the rates unless the inputs alone
+    would fill the spike list, so configs that differ only in drive values share one
+    compiled program there. Budgets only size arrays:
     a run whose activity exceeds them grows them as before (re-runs counted in
     ``stats["reruns"]``), so results never depend on this estimate."""
     n = net.n_neurons
@@ -264,11 +267,11 @@ def predicted_budgets(
     input_events *= n_trials / n_trials_all
     events = PREDICTED_EVENT_AMPLIFICATION * input_events
     always = n_trials * (protocol.n_inputs + n_rec)
-    mean_degree = max(float(out_degree.mean()), 1.0) if n else 1.0
+    input_spikes = float(per_window.sum(axis=1).max()) if per_window.size else 0.0
     guess = Budgets(
         active=int(events) + always,
         stepped=always + n_trials * PREDICTED_STEPPED_PER_TRIAL,
-        spikes=max(n_trials * PREDICTED_SPIKES_PER_TRIAL, int(2 * events / mean_degree)),
+        spikes=n_trials * int(max(PREDICTED_SPIKES_PER_TRIAL, 2 * input_spikes)),
         events=int(events),
         awake=n_trials * PREDICTED_AWAKE_PER_TRIAL,
     )
