@@ -125,7 +125,7 @@ def main(argv=None) -> int:
           f"{'compiles':>9}  spikes")  # fmt: skip
     for config, by in rows.items():
         for label, recs in by.items():
-            med = lambda f: statistics.median(x[f] for x in recs)  # noqa: E731
+            med = lambda f, recs=recs: statistics.median(x[f] for x in recs)  # noqa: E731
             spikes = sorted({x["spikes"] for x in recs})
             print(
                 f"{Path(config).name:<40}{label[:25]:<26}{med('wall_s'):>9.2f}"
