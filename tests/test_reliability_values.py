@@ -10,6 +10,7 @@ import re
 
 import jax
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import FIT_SYNTHETIC, random_connectome, run_config_text, write_config
 
@@ -295,14 +296,31 @@ def _fit_config(tmp_path, trainable, lr):
     ("trainable", "named"),
     [("w_syn_mv", "w_syn_mv became inf"), ("syn_scale_by_type", r"syn_scale_by_type \(group ")],
 )
-def test_a_diverging_fit_stops_with_an_error_and_writes_nothing(tmp_path, capsys, trainable, named):
+def test_a_diverging_fit_stops_with_an_error_and_writes_its_last_finite_state(
+    tmp_path, capsys, trainable, named
+):
     cfg = _fit_config(tmp_path, trainable, 1e3)
     out = tmp_path / "fitted"
     assert cli.main(["fit", str(cfg), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("brainsim: error: ") and "fit.toml: [fit] learning_rate: step " in err
     assert re.search(named, err) and "smaller learning_rate than 1000" in err, err
-    assert not out.exists()
+    # what is left: the last finite parameters and the history up to them, no fitted result
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "loss.parquet", "manifest.json", "params_last_finite.json"
+    ]  # fmt: skip
+    man = json.loads((out / "manifest.json").read_text())["fit"]["diverged"]
+    step = man["last_finite_step"]
+    assert f"({'the initial ones' if step < 0 else f'step {step}' + chr(39) + 's'})" in err
+    assert str(out / "params_last_finite.json") in err
+    last = json.loads((out / "params_last_finite.json").read_text())
+    assert trainable in last
+    got = last[trainable]
+    values = np.asarray(list(got.values()) if isinstance(got, dict) else [got], np.float64)
+    assert values.size and np.all(np.isfinite(values))
+    loss = pq.read_table(out / "loss.parquet").to_pandas()
+    assert loss["step"].tolist() == list(range(step + 1))
+    assert np.all(np.isfinite(loss["loss"]))
 
 
 def test_fit_loop_raises_at_the_first_non_finite_parameter():
@@ -331,6 +349,10 @@ def test_fit_loop_raises_at_the_first_non_finite_parameter():
     with pytest.raises(FitDivergedError, match="step 0: w_syn_mv.0. became inf") as e:
         fit(params, task, steps=2, optimizer=make_optimizer("adam", 1e3))
     assert (e.value.step, e.value.quantity) == (0, "w_syn_mv")
+    # the error carries the parameters the diverging update started from, and their step
+    assert e.value.last_finite_step == 0 and len(e.value.history) == 1
+    assert np.isfinite(float(e.value.last_finite.w_syn_mv.values()[0]))
+    assert float(e.value.last_finite.w_syn_mv.values()[0]) == float(params.w_syn_mv.values()[0])
 
 
 def test_json_results_are_strict(tmp_path):

@@ -42,12 +42,30 @@ EVENT_PEAKS = "event_peaks"
 
 
 class FitDivergedError(ConfigError):
-    """The loss or a fitted parameter became NaN or infinite at ``step`` (too large a
-    learning rate). ``quantity`` and ``group`` (its index) name the parameter, None for
-    the loss; ``value`` is the non-finite value."""
+    """The loss, its gradient or a fitted parameter became NaN or infinite at ``step`` (too
+    large a learning rate). ``quantity`` and ``group`` (its index) name the parameter, None
+    for the loss; ``term`` names the loss terms that went non-finite (or "gradient");
+    ``value`` is the non-finite value. ``last_finite`` holds the parameters of the last
+    step whose loss and gradient were finite (``last_finite_step``; -1: the initial
+    parameters, the first loss already failed) and ``history`` the records of the steps
+    before, so that a caller can write them."""
 
-    def __init__(self, step: int, value: float, quantity=None, group: int = 0, message=None):
+    def __init__(
+        self,
+        step: int,
+        value: float,
+        quantity=None,
+        group: int = 0,
+        message=None,
+        *,
+        term: str | None = None,
+        last_finite=None,
+        last_finite_step: int = -1,
+        history: list | None = None,
+    ):
         self.step, self.value, self.quantity, self.group = step, value, quantity, group
+        self.term, self.last_finite, self.last_finite_step = term, last_finite, last_finite_step
+        self.history = history or []
         default = f"step {step}: {self.what()}: the fit diverged; try a smaller learning_rate"
         super().__init__(message or default)
 
@@ -55,7 +73,10 @@ class FitDivergedError(ConfigError):
         """What went non-finite; ``name``: the parameter's name to use (default its
         quantity and group index)."""
         if self.quantity is None:
-            return f"the loss is {self.value}"
+            if self.term == "gradient":
+                return f"the gradient's norm is {self.value}"
+            of = f" (term {self.term})" if self.term else ""
+            return f"the loss is {self.value}{of}"
         name = name or f"{self.quantity}[{self.group}]"
         return f"{name} became {self.value} in this step's update"
 
@@ -279,14 +300,16 @@ def fit(
         term, ``grad_norm``, ``wall_s`` (the record of step i holds the loss of the
         parameters before update i).
     Raises:
-        FitDivergedError: at the first step whose loss, or whose updated parameters, are
-            NaN or infinite (nothing after it would mean anything).
+        FitDivergedError: at the first step whose loss, gradient or updated parameters
+            are NaN or infinite (nothing after it would mean anything); it carries the
+            last finite parameters and the history up to them.
     """
     optimizer = optimizer or make_optimizer()
     trainable, frozen = partition(params)
     opt_state = optimizer.init(eqx.filter(trainable, eqx.is_inexact_array))
     key = seed_key(seed)
-    history = []
+    history: list[dict] = []
+    last = params
     for i in range(steps):
         t0 = time.perf_counter()
         tracked = {} if track is None else track(eqx.combine(trainable, frozen))
@@ -302,16 +325,32 @@ def fit(
             # events left out: grow the capacities and repeat the step (a recompilation)
             task = dataclasses.replace(task, capacity=task.capacity.grown(peaks))
             regrown += 1
-        trainable, opt_state = new, new_state
-        if not math.isfinite(float(loss)):
-            raise FitDivergedError(i, float(loss))
-        _check_finite(eqx.combine(trainable, frozen), i)
+        before = eqx.combine(trainable, frozen)
         rec = {"step": i, "loss": float(loss), **{k_: float(v) for k_, v in terms.items()}}
         rec["grad_norm"] = float(gnorm)
         if task.propagation == "events":
             rec["event_regrowths"] = regrown  # steps repeated with larger capacities
         rec["wall_s"] = time.perf_counter() - t0
+        if not (math.isfinite(rec["loss"]) and math.isfinite(rec["grad_norm"])):
+            # the parameters of the last finite step: this step's were updated from them
+            bad = [k_ for k_, v in terms.items() if not math.isfinite(float(v))]
+            grad = math.isfinite(rec["loss"])
+            raise FitDivergedError(
+                i,
+                rec["grad_norm"] if grad else rec["loss"],
+                term="gradient" if grad else ", ".join(bad) or None,
+                last_finite=before if grad else last,
+                last_finite_step=i if grad else i - 1,
+                history=history + [rec | tracked] if grad else history,
+            )
         history.append(rec | tracked)
+        last = before
+        trainable, opt_state = new, new_state
+        try:
+            _check_finite(eqx.combine(trainable, frozen), i)
+        except FitDivergedError as e:
+            e.last_finite, e.last_finite_step, e.history = before, i, history
+            raise
         if callback is not None:
             callback(history[-1])
     return eqx.combine(trainable, frozen), history

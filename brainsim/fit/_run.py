@@ -32,6 +32,7 @@ from brainsim.experiments._run import (
     batches,
     build_base,
     build_model,
+    environment,
     load_connectome,
     manifest,
     record_indices,
@@ -147,7 +148,8 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
             track=track,
         )
     except FitDivergedError as e:
-        raise _diverged(cfg, info, e) from None
+        _write_diverged(cfg, info, e, out_dir)
+        raise _diverged(cfg, info, e, out_dir) from None
     t_fit = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -200,18 +202,64 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     return out_dir
 
 
-def _diverged(cfg: FitConfig, info: ParamInfo, e: FitDivergedError) -> FitDivergedError:
-    """``e`` with the config's file and key, the trainable's name and its group label."""
+def _diverged(
+    cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path
+) -> FitDivergedError:
+    """``e`` with the config's file and key, the trainable's name and its group label, and
+    where its last finite parameters were written."""
     name = None
     if e.quantity is not None:
         name = next(t for t in cfg.trainable if t.partition("_by_")[0] == e.quantity)
         if info.grouping[e.quantity] != "global":
             name += f" (group {info.labels[e.quantity][e.group]})"
+    at = "the initial ones" if e.last_finite_step < 0 else f"step {e.last_finite_step}'s"
     message = (
         f"{cfg.where} learning_rate: step {e.step}: {e.what(name)}: the fit diverged; try "
-        f"a smaller learning_rate than {cfg.learning_rate:g}; no results were written"
+        f"a smaller learning_rate than {cfg.learning_rate:g}; the last finite parameters "
+        f"({at}) are in {out_dir / DIVERGED_PARAMS}, no fitted results were written"
     )
-    return FitDivergedError(e.step, e.value, e.quantity, e.group, message)
+    return FitDivergedError(
+        e.step, e.value, e.quantity, e.group, message, term=e.term,
+        last_finite=e.last_finite, last_finite_step=e.last_finite_step, history=e.history,
+    )  # fmt: skip
+
+
+# what a diverged fit leaves in its output folder (and no params.json: nothing is fitted)
+DIVERGED_PARAMS = "params_last_finite.json"
+
+
+def _write_diverged(cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path):
+    """The record of a fit that diverged, written atomically: the last finite parameters,
+    the loss history up to them (``loss.parquet``) and a manifest naming the step, the
+    term or parameter and the value."""
+    from brainsim.io import atomic_dir, write_json, write_table
+
+    with atomic_dir(out_dir) as tmp:
+        write_json(values_by_name(e.last_finite, info), tmp / DIVERGED_PARAMS)
+        if e.history:
+            write_table(_history_table(e.history), tmp / "loss.parquet")
+        write_json(
+            {
+                "config": cfg.run.raw,
+                "fit": {
+                    "diverged": {
+                        "step": e.step,
+                        "what": e.what(),
+                        "term": e.term,
+                        "quantity": e.quantity,
+                        "group": e.group if e.quantity is not None else None,
+                        "value": str(e.value),
+                        "last_finite_step": e.last_finite_step,
+                    },
+                    "trainable": cfg.trainable,
+                    "steps": cfg.steps,
+                    "optimizer": cfg.optimizer,
+                    "learning_rate": cfg.learning_rate,
+                },
+                **environment(),
+            },
+            tmp / "manifest.json",
+        )
 
 
 def _check_fittable(cfg: FitConfig, model) -> None:
