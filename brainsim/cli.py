@@ -30,6 +30,35 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def _join_processes(args) -> bool:
+    """With ``--coordinator``: join the other processes of the run
+    (``jax.distributed.initialize``, before any other JAX work). Returns whether it did."""
+    from brainsim.experiments import ConfigError
+
+    given = [args.num_processes is not None, args.process_id is not None]
+    if args.coordinator is None:
+        if any(given):
+            raise ConfigError("--num-processes and --process-id need --coordinator HOST:PORT")
+        return False
+    if not all(given):
+        raise ConfigError("--coordinator needs --num-processes N and --process-id I")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise ConfigError(
+            f"--process-id must be in 0..{args.num_processes - 1} and --num-processes >= 1; "
+            f"got {args.process_id} of {args.num_processes}"
+        )
+    if args.resume or args.dry_run:
+        raise ConfigError("--resume and --dry-run run in one process (no --coordinator)")
+    import jax
+
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+    return True
+
+
 def _progress(quiet: bool):
     if quiet or not sys.stderr.isatty():
         return None
@@ -107,6 +136,9 @@ def cmd_run(args) -> int:
     cfg = load_config(args.config)
     if args.no_plots:
         cfg.plots = False
+    if _join_processes(args):
+        # the processes of a run on one host would share cache files (writes that crashed)
+        os.environ["BRAINSIM_JAX_CACHE"] = "0"
     _enable_compilation_cache()
     quiet = args.quiet and not args.dry_run
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -256,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and --out completed (an experiment in several batches saves each as it ends; "
         "results equal an uninterrupted run's)",
     )
+    run.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="run over several processes (hosts): the address of process 0, where every "
+        "process started with the same config and its own --process-id joins; the trials "
+        "split over all their devices and process 0 writes the results",
+    )
+    run.add_argument("--num-processes", type=int, default=None, help="with --coordinator")
+    run.add_argument("--process-id", type=int, default=None, help="with --coordinator")
     run.add_argument(
         "--no-plots",
         action="store_true",

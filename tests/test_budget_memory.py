@@ -22,11 +22,10 @@ def test_a_repeated_run_starts_from_the_remembered_budgets(tmp_path, own_cache):
     cfg = write_config(tmp_path, run_config_text(duration_ms=200.0, trials=4))
     first, k1 = run(cfg, tmp_path / "a")
     # the first run starts from the predicted budgets (enough for this sugar-like drive) and
-    # remembers what it needed: no more than it used of the lists the native kernel sizes
-    # (active neurons and events have no limit there), less of at least one
+    # remembers what it needed (plus 10% headroom): less than it used of at least one of the
+    # lists the native kernel sizes (active neurons and events have no limit there)
     assert k1["kernel"] == "windowed" and not k1["budgets_remembered"] and k1["reruns"] == 0
     sized = ("stepped", "spikes", "awake")
-    assert all(k1["budgets"][f] <= k1["budgets_used"][f] for f in sized), k1
     assert any(k1["budgets"][f] < k1["budgets_used"][f] for f in sized), k1
     again, k2 = run(cfg, tmp_path / "b")
     assert k2["budgets_remembered"] and k2["reruns"] == 0

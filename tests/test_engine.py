@@ -137,3 +137,18 @@ def test_drive_values_reuse_the_compiled_program():
     assert first.stats["reruns"] == second.stats["reruns"] == 0
     assert second.n_spikes > first.n_spikes > 0
     assert compiles == []
+
+
+def test_budgets_larger_than_the_lists_can_hold_are_capped():
+    """Sizes remembered for more trials per device (or given by hand) are cut to one slot
+    per (trial, neuron); the run equals one from the predicted sizes."""
+    from brainsim.sim import Budgets
+
+    conn = random_connectome(80, 0.1, seed=2)
+    proto = Protocol.build(2, 80, poisson=[(np.arange(8), 150.0)])
+    kw = dict(duration_ms=30.0, seed=3, kernel="windowed")
+    big = simulate(conn, proto, budgets=Budgets(5000, 5000, 64, 4096, 5000), **kw)
+    plain = simulate(conn, proto, **kw)
+    assert big.stats["budgets_used"]["awake"] == big.stats["budgets_used"]["active"] == 160
+    assert plain.n_spikes > 0 and np.array_equal(big.neuron, plain.neuron)
+    assert np.array_equal(big.step, plain.step)

@@ -7,6 +7,7 @@ Each process is a subprocess (JAX's distributed state is fixed when it starts) w
 default of the ``jax_cpu_collectives_implementation`` option).
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -108,3 +109,97 @@ def test_two_processes_equal_one(tmp_path):
         for name, want in (("trial", one.trial), ("step", one.step), ("neuron", one.neuron)):
             assert np.array_equal(got[name], want), (i, name)
         assert np.array_equal(got["v"], one.v_rec) and np.array_equal(got["g"], one.g_rec)
+
+
+CLI_WORKER = textwrap.dedent(
+    """
+    import sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    from brainsim import cli
+    port, pid, cfg, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    code = cli.main(["run", cfg, "--out", out, "--quiet", "--no-plots",
+                     "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                     "--process-id", pid])
+    print("OK", pid, code)
+    sys.exit(code)
+    """
+)
+
+
+@pytest.mark.skipif(
+    not hasattr(jax.config, "jax_cpu_collectives_implementation"),
+    reason=f"jax {jax.__version__} has no CPU cross-process collectives "
+    "(no jax_cpu_collectives_implementation option)",
+)
+def test_brainsim_run_over_two_processes_writes_one_result_equal_to_one_process(tmp_path):
+    """`brainsim run --coordinator ...` in two processes: process 0 writes the results
+    folder, process 1 writes nothing, and the spikes and traces equal a one-process run."""
+    import pyarrow.parquet as pq
+    from conftest import run_config_text
+
+    from brainsim import cli
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        run_config_text(SPEC, duration_ms=DURATION_MS, trials=TRIALS, seed=SEED)
+        + '[record]\nneurons = { cell_type = "MN9_like" }\n'
+    )
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    }
+    port = free_port()
+    outs = [tmp_path / f"out{i}" for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLI_WORKER, str(port), str(i), str(cfg), str(outs[i])],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    got = []
+    try:
+        for p in procs:
+            got.append(p.communicate(timeout=600))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i, (p, (_out, err)) in enumerate(zip(procs, got, strict=True)):
+        assert p.returncode == 0, f"process {i}:\n{err[-3000:]}"
+    assert not outs[1].exists()  # only process 0 writes
+    one = tmp_path / "one"
+    assert cli.main(["run", str(cfg), "--out", str(one), "--quiet", "--no-plots"]) == 0
+    man = json.loads((outs[0] / "manifest.json").read_text())
+    assert man["device"]["processes"] == 2 and man["kernel"][0]["devices"] == 2
+    for name in ("spikes.parquet", "traces.parquet", "rates.parquet"):
+        a, b = pq.read_table(outs[0] / name), pq.read_table(one / name)
+        assert a.num_rows > 0 and a.equals(b), name
+
+
+def test_multi_process_options_are_checked(tmp_path, capsys):
+    from conftest import run_config_text
+
+    from brainsim import cli
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(run_config_text())
+    for argv, msg in [
+        (["--num-processes", "2"], "need --coordinator"),
+        (["--coordinator", "127.0.0.1:1"], "needs --num-processes N and --process-id I"),
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+         "--process-id must be in 0..1"),
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0",
+          "--resume"], "one process"),
+    ]:  # fmt: skip
+        assert cli.main(["run", str(cfg), *argv]) == 2
+        assert msg in capsys.readouterr().err

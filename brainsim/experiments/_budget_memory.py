@@ -4,9 +4,10 @@ budget re-runs (each one re-runs a chunk and recompiles it).
 The windowed stepper sizes its lists by budgets that grow when a chunk overflows them; a
 run reports the sizes it needed (``stats["budgets"]``, with headroom). They are kept in
 ``$BRAINSIM_CACHE/budgets/<key>.json``, keyed by everything that shapes the activity: the
-config's content without its output and seed, the connectome checksum, the trials per
-batch, brainsim's version and the JAX backend. Budgets only size arrays: a remembered
-size that is too small grows as before, so results never depend on this file (tested).
+config's content without its output and seed, the connectome checksum, the trials each
+device holds in a batch (budgets size one device's lists), brainsim's version and the JAX
+backend. Budgets only size arrays: a remembered size that is too small grows as before, so
+results never depend on this file (tested).
 A damaged or foreign file is ignored.
 """
 

@@ -261,13 +261,21 @@ def run_config(
     atomically. With ``dry_run``, resolve everything and report the job without simulating.
     An experiment of several batches saves each batch as it completes; with ``resume`` the
     batches that an interrupted run of the same config saved are reused (same results).
-    Returns the results folder."""
+    Returns the results folder.
+
+    In a run over several processes (``jax.distributed.initialize`` called before, as
+    ``brainsim run --coordinator`` does) every process simulates its share of the trials
+    over all the processes' devices and process 0 alone writes the results."""
     import jax
 
     if cfg.simulation["precision"] == "float64":
         jax.config.update("jax_enable_x64", True)
     from brainsim.io import check_output_dir, output_lock
 
+    if jax.process_count() > 1:
+        cfg = _across_processes(cfg, log)
+        if jax.process_index() != 0:  # computes its share; process 0 writes
+            return _run_config(cfg, None, None, lambda *a: None, False, False)
     # the destination is checked before anything is loaded or simulated
     out_dir = check_output_dir(out_dir or cfg.output_dir)
     if dry_run:
@@ -276,7 +284,30 @@ def run_config(
         return _run_config(cfg, out_dir, progress, log, dry_run, resume)
 
 
-def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, resume) -> Path:
+def _across_processes(cfg: RunConfig, log) -> RunConfig:
+    """The config as a run over several processes runs it: its trials split over every
+    process's devices."""
+    import jax
+
+    from brainsim.flyvis._experiment import uses_visual
+
+    where = f"{cfg.path}: " if cfg.path else ""
+    if uses_visual(cfg.raw):
+        raise ConfigError(f"{where}a flyvis run is one process (no --coordinator)")
+    n = jax.device_count()
+    sim = cfg.simulation
+    if sim["devices"] != "all":
+        log(f"{jax.process_count()} processes: [simulation] devices = \"all\" ({n} devices)")
+    if sim["trials"] % n:
+        raise ConfigError(
+            f"{where}[simulation] trials: {sim['trials']} trials cannot be split evenly over "
+            f"the {n} devices of {jax.process_count()} processes"
+        )
+    return dataclasses.replace(cfg, simulation={**sim, "devices": "all"})
+
+
+def _run_config(cfg: RunConfig, out_dir, progress, log, dry_run: bool, resume) -> Path | None:
+    """``out_dir`` None: a run's process other than the first (computes, writes nothing)."""
     from brainsim.io import check_output_dir
 
     t0 = time.perf_counter()
@@ -292,7 +323,8 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
     job = prepare_job(cfg, conn, log)
     model, p, rec, sim, trials = job.model, job.plan, job.rec, cfg.simulation, job.trials
     size, groups, n_cond = job.size, job.groups, job.n_conditions
-    check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
+    if out_dir is not None:
+        check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
     if dry_run:
         files = [
             "spikes.parquet",
@@ -317,7 +349,7 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
         return out_dir
 
     store = None
-    if len(groups) > 1 and p.kind != "parameter_sweep":
+    if len(groups) > 1 and p.kind != "parameter_sweep" and out_dir is not None:
         import jax
 
         from brainsim.experiments._resume import BatchStore, run_identity
@@ -333,6 +365,8 @@ def _run_config(cfg: RunConfig, out_dir: Path, progress, log, dry_run: bool, res
     t1 = time.perf_counter()
     parts = simulate_conditions(cfg, conn, model, job.base, p, rec, progress, log, store)
     t_sim = time.perf_counter() - t1
+    if out_dir is None:
+        return None
     write_results(cfg, conn, model, p, parts, rec, job.missing, out_dir, t_load, t_sim)
     if store is not None:
         store.clear()
@@ -518,7 +552,9 @@ def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, sto
     from brainsim.experiments._budget_memory import budget_key, recall, remember
 
     def key_of(n_trials: int) -> str:
-        return budget_key(cfg.raw, conn.provenance.checksum, n_trials, jax.default_backend())
+        # budgets size one device's lists: keyed by the trials each device holds
+        per_device = n_trials // _devices_for(sim["devices"], n_trials)
+        return budget_key(cfg.raw, conn.provenance.checksum, per_device, jax.default_backend())
 
     def start_budgets(n_trials: int):
         """This job's budgets: a previous batch's, else those an earlier run remembered."""
@@ -729,7 +765,12 @@ def environment() -> dict:
             "pyarrow": pyarrow.__version__,
             "python": platform.python_version(),
         },
-        "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
+        "device": {
+            "platform": dev.platform,
+            "kind": dev.device_kind,
+            "count": jax.device_count(),
+            "processes": jax.process_count(),
+        },
         "host": platform.node(),
     }
 

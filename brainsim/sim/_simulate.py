@@ -383,6 +383,12 @@ def simulate(
     stats["gap_junctions"] = int(net.gap_a.shape[0]) if has_gaps else 0
     spec = _RunSpec(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids)
     if reference:
+        if jax.process_count() > 1:
+            raise ValueError(
+                f"the reference stepper runs in one process; a run over "
+                f"{jax.process_count()} processes needs the windowed one (LIF, no gap "
+                "junctions)"
+            )
         run = _run_reference(spec, has_gaps)
     else:
         run = _run_windowed(spec, stepper, devices, stats)
@@ -509,6 +515,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     if budgets is None and dense:  # only the spike and event lists are used
         budgets = Budgets(active=1, stepped=1, spikes=1024, events=65536, awake=1)
     budgets = budgets or predicted_budgets(net, protocol, model, b_local, rec_idx.size, n_steps)
+    # (sizes given for more trials per device than this run's would exceed its lists)
+    budgets = budgets.capped(b_local * n)
     start_budgets, peak_need = budgets, np.zeros(len(FIELDS), np.int64)
     if dense:
         stats["kernel"] = "dense_window"
