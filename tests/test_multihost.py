@@ -65,12 +65,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(
-    not hasattr(jax.config, "jax_cpu_collectives_implementation"),
-    reason=f"jax {jax.__version__} has no CPU cross-process collectives "
-    "(no jax_cpu_collectives_implementation option)",
-)
-def test_two_processes_equal_one(tmp_path):
+def two_processes(argv) -> list[str]:
+    """Start ``python -c *argv(i, port)`` as processes 0 and 1 (one CPU device each, this
+    checkout's brainsim); wait for both; assert they succeeded; their standard outputs."""
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)  # this checkout's brainsim, as in the test process
     env = {
@@ -82,7 +79,7 @@ def test_two_processes_equal_one(tmp_path):
     port = free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(port), str(i), str(tmp_path / f"p{i}.npz"), here],
+            [sys.executable, "-c", *argv(i, port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -90,17 +87,31 @@ def test_two_processes_equal_one(tmp_path):
         )
         for i in range(2)
     ]
-    outs = []
+    got = []
     try:
         for p in procs:
-            outs.append(p.communicate(timeout=600))
+            got.append(p.communicate(timeout=600))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for i, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+    for i, (p, (_out, err)) in enumerate(zip(procs, got, strict=True)):
         assert p.returncode == 0, f"process {i}:\n{err[-3000:]}"
+    return [out for out, _ in got]
+
+
+@pytest.mark.skipif(
+    not hasattr(jax.config, "jax_cpu_collectives_implementation"),
+    reason=f"jax {jax.__version__} has no CPU cross-process collectives "
+    "(no jax_cpu_collectives_implementation option)",
+)
+def test_two_processes_equal_one(tmp_path):
+    here = os.path.dirname(os.path.abspath(__file__))
+    outs = two_processes(
+        lambda i, port: [WORKER, str(port), str(i), str(tmp_path / f"p{i}.npz"), here]
+    )
+    for i, out in enumerate(outs):
         assert out.splitlines()[-1].startswith(f"OK {i} "), out  # (gloo logs to stdout)
     one = run(devices=1)
     assert one.n_spikes > 100
@@ -140,42 +151,13 @@ def test_brainsim_run_over_two_processes_writes_one_result_equal_to_one_process(
 
     from brainsim import cli
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
     cfg = tmp_path / "run.toml"
     cfg.write_text(
         run_config_text(SPEC, duration_ms=DURATION_MS, trials=TRIALS, seed=SEED)
         + '[record]\nneurons = { cell_type = "MN9_like" }\n'
     )
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
-    }
-    port = free_port()
     outs = [tmp_path / f"out{i}" for i in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLI_WORKER, str(port), str(i), str(cfg), str(outs[i])],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    got = []
-    try:
-        for p in procs:
-            got.append(p.communicate(timeout=600))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for i, (p, (_out, err)) in enumerate(zip(procs, got, strict=True)):
-        assert p.returncode == 0, f"process {i}:\n{err[-3000:]}"
+    two_processes(lambda i, port: [CLI_WORKER, str(port), str(i), str(cfg), str(outs[i])])
     assert not outs[1].exists()  # only process 0 writes
     one = tmp_path / "one"
     assert cli.main(["run", str(cfg), "--out", str(one), "--quiet", "--no-plots"]) == 0
