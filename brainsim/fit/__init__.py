@@ -18,6 +18,7 @@ from brainsim.fit._loop import (
     default_scale,
     fit,
     make_optimizer,
+    split_trials,
     train_step,
     value_and_grad,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "rate_loss",
     "read_targets",
     "run_fit",
+    "split_trials",
     "straight_through",
     "surrogate",
     "train_step",

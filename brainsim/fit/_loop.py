@@ -225,6 +225,34 @@ def build_task(
     )
 
 
+def split_trials(task: FitTask, n_devices: int) -> FitTask:
+    """The task with its trial axis split over ``n_devices`` devices (a one-axis
+    ``trials`` mesh): the drive's per-trial fields and the replayed events are placed
+    split, everything else stays replicated, and XLA partitions the differentiable run and
+    its gradient accordingly (GSPMD). Every trial draws its noise from its global trial
+    number, so the loss and gradient equal one device's up to the order of the sums over
+    trials (tested)."""
+    if n_devices == 1:
+        return task
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from brainsim.sim._sharding import AXIS, _drive_spec, trial_mesh
+
+    n_trials = int(task.drive.trial_ids.shape[0])
+    if n_trials % n_devices:
+        raise ValueError(f"{n_trials} trials cannot be split evenly over {n_devices} devices")
+    mesh = trial_mesh(n_devices)
+    put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))  # noqa: E731
+    drive = task.drive
+    spec = _drive_spec(drive.silenced is not None, drive.removed is not None)
+    drive = jax.tree.map(put, drive, spec)
+    replay = None if task.replay is None else put(task.replay, P(None, AXIS))
+    # the rest on the same devices, replicated (arrays of one jit must share devices)
+    task = jax.tree.map(lambda x: put(x, P()) if eqx.is_array(x) else x, task)
+    return dataclasses.replace(task, drive=drive, replay=replay)
+
+
 def _refractory(model, network) -> np.ndarray:
     """The model's refractory steps per neuron (0 for a model without refractoriness)."""
     if hasattr(model, "refractory_steps"):

@@ -28,6 +28,7 @@ import pyarrow as pa
 from brainsim.experiments import ConfigError
 from brainsim.experiments._kinds import Condition, Plan
 from brainsim.experiments._run import (
+    _devices_for,
     batch_protocol,
     batches,
     build_base,
@@ -41,7 +42,14 @@ from brainsim.experiments._run import (
 )
 from brainsim.experiments._selectors import select
 from brainsim.fit._config import BASELINE, FitConfig, read_targets
-from brainsim.fit._loop import FitDivergedError, build_task, default_scale, fit, make_optimizer
+from brainsim.fit._loop import (
+    FitDivergedError,
+    build_task,
+    default_scale,
+    fit,
+    make_optimizer,
+    split_trials,
+)
 from brainsim.fit._losses import RateTargets
 from brainsim.fit._params import FitParams, ParamInfo, build_params, plain_model, values_by_name
 from brainsim.fit._plot import plot_loss
@@ -116,11 +124,15 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
         detach_reset=cfg.detach_reset,
         propagation="events" if cfg.gradient == "events" else None,
     )
+    # [simulation] devices: the gradient's trials split over them (as a run's are)
+    n_dev = _devices_for(sim["devices"], len(conds) * cfg.trials)
+    task = split_trials(task, n_dev)
     globals_ = [t for t in cfg.trainable if info.grouping[t.partition("_by_")[0]] == "global"]
     log(
         f"fitting {', '.join(cfg.trainable)} to {rows.rate_hz.size} target rate(s) in "
         f"{len(conds)} condition(s) x {cfg.trials} trial(s) x {cfg.duration_ms:g} ms; "
         f"{cfg.steps} {cfg.optimizer} steps"
+        + (f"; trials over {n_dev} devices" if n_dev > 1 else "")
     )
 
     history: list[dict] = []
