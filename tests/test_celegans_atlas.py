@@ -125,7 +125,6 @@ def test_name_map_counted_and_missing_neuron_dropped(atlas):
 def test_unknown_source_and_missing_cect(monkeypatch):
     with pytest.raises(AtlasError, match="known: Randi2023"):
         read_atlas(source="Randi2024")
-    import brainsim.celegans._atlas as atlas_module
 
     real = importlib.import_module
 
@@ -134,7 +133,7 @@ def test_unknown_source_and_missing_cect(monkeypatch):
             raise ImportError(f"No module named {name!r}")
         return real(name, *a, **k)
 
-    monkeypatch.setattr(atlas_module.importlib, "import_module", no_cect)
+    monkeypatch.setattr(importlib, "import_module", no_cect)
     with pytest.raises(AtlasError, match=r"needs the package cect: pip install"):
         read_atlas()
 

@@ -56,13 +56,13 @@ are 0 without ``conn``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from brainsim.connectome import Connectome
+from brainsim.connectome._celegans import import_cect
 
 # atlas source name -> (cect reader module, matrix key)
 SOURCES: dict[str, tuple[str, str]] = {"Randi2023": ("WormNeuroAtlasFuncReader", "Functional")}
@@ -211,13 +211,7 @@ def _connectome_ids(conn: Connectome, nodes: list[str], counts: dict[str, int]) 
 
 
 def _import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise AtlasError(
-            "the C. elegans atlas needs the package cect: pip install 'brainsim-jax[celegans]' "
-            f"(or pip install cect); import failed: {e}"
-        ) from e
+    return import_cect(module, AtlasError, "the C. elegans atlas")
 
 
 def _read_cect(source: str) -> tuple[list[str], np.ndarray, Path]:

@@ -125,7 +125,7 @@ def load_celegans(
         raise ConnectomeError(f"cells={cells!r}; use 'neurons' or 'all'")
     inhibitory_set = _fast_names(inhibitory, "inhibitory")
     reader, nt_reader = DATASETS[source]
-    cect_cells = _import("cect.Cells")
+    cect_cells = import_cect("cect.Cells")
     data, data_file = _cect_dataset(reader)
     rules: dict[str, int] = {}
 
@@ -190,20 +190,21 @@ def load_celegans(
     )
 
 
-def _import(module: str):
+def import_cect(module: str, error=ConnectomeError, needed_by: str = "format 'celegans'"):
+    """A module of the optional package cect, or ``error`` saying how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ConnectomeError(
-            "format 'celegans' needs the package cect: pip install 'brainsim-jax[celegans]' "
+        raise error(
+            f"{needed_by} needs the package cect: pip install 'brainsim-jax[celegans]' "
             f"(or pip install cect); import failed: {e}"
         ) from e
 
 
 def _cect_dataset(reader: str):
     """cect's cached dataset for ``reader`` and the path of the file it was read from."""
-    module = _import(f"cect.readers.{reader}")
-    cache_file = Path(_import("cect.ConnectomeDataset").get_cache_filename(reader))
+    module = import_cect(f"cect.readers.{reader}")
+    cache_file = Path(import_cect("cect.ConnectomeDataset").get_cache_filename(reader))
     require_file(cache_file, f"cect's cached copy of {reader}", "Reinstall cect.")
     return module.get_instance(from_cache=True), cache_file
 
