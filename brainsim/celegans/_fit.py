@@ -78,10 +78,10 @@ from pathlib import Path
 import numpy as np
 
 from brainsim.experiments._errors import ConfigError
+from brainsim.fit._config import check_optimizer_settings, check_types
 
 TRAINABLE = ("w_syn", "w_syn_by_neuron", "w_gap", "tau", "tau_by_neuron")
 DEFAULT_TRAINABLE = ("w_syn_by_neuron", "w_gap", "tau_by_neuron")
-OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
 _TYPES = {
     "task": str,
     "atlas": str,
@@ -133,15 +133,7 @@ def is_atlas_fit(raw: dict) -> bool:
 
 def parse_task(fit: dict, where: str) -> AtlasTask:
     w = f"{where}: [fit]"
-    for k, v in fit.items():
-        if k not in _TYPES:
-            raise ConfigError(f"{w}: unknown key {k!r}; expected one of {', '.join(_TYPES)}")
-        t = _TYPES[k]
-        ok = isinstance(v, int | float) and not isinstance(v, bool) if t is float else (
-            isinstance(v, t) and not (t is int and isinstance(v, bool))
-        )
-        if not ok:
-            raise ConfigError(f"{w} {k}: expected {t.__name__}, got {v!r}")
+    check_types(fit, _TYPES, w)
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in fit.items() if k != "task"}
     task = AtlasTask(**kw)
     bad = [t for t in task.trainable if t not in TRAINABLE]
@@ -153,14 +145,7 @@ def parse_task(fit: dict, where: str) -> AtlasTask:
         raise ConfigError(f"{w} holdout_fraction: expected a number in (0, 1)")
     if not 0 < task.observed_fraction <= 1:
         raise ConfigError(f"{w} observed_fraction: expected a number in (0, 1]")
-    if task.steps < 0 or task.log_every < 1:
-        raise ConfigError(f"{w}: steps must be >= 0 and log_every >= 1")
-    if not (np.isfinite(task.learning_rate) and task.learning_rate > 0):
-        raise ConfigError(f"{w} learning_rate: expected a number > 0")
-    if task.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"{w} optimizer: one of {', '.join(OPTIMIZERS)}")
-    if not (np.isfinite(task.clip_norm) and task.clip_norm >= 0):
-        raise ConfigError(f"{w} clip_norm: expected a number >= 0")
+    check_optimizer_settings(task, w)
     if not (np.isfinite(task.regularization) and task.regularization >= 0):
         raise ConfigError(f"{w} regularization: expected a number >= 0")
     bad = [e for e in task.extrasynaptic if e not in EXTRASYNAPTIC]

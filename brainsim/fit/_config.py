@@ -136,6 +136,32 @@ class FitConfig:
         return self.run.output_dir
 
 
+def check_types(table: dict, types: dict, w: str) -> None:
+    """Every key of a ``[fit]`` table known, each value of its type (``types``: key ->
+    type; an integer serves as a float, a boolean never as a number). Shared by the task
+    schemas of flyvis's motion training and the worm's atlas fit."""
+    for k, v in table.items():
+        if k not in types:
+            raise ConfigError(f"{w}: unknown key {k!r}; expected one of {', '.join(types)}")
+        t = types[k]
+        ok = isinstance(v, t) or (t is float and isinstance(v, int))
+        if not ok or (isinstance(v, bool) and t is not bool):
+            raise ConfigError(f"{w} {k}: expected {t.__name__}, got {v!r}")
+
+
+def check_optimizer_settings(task, w: str) -> None:
+    """A task's ``steps``, ``log_every``, ``learning_rate``, ``optimizer`` and
+    ``clip_norm`` (0: no clipping) in range."""
+    if task.steps < 0 or task.log_every < 1:
+        raise ConfigError(f"{w}: steps must be >= 0 and log_every >= 1")
+    if not (np.isfinite(task.learning_rate) and task.learning_rate > 0):
+        raise ConfigError(f"{w} learning_rate: must be > 0, got {task.learning_rate}")
+    if task.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"{w} optimizer: expected one of {', '.join(OPTIMIZERS)}")
+    if not (np.isfinite(task.clip_norm) and task.clip_norm >= 0):
+        raise ConfigError(f"{w} clip_norm: must be >= 0 (0: no clipping)")
+
+
 def load_fit_config(path: str | Path) -> FitConfig:
     return parse_fit_config(*read_toml(path))
 

@@ -55,8 +55,8 @@ from pathlib import Path
 import numpy as np
 
 from brainsim.experiments._errors import ConfigError
+from brainsim.fit._config import check_optimizer_settings, check_types
 
-OPTIMIZERS = ("adam", "adamw", "adabelief", "rmsprop", "sgd", "lion")
 _KEYS = {
     "task": str,
     "stimuli": list,
@@ -94,13 +94,7 @@ class MotionTask:
 
 def parse_task(fit: dict, where: str) -> MotionTask:
     w = f"{where}: [fit]"
-    for k, v in fit.items():
-        if k not in _KEYS:
-            raise ConfigError(f"{w}: unknown key {k!r}; expected one of {', '.join(_KEYS)}")
-        t = _KEYS[k]
-        ok = isinstance(v, t) or (t is float and isinstance(v, int))
-        if not ok or isinstance(v, bool) and t is not bool:
-            raise ConfigError(f"{w} {k}: expected {t.__name__}, got {v!r}")
+    check_types(fit, _KEYS, w)
     if fit.get("task") != "motion":
         raise ConfigError(f'{w} task: a flyvis network trains on task = "motion"')
     kw = {k: v for k, v in fit.items() if k != "task"}
@@ -117,14 +111,9 @@ def parse_task(fit: dict, where: str) -> MotionTask:
         raise ConfigError(f"{w} speeds: expected numbers > 0 (columns/s)")
     if not all(isinstance(a, int | float) and np.isfinite(a) for a in task.angles_deg):
         raise ConfigError(f"{w} angles_deg: expected finite numbers")
-    if task.steps < 0 or task.log_every < 1 or task.textures_per_direction < 1:
-        raise ConfigError(f"{w}: steps >= 0, log_every >= 1, textures_per_direction >= 1")
-    if not (np.isfinite(task.learning_rate) and task.learning_rate > 0):
-        raise ConfigError(f"{w} learning_rate: must be > 0")
-    if task.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"{w} optimizer: expected one of {OPTIMIZERS}")
-    if not (np.isfinite(task.clip_norm) and task.clip_norm >= 0):
-        raise ConfigError(f"{w} clip_norm: must be >= 0 (0: no clipping)")
+    check_optimizer_settings(task, w)
+    if task.textures_per_direction < 1:
+        raise ConfigError(f"{w} textures_per_direction: must be >= 1")
     if not all(isinstance(t, str) for t in task.decode_from):
         raise ConfigError(f"{w} decode_from: expected a list of cell type names")
     if task.loss_delay_ms < 0 or task.steady_state_s < 0:
