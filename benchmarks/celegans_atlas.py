@@ -40,12 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def critical_w_syn(conn, w_gap: float) -> float:
     """Bisection for the largest stable w_syn of the linear graded network."""
     n = conn.n_neurons
-    syn = np.zeros((n, n))
-    np.add.at(syn, (conn.indices, conn.pre_indices()), np.asarray(conn.counts, float))
-    gap = np.zeros((n, n))
-    if w_gap and conn.n_gap_junctions:
-        a, b, k = conn.gap_directed()
-        np.add.at(gap, (b, a), k)
+    syn, gap = conn.dense()
+    syn = syn.T  # [post, pre]: d v_post / dt gets w_syn x counts x v_pre
     base = w_gap * (gap - np.diag(gap.sum(axis=1))) - np.eye(n)
     lo, hi = 0.0, 1.0
     for _ in range(40):

@@ -438,3 +438,18 @@ def test_shapes_of_the_model_interface_are_checked_in_the_tests():
 
     with pytest.raises(TypeCheckError):
         LIFState(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.zeros((2, 3), jnp.int32))
+
+
+def test_dense_matrices_of_a_small_network():
+    """`Connectome.dense`: signed counts [pre, post] (repeated edges summed) and the
+    symmetric gap-junction counts, against the edge lists."""
+    conn = make_connectome(4, [0, 0, 2, 3, 0], [1, 1, 0, 2, 3], [3, 2, -4, 5, 1])
+    syn, gap = conn.dense()
+    want = np.zeros((4, 4))
+    want[0, 1], want[2, 0], want[3, 2], want[0, 3] = 5, -4, 5, 1
+    assert np.array_equal(syn, want) and not gap.any()
+    _, gap = with_gaps(conn, [(0, 2, 3), (1, 3, 1)]).dense()
+    want_gap = np.zeros((4, 4))
+    want_gap[0, 2] = want_gap[2, 0] = 3
+    want_gap[1, 3] = want_gap[3, 1] = 1
+    assert np.array_equal(gap, want_gap)

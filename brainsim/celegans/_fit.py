@@ -224,13 +224,10 @@ class WormForward:
 
         n = conn.n_neurons
         self.model, self.n = model, n
-        signed = np.zeros((n, n))
-        np.add.at(signed, (conn.pre_indices(), conn.indices), np.asarray(conn.counts, float))
+        signed, gap = conn.dense()
         self.signed = jnp.asarray(signed, jnp.float32)  # [pre, post]
-        gap = np.zeros((n, n))
-        if gaps and conn.n_gap_junctions:
-            a, b, k = conn.gap_directed()
-            np.add.at(gap, (a, b), k)
+        if not gaps:
+            gap = np.zeros_like(gap)
         self.gap = jnp.asarray(gap, jnp.float32)  # symmetric: [neighbour, neuron]
         self.n_gap = jnp.asarray(gap.sum(axis=0), jnp.float32)
         self.w_syn0 = np.broadcast_to(np.asarray(model.w_syn, np.float64), (n,)).copy()

@@ -176,6 +176,19 @@ class Connectome:
         b = self.gap_junctions.column("post").to_numpy()
         return int(np.count_nonzero(a < b) + np.count_nonzero(a == b))
 
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """float64 [n, n] matrices of a small network: the signed synapse counts
+        ``[pre, post]`` (repeated connections summed) and the gap-junction counts
+        ``[neighbour, neuron]`` (symmetric; zeros without gap junctions)."""
+        n = self.n_neurons
+        syn = np.zeros((n, n))
+        np.add.at(syn, (self.pre_indices(), self.indices), np.asarray(self.counts, float))
+        gap = np.zeros((n, n))
+        if self.n_gap_junctions:
+            a, b, k = self.gap_directed()
+            np.add.at(gap, (a, b), k)
+        return syn, gap
+
     def gap_directed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The gap-junction table as (a, b, count) int arrays, every unordered pair in both
         directions with one count; a table that is not symmetric is an error naming the
