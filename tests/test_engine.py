@@ -152,3 +152,31 @@ def test_budgets_larger_than_the_lists_can_hold_are_capped():
     assert big.stats["budgets_used"]["awake"] == big.stats["budgets_used"]["active"] == 160
     assert plain.n_spikes > 0 and np.array_equal(big.neuron, plain.neuron)
     assert np.array_equal(big.step, plain.step)
+
+
+def test_a_padded_chunk_whose_state_fails_is_run_again_at_its_own_length(monkeypatch):
+    """When the state after a padded last chunk is not finite, the failure may lie in the
+    extra windows past the run's end: the chunk runs again at its true length (the padded
+    state is reported non-finite once here), with the same result."""
+    import brainsim.sim._simulate as engine
+
+    conn = random_connectome(80, 0.1, seed=2)
+    proto = Protocol.build(2, 80, poisson=[(np.arange(8), 150.0)])
+    kw = dict(duration_ms=50.0, seed=4, kernel="windowed", chunk_ms=9.0)
+    plain = simulate(conn, proto, **kw)
+    import sys
+
+    real, calls = engine._finite, []
+
+    def once_false(state, none=None):
+        if sys._getframe(1).f_code.co_name == "_run_windowed":  # the padded chunk's check
+            calls.append(1)
+            return real(state, none) and len(calls) > 1
+        return real(state, none)
+
+    monkeypatch.setattr(engine, "_finite", once_false)
+    again = simulate(conn, proto, **kw)
+    assert plain.stats["chunk_windows"] == [5] and again.stats["chunk_windows"] == [5, 3]
+    assert plain.n_spikes > 20
+    assert np.array_equal(plain.step, again.step) and np.array_equal(plain.neuron, again.neuron)
+    assert calls == [1]

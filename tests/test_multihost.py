@@ -65,9 +65,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def two_processes(argv) -> list[str]:
+def two_processes(argv, codes=(0, 0)) -> list[tuple[str, str]]:
     """Start ``python -c *argv(i, port)`` as processes 0 and 1 (one CPU device each, this
-    checkout's brainsim); wait for both; assert they succeeded; their standard outputs."""
+    checkout's brainsim); wait for both; assert their exit codes (``codes``); their
+    standard outputs and errors."""
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)  # this checkout's brainsim, as in the test process
     env = {
@@ -97,8 +98,8 @@ def two_processes(argv) -> list[str]:
                 p.kill()
                 p.wait()
     for i, (p, (_out, err)) in enumerate(zip(procs, got, strict=True)):
-        assert p.returncode == 0, f"process {i}:\n{err[-3000:]}"
-    return [out for out, _ in got]
+        assert p.returncode == codes[i], f"process {i}:\n{err[-3000:]}"
+    return got
 
 
 @pytest.mark.skipif(
@@ -111,7 +112,7 @@ def test_two_processes_equal_one(tmp_path):
     outs = two_processes(
         lambda i, port: [WORKER, str(port), str(i), str(tmp_path / f"p{i}.npz"), here]
     )
-    for i, out in enumerate(outs):
+    for i, (out, _) in enumerate(outs):
         assert out.splitlines()[-1].startswith(f"OK {i} "), out  # (gloo logs to stdout)
     one = run(devices=1)
     assert one.n_spikes > 100
@@ -185,3 +186,27 @@ def test_multi_process_options_are_checked(tmp_path, capsys):
     ]:  # fmt: skip
         assert cli.main(["run", str(cfg), *argv]) == 2
         assert msg in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not hasattr(jax.config, "jax_cpu_collectives_implementation"),
+    reason=f"jax {jax.__version__} has no CPU cross-process collectives "
+    "(no jax_cpu_collectives_implementation option)",
+)
+def test_when_process_0_cannot_write_every_process_stops(tmp_path):
+    """A results folder process 0 may not replace (a folder of someone else's files): both
+    processes stop with an error at once, none is left simulating alone."""
+    from conftest import run_config_text
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(run_config_text(SPEC, duration_ms=DURATION_MS, trials=TRIALS, seed=SEED))
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not brainsim's")
+    outs = two_processes(
+        lambda i, port: [CLI_WORKER, str(port), str(i), str(cfg), str(foreign)], codes=(2, 2)
+    )
+    err0, err1 = outs[0][1], outs[1][1]
+    assert "brainsim: error:" in err0 and str(foreign) in err0, err0[-2000:]
+    assert "process 0 cannot write the results folder" in err1, err1[-2000:]
+    assert (foreign / "notes.txt").read_text() == "not brainsim's"

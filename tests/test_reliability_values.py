@@ -323,6 +323,47 @@ def test_a_diverging_fit_stops_with_an_error_and_writes_its_last_finite_state(
     assert np.all(np.isfinite(loss["loss"]))
 
 
+def test_a_diverging_fit_keeps_a_finished_fit_and_names_a_bad_start(tmp_path, capsys):
+    """A finished fit in the output folder is kept (the diverged record goes beside it);
+    initial parameters whose loss is already non-finite are named as such, not blamed on
+    the learning rate."""
+    cfg = _fit_config(tmp_path, "w_syn_mv", 1e-3)
+    out = tmp_path / "fitted"
+    assert cli.main(["fit", str(cfg), "--out", str(out), "--quiet"]) == 0
+    good = (out / "params.json").read_text()
+    bad = config(tmp_path, cfg.read_text().replace("= 0.001", "= 1000.0"), "bad.toml")
+    assert cli.main(["fit", str(bad), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (out / "params.json").read_text() == good
+    beside = tmp_path / "fitted-diverged"
+    assert (beside / "params_last_finite.json").is_file() and str(beside) in err
+    # a start whose loss is already non-finite (the config's bounds keep a file from
+    # reaching one; a Python caller can): the message names the start, not the learning rate
+    from brainsim.connectome import load
+    from brainsim.fit import FitDivergedError, build_params, load_fit_config
+    from brainsim.fit._run import _diverged
+    from brainsim.models import LIF
+
+    params, info = build_params(LIF(), load(FIT_SYNTHETIC, "synthetic"), ["w_syn_mv"])
+    e = FitDivergedError(0, float("nan"), term="rates", last_finite=params, last_finite_step=-1)
+    msg = str(_diverged(load_fit_config(cfg), info, e, tmp_path / "s"))
+    assert "with the initial parameters, before any update; check [fit] init" in msg, msg
+    assert "learning_rate" not in msg
+
+
+def test_fit_diverged_error_survives_pickling():
+    import pickle
+
+    from brainsim.fit import FitDivergedError
+
+    e = FitDivergedError(3, float("inf"), "w_syn_mv", 0, "msg", term=None, last_finite_step=2,
+                         history=[{"step": 0}])  # fmt: skip
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.step, back.quantity, back.last_finite_step, back.history, str(back)) == (
+        3, "w_syn_mv", 2, [{"step": 0}], "msg"
+    )  # fmt: skip
+
+
 def test_fit_loop_raises_at_the_first_non_finite_parameter():
     import jax.numpy as jnp
 

@@ -273,9 +273,28 @@ def run_config(
     from brainsim.io import check_output_dir, output_lock
 
     if jax.process_count() > 1:
+        if dry_run or resume:
+            raise ConfigError("a dry run and --resume run in one process")
         cfg = _across_processes(cfg, log)
+        # process 0 checks where it will write; every process learns the outcome, so that
+        # none is left simulating alone when process 0 cannot go on
+        checked, error = None, None
+        if jax.process_index() == 0:
+            try:
+                checked = check_output_dir(out_dir or cfg.output_dir)
+            except Exception as e:  # (raised again below, after the others are told)
+                error = e
+        from jax.experimental import multihost_utils
+
+        ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+        if error is not None:
+            raise error
+        if not int(ok):
+            raise ConfigError("process 0 cannot write the results folder (its error says why)")
         if jax.process_index() != 0:  # computes its share; process 0 writes
             return _run_config(cfg, None, None, lambda *a: None, False, False)
+        with output_lock(checked):
+            return _run_config(cfg, checked, progress, log, dry_run, resume)
     # the destination is checked before anything is loaded or simulated
     out_dir = check_output_dir(out_dir or cfg.output_dir)
     if dry_run:
@@ -556,10 +575,16 @@ def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, sto
         per_device = n_trials // _devices_for(sim["devices"], n_trials)
         return budget_key(cfg.raw, conn.provenance.checksum, per_device, jax.default_backend())
 
+    # (the processes of a run over several hosts read different caches, and budgets shape
+    # the program they run together: they start from the same predicted sizes instead)
+    shared = jax.process_count() == 1
+
     def start_budgets(n_trials: int):
         """This job's budgets: a previous batch's, else those an earlier run remembered."""
         if n_trials in grown:
             return grown[n_trials], False
+        if not shared:
+            return None, False
         got = recall(key_of(n_trials), tuple(f.name for f in dataclasses.fields(Budgets)))
         return (Budgets(**got), True) if got else (None, False)
 
@@ -594,7 +619,8 @@ def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, sto
         r.stats["budgets_remembered"] = recalled
         if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
             grown[n_trials] = Budgets(**r.stats["budgets"])
-            remember(key_of(n_trials), r.stats["budgets"])
+            if shared:
+                remember(key_of(n_trials), r.stats["budgets"])
         if store is not None:
             store.save(first, len(conds), r)
         parts.append((first, r))

@@ -45,10 +45,11 @@ class FitDivergedError(ConfigError):
     """The loss, its gradient or a fitted parameter became NaN or infinite at ``step`` (too
     large a learning rate). ``quantity`` and ``group`` (its index) name the parameter, None
     for the loss; ``term`` names the loss terms that went non-finite (or "gradient");
-    ``value`` is the non-finite value. ``last_finite`` holds the parameters of the last
-    step whose loss and gradient were finite (``last_finite_step``; -1: the initial
-    parameters, the first loss already failed) and ``history`` the records of the steps
-    before, so that a caller can write them."""
+    ``value`` is the non-finite value. ``last_finite`` holds the last parameters with a
+    finite loss (``last_finite_step``): the ones the failing update started from when the
+    gradient or the updated parameters went non-finite, those of the step before when the
+    loss did (-1: the initial parameters, whose loss was already non-finite); ``history``
+    the records up to that step, so that a caller can write them."""
 
     def __init__(
         self,
@@ -66,8 +67,16 @@ class FitDivergedError(ConfigError):
         self.step, self.value, self.quantity, self.group = step, value, quantity, group
         self.term, self.last_finite, self.last_finite_step = term, last_finite, last_finite_step
         self.history = history or []
+        self.message = message
         default = f"step {step}: {self.what()}: the fit diverged; try a smaller learning_rate"
         super().__init__(message or default)
+
+    def __reduce__(self):  # (args hold the message only: rebuild from every field)
+        return (
+            _rebuild_diverged,
+            (self.step, self.value, self.quantity, self.group, self.message, self.term,
+             self.last_finite, self.last_finite_step, self.history),
+        )  # fmt: skip
 
     def what(self, name: str | None = None) -> str:
         """What went non-finite; ``name``: the parameter's name to use (default its
@@ -79,6 +88,13 @@ class FitDivergedError(ConfigError):
             return f"the loss is {self.value}{of}"
         name = name or f"{self.quantity}[{self.group}]"
         return f"{name} became {self.value} in this step's update"
+
+
+def _rebuild_diverged(step, value, quantity, group, message, term, last, last_step, history):
+    return FitDivergedError(
+        step, value, quantity, group, message, term=term, last_finite=last,
+        last_finite_step=last_step, history=history,
+    )  # fmt: skip
 
 
 class FitTask(eqx.Module):

@@ -126,7 +126,10 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     )
     # [simulation] devices: the gradient's trials split over them (as a run's are)
     n_dev = _devices_for(sim["devices"], len(conds) * cfg.trials)
-    task = split_trials(task, n_dev)
+    try:
+        task = split_trials(task, n_dev)
+    except ValueError as e:
+        raise ConfigError(f"{run.path}: [simulation] devices: {e}") from None
     globals_ = [t for t in cfg.trainable if info.grouping[t.partition("_by_")[0]] == "global"]
     log(
         f"fitting {', '.join(cfg.trainable)} to {rows.rate_hz.size} target rate(s) in "
@@ -160,8 +163,7 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
             track=track,
         )
     except FitDivergedError as e:
-        _write_diverged(cfg, info, e, out_dir)
-        raise _diverged(cfg, info, e, out_dir) from None
+        raise _diverged(cfg, info, e, _write_diverged(cfg, info, e, out_dir)) from None
     t_fit = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -198,7 +200,8 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
     with atomic_dir(out_dir) as tmp:
         write_json(values_by_name(fitted, info), tmp / "params.json")
         write_table(_history_table(history), tmp / "loss.parquet")
-        plot_loss(tmp / "loss.parquet")
+        if run.plots:
+            plot_loss(tmp / "loss.parquet")
         write_table(fit_rates, tmp / "fit_rates.parquet")
         write_results(
             run, conn, fitted_model, plan, parts, rec, missing, tmp / "run", t_load, t_sim
@@ -215,21 +218,33 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
 
 
 def _diverged(
-    cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path
+    cfg: FitConfig, info: ParamInfo, e: FitDivergedError, written: Path | str
 ) -> FitDivergedError:
     """``e`` with the config's file and key, the trainable's name and its group label, and
-    where its last finite parameters were written."""
+    where its record was written (``written``: the folder, or why it could not be)."""
     name = None
     if e.quantity is not None:
         name = next(t for t in cfg.trainable if t.partition("_by_")[0] == e.quantity)
         if info.grouping[e.quantity] != "global":
             name += f" (group {info.labels[e.quantity][e.group]})"
-    at = "the initial ones" if e.last_finite_step < 0 else f"step {e.last_finite_step}'s"
-    message = (
-        f"{cfg.where} learning_rate: step {e.step}: {e.what(name)}: the fit diverged; try "
-        f"a smaller learning_rate than {cfg.learning_rate:g}; the last finite parameters "
-        f"({at}) are in {out_dir / DIVERGED_PARAMS}, no fitted results were written"
+    where = (
+        f"are in {Path(written) / DIVERGED_PARAMS}"
+        if isinstance(written, Path)
+        else f"could not be written: {written}"
     )
+    if e.last_finite_step < 0:  # no update has run: not the learning rate
+        message = (
+            f"{cfg.where}: step 0: {e.what(name)} with the initial parameters, before any "
+            f"update; check [fit] init, the targets and the model (the initial parameters "
+            f"{where}); no fitted results were written"
+        )
+    else:
+        message = (
+            f"{cfg.where} learning_rate: step {e.step}: {e.what(name)}: the fit diverged; "
+            f"try a smaller learning_rate than {cfg.learning_rate:g}; the last finite "
+            f"parameters (step {e.last_finite_step}'s) {where}, no fitted results were "
+            "written"
+        )
     return FitDivergedError(
         e.step, e.value, e.quantity, e.group, message, term=e.term,
         last_finite=e.last_finite, last_finite_step=e.last_finite_step, history=e.history,
@@ -240,10 +255,28 @@ def _diverged(
 DIVERGED_PARAMS = "params_last_finite.json"
 
 
-def _write_diverged(cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path):
+def _write_diverged(
+    cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path
+) -> Path | str:
     """The record of a fit that diverged, written atomically: the last finite parameters,
     the loss history up to them (``loss.parquet``) and a manifest naming the step, the
-    term or parameter and the value."""
+    term or parameter and the value. A finished fit already in ``out_dir`` is kept: the
+    record goes beside it (``<out_dir>-diverged``). Returns the folder, or why it could not
+    be written (the divergence is reported either way)."""
+    from brainsim.io import check_output_dir
+
+    dest = out_dir
+    if (out_dir / "params.json").is_file():
+        dest = out_dir.with_name(out_dir.name + "-diverged")
+    try:
+        dest = check_output_dir(dest)
+        _write_diverged_to(cfg, info, e, dest)
+    except Exception as err:  # (the divergence is the error to report)
+        return f"{type(err).__name__}: {err}"
+    return dest
+
+
+def _write_diverged_to(cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path):
     from brainsim.io import atomic_dir, write_json, write_table
 
     with atomic_dir(out_dir) as tmp:

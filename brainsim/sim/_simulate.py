@@ -133,20 +133,26 @@ def _check_finite(state, t_step: int, dt_ms: float, ids, none: int | None = None
     """Raise :class:`NonFiniteError` if a chunk left NaN or inf in the state (one device
     bool to the host per chunk). ``none``: the entries per shard of a windowed state (its
     cells); else ``state`` is a model's state, every float leaf [trials, neurons]."""
+    if _finite(state, none):
+        return
     if none is None:
         leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-        if bool(_all_finite(*leaves)):
-            return
         trial, neuron = _first_bad(*leaves)
     else:
-        if bool(_cells_finite(state.cells, none)):
-            return
         trial, neuron = _first_bad_cell(state, none, len(ids))
     raise NonFiniteError(
         f"the simulation's state became non-finite (NaN or inf) by t = "
         f"{t_step * dt_ms:g} ms (trial {trial}, neuron id {ids[neuron]}): the model's "
         "parameters or the stimuli put the float arithmetic out of range"
     )
+
+
+def _finite(state, none: int | None = None) -> bool:
+    """Whether a chunk left the state finite (as :func:`_check_finite` judges it)."""
+    if none is None:
+        leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+        return bool(_all_finite(*leaves))
+    return bool(_cells_finite(state.cells, none))
 
 
 def _first_bad(*arrays) -> tuple[int, int]:
@@ -265,7 +271,8 @@ def predicted_budgets(
     # events per window from the inputs' spikes, in this batch of trials (trials alike)
     input_events = float(np.sum(per_window @ out_degree[protocol.input_idx]))
     input_events *= n_trials / n_trials_all
-    events = PREDICTED_EVENT_AMPLIFICATION * input_events
+    # (at most every connection once per trial: a neuron spikes about once per window)
+    events = min(PREDICTED_EVENT_AMPLIFICATION * input_events, n_trials * max(out_degree.sum(), 1))
     always = n_trials * (protocol.n_inputs + n_rec)
     input_spikes = float(per_window.sum(axis=1).max()) if per_window.size else 0.0
     guess = Budgets(
@@ -383,7 +390,7 @@ def simulate(
     stats["gap_junctions"] = int(net.gap_a.shape[0]) if has_gaps else 0
     spec = _RunSpec(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids)
     if reference:
-        if jax.process_count() > 1:
+        if jax.process_count() > 1 and devices != 1:
             raise ValueError(
                 f"the reference stepper runs in one process; a run over "
                 f"{jax.process_count()} processes needs the windowed one (LIF, no gap "
@@ -462,10 +469,17 @@ def _run_reference(spec: _RunSpec, gaps: bool):
     t = 0
     while t < n_steps:
         m = min(chunk, n_steps - t)
-        replay = jnp.asarray(protocol.replay_dense(t, padded_chunk(m, chunk, n_steps)), dtype)
+        m_run = padded_chunk(m, chunk, n_steps)
+        replay = jnp.asarray(protocol.replay_dense(t, m_run), dtype)
+        before = state
         state, spikes, tr = reference_chunk(
-            model, aux, synapses, drive, state, jnp.int32(t), replay, key, rec_dev
+            model, aux, synapses, drive, before, jnp.int32(t), replay, key, rec_dev
         )
+        if m_run != m and not _finite(state.neurons):  # (judged on the run's own steps)
+            replay = jnp.asarray(protocol.replay_dense(t, m), dtype)
+            state, spikes, tr = reference_chunk(
+                model, aux, synapses, drive, before, jnp.int32(t), replay, key, rec_dev
+            )
         if spikes is not None:
             st, tri, ne = np.nonzero(np.asarray(spikes)[:m])
             sp_step.append(st + t)
@@ -539,12 +553,11 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         state, drive = place(mesh, state, drive)
         stats["devices"] = n_dev
     stats["chunk_windows"] = []
-    w = 0
-    while w < n_windows:
-        m = min(wpc, n_windows - w)
-        m_run = padded_chunk(m, wpc, n_windows)
-        if m_run not in stats["chunk_windows"]:
-            stats["chunk_windows"].append(m_run)
+
+    def run_chunk(w: int, m: int, m_run: int, state):
+        """The output of ``m_run`` windows from window ``w``, with budgets grown until they
+        hold the first ``m`` (a padded chunk's extra windows size nothing)."""
+        nonlocal budgets, peak_need
         replay_np = protocol.replay_dense(w * d, m_run * d).reshape(m_run, d, b, -1)
         replay = jnp.asarray(replay_np, dtype)
         while True:
@@ -578,13 +591,28 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
             grown = budgets.grown(limits).capped(none)
             if grown == budgets:
                 peak_need = np.maximum(peak_need, need)
-                break
+                return out
             budgets = grown
             stats["reruns"] += 1
+
+    w = 0
+    while w < n_windows:
+        m = min(wpc, n_windows - w)
+        m_run = padded_chunk(m, wpc, n_windows)
+        if m_run not in stats["chunk_windows"]:
+            stats["chunk_windows"].append(m_run)
+        out = run_chunk(w, m, m_run, state)
+        t_end = min((w + m) * d, n_steps)
+        cut = None if dense else none
+        if m_run != m and not _finite(out.state.neurons if dense else out.state, cut):
+            # (the padding's windows, past the run's end, may be where it failed: the run
+            # itself is judged on its own windows)
+            m_run = m
+            out = run_chunk(w, m, m, state)
+            stats["chunk_windows"].append(m)
         state, flat, k, tr = out.state, out.spike_flat, out.spike_step, out.traces
         if not dense:
             tr = windowed_traces(tr["u_mv"], tr["g_mv"], v_0_rec)
-        t_end = min((w + m) * d, n_steps)
         _check_finite(
             state.neurons if dense else state, t_end, model.dt_ms, ids, None if dense else none
         )
