@@ -34,6 +34,12 @@ def test_four_devices_equal_one():
         for a in ("trial", "step", "neuron"):
             assert np.array_equal(getattr(one, a), getattr(four, a)), a
         assert np.array_equal(one.v_rec, four.v_rec)
+        # chunks of 9 ms: the last one (6 ms) runs padded to a full chunk on every shard
+        padded = simulate(conn, proto, devices=4, chunk_ms=9.0, **kw)
+        assert padded.stats["chunk_windows"] == [5] and padded.stats["devices"] == 4
+        for a in ("trial", "step", "neuron"):
+            assert np.array_equal(getattr(one, a), getattr(padded, a)), a
+        assert np.array_equal(one.v_rec, padded.v_rec)
         try:
             simulate(conn, Protocol.build(6, conn.n_neurons), duration_ms=1.0, devices=4)
             raise SystemExit("no error for 6 trials on 4 devices")
