@@ -293,10 +293,10 @@ def run_config(
             raise ConfigError("process 0 cannot write the results folder (its error says why)")
         if jax.process_index() != 0:  # computes its share; process 0 writes
             return _run_config(cfg, None, None, lambda *a: None, False, False)
-        with output_lock(checked):
-            return _run_config(cfg, checked, progress, log, dry_run, resume)
-    # the destination is checked before anything is loaded or simulated
-    out_dir = check_output_dir(out_dir or cfg.output_dir)
+        out_dir = checked
+    else:
+        # the destination is checked before anything is loaded or simulated
+        out_dir = check_output_dir(out_dir or cfg.output_dir)
     if dry_run:
         return _run_config(cfg, out_dir, progress, log, dry_run, resume)
     with output_lock(out_dir):

@@ -71,12 +71,12 @@ class FitDivergedError(ConfigError):
         default = f"step {step}: {self.what()}: the fit diverged; try a smaller learning_rate"
         super().__init__(message or default)
 
+    def with_message(self, message: str) -> FitDivergedError:
+        """The same divergence told another way (every field kept)."""
+        return FitDivergedError(**(vars(self) | {"message": message}))
+
     def __reduce__(self):  # (args hold the message only: rebuild from every field)
-        return (
-            _rebuild_diverged,
-            (self.step, self.value, self.quantity, self.group, self.message, self.term,
-             self.last_finite, self.last_finite_step, self.history),
-        )  # fmt: skip
+        return _from_fields, (dict(vars(self)),)
 
     def what(self, name: str | None = None) -> str:
         """What went non-finite; ``name``: the parameter's name to use (default its
@@ -90,11 +90,8 @@ class FitDivergedError(ConfigError):
         return f"{name} became {self.value} in this step's update"
 
 
-def _rebuild_diverged(step, value, quantity, group, message, term, last, last_step, history):
-    return FitDivergedError(
-        step, value, quantity, group, message, term=term, last_finite=last,
-        last_finite_step=last_step, history=history,
-    )  # fmt: skip
+def _from_fields(fields: dict) -> FitDivergedError:
+    return FitDivergedError(**fields)
 
 
 class FitTask(eqx.Module):

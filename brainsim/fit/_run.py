@@ -245,10 +245,7 @@ def _diverged(
             f"parameters (step {e.last_finite_step}'s) {where}, no fitted results were "
             "written"
         )
-    return FitDivergedError(
-        e.step, e.value, e.quantity, e.group, message, term=e.term,
-        last_finite=e.last_finite, last_finite_step=e.last_finite_step, history=e.history,
-    )  # fmt: skip
+    return e.with_message(message)
 
 
 # what a diverged fit leaves in its output folder (and no params.json: nothing is fitted)

@@ -213,6 +213,20 @@ def padded_chunk(left: int, per_chunk: int, total: int) -> int:
     return left
 
 
+def padded_or_exact(run, m: int, m_run: int, finite, lengths: list | None = None):
+    """``(run(m_run), m_run)``, or ``(run(m), m)`` when a padded chunk (``m_run > m``)
+    left a state that ``finite`` rejects: its extra steps, past the run's end, may be where
+    it failed, and the run is judged on its own. ``lengths`` records each length run."""
+    out = run(m_run)
+    if lengths is not None and m_run not in lengths:
+        lengths.append(m_run)
+    if m_run != m and not finite(out):
+        out, m_run = run(m), m
+        if lengths is not None:
+            lengths.append(m)
+    return out, m_run
+
+
 def initial_budgets(n_trials: int, n_inputs: int, n_rec: int, n_neurons: int) -> Budgets:
     """Small first sizes (they grow as a run needs); never more than one entry per
     (trial, neuron), which a window cannot exceed for its neuron lists."""
@@ -464,22 +478,23 @@ def _run_reference(spec: _RunSpec, gaps: bool):
     rec_dev = jnp.asarray(rec_idx)
     chunk = max(1, int(round(chunk_ms / model.dt_ms)))
     state = reference_init(model, synapses, b, n, dtype)
+
+    def run_steps(t: int, state, length: int):
+        replay = jnp.asarray(protocol.replay_dense(t, length), dtype)
+        return reference_chunk(
+            model, aux, synapses, drive, state, jnp.int32(t), replay, key, rec_dev
+        )
     sp_trial, sp_step, sp_neuron = [], [], []
     traces: dict = {k: [] for k in model.trace_names}
     t = 0
     while t < n_steps:
         m = min(chunk, n_steps - t)
-        m_run = padded_chunk(m, chunk, n_steps)
-        replay = jnp.asarray(protocol.replay_dense(t, m_run), dtype)
-        before = state
-        state, spikes, tr = reference_chunk(
-            model, aux, synapses, drive, before, jnp.int32(t), replay, key, rec_dev
+        (state, spikes, tr), _ = padded_or_exact(
+            functools.partial(run_steps, t, state),
+            m,
+            padded_chunk(m, chunk, n_steps),
+            lambda out: _finite(out[0].neurons),
         )
-        if m_run != m and not _finite(state.neurons):  # (judged on the run's own steps)
-            replay = jnp.asarray(protocol.replay_dense(t, m), dtype)
-            state, spikes, tr = reference_chunk(
-                model, aux, synapses, drive, before, jnp.int32(t), replay, key, rec_dev
-            )
         if spikes is not None:
             st, tri, ne = np.nonzero(np.asarray(spikes)[:m])
             sp_step.append(st + t)
@@ -554,6 +569,8 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         stats["devices"] = n_dev
     stats["chunk_windows"] = []
 
+    cut = None if dense else none
+
     def run_chunk(w: int, m: int, m_run: int, state):
         """The output of ``m_run`` windows from window ``w``, with budgets grown until they
         hold the first ``m`` (a padded chunk's extra windows size nothing)."""
@@ -598,24 +615,18 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     w = 0
     while w < n_windows:
         m = min(wpc, n_windows - w)
-        m_run = padded_chunk(m, wpc, n_windows)
-        if m_run not in stats["chunk_windows"]:
-            stats["chunk_windows"].append(m_run)
-        out = run_chunk(w, m, m_run, state)
+        out, m_run = padded_or_exact(
+            functools.partial(run_chunk, w, m, state=state),
+            m,
+            padded_chunk(m, wpc, n_windows),
+            lambda out: _finite(out.state.neurons if dense else out.state, cut),
+            stats["chunk_windows"],
+        )
         t_end = min((w + m) * d, n_steps)
-        cut = None if dense else none
-        if m_run != m and not _finite(out.state.neurons if dense else out.state, cut):
-            # (the padding's windows, past the run's end, may be where it failed: the run
-            # itself is judged on its own windows)
-            m_run = m
-            out = run_chunk(w, m, m, state)
-            stats["chunk_windows"].append(m)
         state, flat, k, tr = out.state, out.spike_flat, out.spike_step, out.traces
         if not dense:
             tr = windowed_traces(tr["u_mv"], tr["g_mv"], v_0_rec)
-        _check_finite(
-            state.neurons if dense else state, t_end, model.dt_ms, ids, None if dense else none
-        )
+        _check_finite(state.neurons if dense else state, t_end, model.dt_ms, ids, cut)
         flat = to_host(flat).reshape(n_dev, m_run, -1)[:, :m]
         k = to_host(k).reshape(n_dev, m_run, -1)[:, :m]
         shard, wi, si = np.nonzero(flat < none)
