@@ -210,3 +210,36 @@ def test_when_process_0_cannot_write_every_process_stops(tmp_path):
     assert "brainsim: error:" in err0 and str(foreign) in err0, err0[-2000:]
     assert "process 0 cannot write the results folder" in err1, err1[-2000:]
     assert (foreign / "notes.txt").read_text() == "not brainsim's"
+
+
+def test_what_a_multi_process_run_refuses(tmp_path, monkeypatch):
+    """In a run over several processes (faked here: 2 processes, 2 devices): trials that do
+    not divide over all devices, a flyvis config, a dry run or --resume from Python, and
+    the reference stepper asked to split trials are refused with errors naming them."""
+    from conftest import run_config_text
+
+    from brainsim.experiments import ConfigError, load_config, run_config
+    from brainsim.experiments._run import _across_processes
+    from brainsim.sim import Protocol, simulate
+
+    cfg_path = tmp_path / "run.toml"
+    cfg_path.write_text(run_config_text(SPEC, duration_ms=5.0, trials=3))
+    cfg = load_config(cfg_path)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"run.toml: \[simulation\] trials: 3 trials cannot be"):
+        _across_processes(cfg, lambda *a: None)
+    visual = tmp_path / "v.toml"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    visual.write_text(open(os.path.join(root, "configs", "flyvis_moving_edges.toml")).read())
+    with pytest.raises(ConfigError, match="a flyvis run is one process"):
+        _across_processes(load_config(visual), lambda *a: None)
+    for kw in ({"dry_run": True}, {"resume": True}):
+        with pytest.raises(ConfigError, match="run in one process"):
+            run_config(cfg, tmp_path / "out", log=lambda *a: None, **kw)
+    from brainsim.connectome import load
+
+    conn = load(SPEC, "synthetic")
+    proto = Protocol.build(2, conn.n_neurons)
+    with pytest.raises(ValueError, match="the reference stepper runs in one process"):
+        simulate(conn, proto, duration_ms=1.0, kernel="reference", devices=2)

@@ -412,3 +412,12 @@ def test_json_results_are_strict(tmp_path):
         raise AssertionError(f"{c} in manifest.json")
 
     json.loads((out / "manifest.json").read_text(), parse_constant=refuse)
+
+
+def test_a_fit_asking_for_more_devices_than_there_are_is_named(tmp_path, capsys):
+    cfg = _fit_config(tmp_path, "w_syn_mv", 1e-3)
+    text = cfg.read_text().replace("trials = 1", "trials = 8\ndevices = 8")
+    bad = config(tmp_path, text, "many.toml")
+    assert cli.main(["fit", str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "many.toml: [simulation] devices: asked for 8 devices, JAX sees 1" in err, err
