@@ -396,6 +396,58 @@ def test_fit_loop_raises_at_the_first_non_finite_parameter():
     assert float(e.value.last_finite.w_syn_mv.values()[0]) == float(params.w_syn_mv.values()[0])
 
 
+def test_fit_loop_stops_when_the_loss_explodes():
+    """A finite loss above ``max_loss_ratio`` times step 0's is a divergence: gradient
+    ascent on silent targets drives the rates (and the loss) up step after step."""
+    import jax.numpy as jnp
+    import optax
+
+    from brainsim.fit import FitDivergedError, RateTargets, build_params, build_task, fit
+    from brainsim.models import LIF
+    from brainsim.sim import Network
+
+    conn = random_connectome(20, 0.3, seed=1)
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    proto = Protocol.build(2, 20, poisson=[(np.arange(6), 300.0)])
+    rows = np.arange(6, 20)
+    targets = {"rates": RateTargets.from_arrays(0 * rows, rows, 0.0 * rows, jnp.float32)}
+    task = build_task(net, proto, LIF(), targets, duration_ms=50.0)
+    params, _ = build_params(LIF(), conn, ["w_syn_mv"])
+    ascent = optax.sgd(-1e-3)  # every step raises w_syn_mv, and so the rates
+    _, free = fit(params, task, steps=4, optimizer=ascent, resample_noise=False)
+    losses = [h["loss"] for h in free]
+    ratio = 10.0
+    assert losses[0] > 0 and max(losses) > ratio * losses[0], losses  # it does explode
+    first_over = next(i for i, x in enumerate(losses) if x > ratio * losses[0])
+    with pytest.raises(FitDivergedError, match="more than max_loss_ratio = 10 times step 0") as e:
+        fit(params, task, steps=4, optimizer=ascent, resample_noise=False, max_loss_ratio=ratio)
+    err = e.value
+    assert err.step == first_over and err.value == losses[first_over]
+    assert err.term == "rates" and err.first_loss == losses[0]
+    # the record of the exploded step is kept (its values are finite); the last parameters
+    # are those before it, whose loss was within the limit
+    assert [h["step"] for h in err.history] == list(range(first_over + 1))
+    assert err.last_finite_step == first_over - 1
+    before, _ = fit(params, task, steps=first_over - 1, optimizer=ascent, resample_noise=False)
+    assert float(err.last_finite.w_syn_mv.values()[0]) == float(before.w_syn_mv.values()[0])
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [("1.0", "must be > 1"), ("-2.0", "max_loss_ratio"), ("true", "max_loss_ratio")],
+)
+def test_max_loss_ratio_is_checked(tmp_path, value, match):
+    from brainsim.fit import load_fit_config
+
+    cfg = _fit_config(tmp_path, "w_syn_mv", 1e-3)
+    assert load_fit_config(cfg).max_loss_ratio == 1000.0
+    off = config(tmp_path, cfg.read_text() + "max_loss_ratio = 0\n", "off.toml")
+    assert load_fit_config(off).max_loss_ratio is None
+    bad = config(tmp_path, cfg.read_text() + f"max_loss_ratio = {value}\n", "bad.toml")
+    with pytest.raises(ConfigError, match=match):
+        load_fit_config(bad)
+
+
 def test_json_results_are_strict(tmp_path):
     from brainsim.io import write_json
 

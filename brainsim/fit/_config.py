@@ -13,6 +13,8 @@ Schema of ``[fit]`` (every key optional unless marked required)::
     learning_rate = 0.01
     optimizer = "adam"             # optax: adam, adamw, adabelief, rmsprop, sgd, lion
     clip_norm = 100.0              # optax.clip_by_global_norm before the optimizer; 0: none
+    max_loss_ratio = 1000.0        # a loss above this many times step 0's stops the fit as
+                                   # diverged, as a NaN does (0: only NaN and infinity)
     gradient = "dense"             # or "events": forward and backward follow the spikes and
                                    # the near-threshold neurons (brainsim.fit._events; same
                                    # gradients; needs surrogate = "straight_through")
@@ -80,6 +82,7 @@ FIT_KEYS = (
     "learning_rate",
     "optimizer",
     "clip_norm",
+    "max_loss_ratio",
     "gradient",
     "surrogate",
     "surrogate_slope",
@@ -112,6 +115,7 @@ class FitConfig:
     learning_rate: float
     optimizer: str
     clip_norm: float | None
+    max_loss_ratio: float | None
     gradient: str
     surrogate: str
     surrogate_slope: float
@@ -241,6 +245,7 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         learning_rate=_positive(fit, "learning_rate", w, default=0.01),
         optimizer=_choice(fit, "optimizer", OPTIMIZERS, w, "adam"),
         clip_norm=clip or None,
+        max_loss_ratio=_loss_ratio(fit, w),
         gradient=_gradient(fit, w),
         surrogate=_choice(fit, "surrogate", SURROGATES, w, "fast_sigmoid"),
         surrogate_slope=_positive(fit, "surrogate_slope", w, default=DEFAULT_SLOPE),
@@ -256,6 +261,16 @@ def parse_fit_config(raw: dict, path: Path | None = None) -> FitConfig:
         log_every=log_every,
         conditions=conditions,
     )
+
+
+def _loss_ratio(fit: dict, w: str) -> float | None:
+    ratio = _positive(fit, "max_loss_ratio", w, default=1000.0, allow_zero=True)
+    if 0 < ratio <= 1:
+        raise ConfigError(
+            f"{w} max_loss_ratio: must be > 1 (a loss above step 0's is not a divergence) "
+            f"or 0 (off), got {ratio:g}"
+        )
+    return ratio or None
 
 
 def _gradient(fit: dict, w: str) -> str:

@@ -42,14 +42,17 @@ EVENT_PEAKS = "event_peaks"
 
 
 class FitDivergedError(ConfigError):
-    """The loss, its gradient or a fitted parameter became NaN or infinite at ``step`` (too
-    large a learning rate). ``quantity`` and ``group`` (its index) name the parameter, None
-    for the loss; ``term`` names the loss terms that went non-finite (or "gradient");
-    ``value`` is the non-finite value. ``last_finite`` holds the last parameters with a
-    finite loss (``last_finite_step``): the ones the failing update started from when the
-    gradient or the updated parameters went non-finite, those of the step before when the
-    loss did (-1: the initial parameters, whose loss was already non-finite); ``history``
-    the records up to that step, so that a caller can write them."""
+    """The loss, its gradient or a fitted parameter became NaN or infinite at ``step``, or
+    the loss exploded (more than ``max_loss_ratio`` times step 0's, ``first_loss``): too
+    large a learning rate. ``quantity`` and ``group`` (its index) name the parameter, None
+    for the loss; ``term`` names the loss terms that went non-finite or grew the most (or
+    "gradient"); ``value`` is the non-finite or exploded value. ``last_finite`` holds the
+    last parameters with a finite (not exploded) loss (``last_finite_step``): the ones the
+    failing update started from when the gradient or the updated parameters went
+    non-finite, those of the step before when the loss did or exploded (-1: the initial
+    parameters, whose loss was already non-finite); ``history`` the records up to that
+    step (with the exploded step's, whose values are finite), so that a caller can write
+    them."""
 
     def __init__(
         self,
@@ -63,8 +66,11 @@ class FitDivergedError(ConfigError):
         last_finite=None,
         last_finite_step: int = -1,
         history: list | None = None,
+        first_loss: float | None = None,
+        max_loss_ratio: float | None = None,
     ):
         self.step, self.value, self.quantity, self.group = step, value, quantity, group
+        self.first_loss, self.max_loss_ratio = first_loss, max_loss_ratio
         self.term, self.last_finite, self.last_finite_step = term, last_finite, last_finite_step
         self.history = history or []
         self.message = message
@@ -85,6 +91,11 @@ class FitDivergedError(ConfigError):
             if self.term == "gradient":
                 return f"the gradient's norm is {self.value}"
             of = f" (term {self.term})" if self.term else ""
+            if self.max_loss_ratio is not None:
+                return (
+                    f"the loss is {self.value:.6g}{of}, more than max_loss_ratio = "
+                    f"{self.max_loss_ratio:g} times step 0's {self.first_loss:.6g}"
+                )
             return f"the loss is {self.value}{of}"
         name = name or f"{self.quantity}[{self.group}]"
         return f"{name} became {self.value} in this step's update"
@@ -326,6 +337,7 @@ def fit(
     resample_noise: bool = True,
     callback: Callable[[dict], None] | None = None,
     track: Callable[[FitParams], dict] | None = None,
+    max_loss_ratio: float | None = None,
 ) -> tuple[FitParams, list[dict]]:
     """Run ``steps`` optimisation steps from ``params``.
 
@@ -336,14 +348,17 @@ def fit(
         callback: called with each step's record.
         track: ``track(params)`` returns values to add to a step's record (e.g. the fitted
             global values), taken before the step's update, where its loss was evaluated.
+        max_loss_ratio: a finite loss above this many times step 0's (when that is > 0)
+            counts as a divergence too (None: only NaN and infinity do).
     Returns:
         the fitted parameters and one record per step: ``step``, ``loss``, each weighted
         term, ``grad_norm``, ``wall_s`` (the record of step i holds the loss of the
         parameters before update i).
     Raises:
         FitDivergedError: at the first step whose loss, gradient or updated parameters
-            are NaN or infinite (nothing after it would mean anything); it carries the
-            last finite parameters and the history up to them.
+            are NaN or infinite, or whose loss exploded (``max_loss_ratio``): nothing after
+            it would mean anything. It carries the last finite parameters and the history
+            up to them.
     """
     optimizer = optimizer or make_optimizer()
     trainable, frozen = partition(params)
@@ -384,6 +399,17 @@ def fit(
                 last_finite_step=i if grad else i - 1,
                 history=history + [rec | tracked] if grad else history,
             )
+        if i > 0 and _exploded(rec["loss"], history[0]["loss"], max_loss_ratio):
+            raise FitDivergedError(
+                i,
+                rec["loss"],
+                term=_grown_most(terms, history[0]),
+                last_finite=last,
+                last_finite_step=i - 1,
+                history=history + [rec | tracked],
+                first_loss=history[0]["loss"],
+                max_loss_ratio=max_loss_ratio,
+            )
         history.append(rec | tracked)
         last = before
         trainable, opt_state = new, new_state
@@ -395,6 +421,20 @@ def fit(
         if callback is not None:
             callback(history[-1])
     return eqx.combine(trainable, frozen), history
+
+
+def _exploded(loss: float, first: float, max_ratio: float | None) -> bool:
+    return max_ratio is not None and first > 0 and loss > max_ratio * first
+
+
+def _grown_most(terms: dict, first: dict) -> str | None:
+    """The loss term that grew the most relative to its step-0 value (one that started at
+    0 counts as infinite growth)."""
+    growth = {}
+    for k, v in terms.items():
+        v, v0 = float(v), float(first.get(k, 0.0))
+        growth[k] = v / v0 if v0 > 0 else (math.inf if v > 0 else 0.0)
+    return max(growth, key=growth.get) if growth else None
 
 
 def _check_finite(params: FitParams, step: int) -> None:

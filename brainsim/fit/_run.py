@@ -161,6 +161,7 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
             resample_noise=cfg.resample_noise,
             callback=progress,
             track=track,
+            max_loss_ratio=cfg.max_loss_ratio,
         )
     except FitDivergedError as e:
         raise _diverged(cfg, info, e, _write_diverged(cfg, info, e, out_dir)) from None
@@ -292,6 +293,8 @@ def _write_diverged_to(cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out
                         "group": e.group if e.quantity is not None else None,
                         "value": str(e.value),
                         "last_finite_step": e.last_finite_step,
+                        "first_loss": e.first_loss,
+                        "max_loss_ratio": e.max_loss_ratio,
                     },
                     "trainable": cfg.trainable,
                     "steps": cfg.steps,
@@ -412,6 +415,7 @@ def _fit_manifest(
         "optimizer": cfg.optimizer,
         "learning_rate": cfg.learning_rate,
         "clip_norm": cfg.clip_norm,
+        "max_loss_ratio": cfg.max_loss_ratio,
         "surrogate": {"kind": cfg.surrogate, "slope": cfg.surrogate_slope},
         "gradient": cfg.gradient,
         "trials": cfg.trials,
