@@ -555,6 +555,34 @@ def test_training_writes_trained_params_and_their_tuning(tmp_path, own_cache):
         d.intensity == 1)].dsi_after.iloc[0])  # fmt: skip
 
 
+def test_a_diverging_training_stops_and_writes_its_last_finite_parameters(
+    tmp_path, own_cache, capsys
+):
+    """A learning rate far too large: the weights overflow after the first update, the loss
+    of step 2 is not finite; the training stops there, names it, and leaves the start
+    parameters (step 1's) that [model] params can name, and no trained result."""
+    from brainsim import cli
+
+    cfg = _train_config(tmp_path, learning_rate="1e6", clip_norm="0.0", evaluate="false")
+    out = tmp_path / "fit"
+    assert cli.main(["fit", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "fit.toml: [fit] learning_rate: step 2: the loss is nan" in err, err
+    assert "smaller learning_rate than 1e+06" in err and "(step 1's)" in err
+    assert str(out / "params_last_finite.npz") in err
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "history.parquet", "manifest.json", "params_last_finite.npz"
+    ]  # fmt: skip
+    hist = pq.read_table(out / "history.parquet").to_pandas()
+    assert list(hist.step) == [1] and np.isfinite(hist.loss[0])
+    man = json.loads((out / "manifest.json").read_text())["diverged"]
+    assert (man["step"], man["last_finite_step"], man["value"]) == (2, 1, "nan")
+    spec = read_spec(connectome_file(SHIPPED))
+    p = read_npz(spec, out / "params_last_finite.npz")
+    p0 = initial(expand(spec, 2, 1.0), 0)  # step 1's loss is that of the start
+    assert np.allclose(p.strength, p0.strength) and np.allclose(p.bias, p0.bias)
+
+
 @pytest.mark.parametrize(
     "key, value, match",
     [
@@ -564,6 +592,7 @@ def test_training_writes_trained_params_and_their_tuning(tmp_path, own_cache):
         ("optimizer", "'newton'", "optimizer: expected one of"),
         ("batch", "3", "unknown key 'batch'"),
         ("task", '"flow"', 'task = "motion"'),
+        ("max_loss_ratio", "0.5", "max_loss_ratio: must be > 1, or 0"),
     ],
 )
 def test_training_config_errors(tmp_path, own_cache, key, value, match):

@@ -399,7 +399,7 @@ def fit(
                 last_finite_step=i if grad else i - 1,
                 history=history + [rec | tracked] if grad else history,
             )
-        if i > 0 and _exploded(rec["loss"], history[0]["loss"], max_loss_ratio):
+        if i > 0 and loss_exploded(rec["loss"], history[0]["loss"], max_loss_ratio):
             raise FitDivergedError(
                 i,
                 rec["loss"],
@@ -423,7 +423,9 @@ def fit(
     return eqx.combine(trainable, frozen), history
 
 
-def _exploded(loss: float, first: float, max_ratio: float | None) -> bool:
+def loss_exploded(loss: float, first: float, max_ratio: float | None) -> bool:
+    """A finite ``loss`` above ``max_ratio`` times step 0's (``first``, when that is > 0;
+    never when ``max_ratio`` is None)."""
     return max_ratio is not None and first > 0 and loss > max_ratio * first
 
 

@@ -256,19 +256,27 @@ DIVERGED_PARAMS = "params_last_finite.json"
 def _write_diverged(
     cfg: FitConfig, info: ParamInfo, e: FitDivergedError, out_dir: Path
 ) -> Path | str:
-    """The record of a fit that diverged, written atomically: the last finite parameters,
-    the loss history up to them (``loss.parquet``) and a manifest naming the step, the
-    term or parameter and the value. A finished fit already in ``out_dir`` is kept: the
-    record goes beside it (``<out_dir>-diverged``). Returns the folder, or why it could not
-    be written (the divergence is reported either way)."""
+    """The record of a fit that diverged (see :func:`write_diverged_record`): the last
+    finite parameters, the loss history up to them (``loss.parquet``) and a manifest naming
+    the step, the term or parameter and the value."""
+    return write_diverged_record(
+        out_dir, "params.json", lambda dest: _write_diverged_to(cfg, info, e, dest)
+    )
+
+
+def write_diverged_record(out_dir: Path, finished: str, write) -> Path | str:
+    """Write a diverged fit's record with ``write(folder)`` (which writes it atomically)
+    into ``out_dir``, or beside it (``<out_dir>-diverged``) when ``out_dir`` holds a
+    finished fit (its file ``finished``), which is kept. Returns the folder, or why it
+    could not be written (the divergence is reported either way)."""
     from brainsim.io import check_output_dir
 
     dest = out_dir
-    if (out_dir / "params.json").is_file():
+    if (out_dir / finished).is_file():
         dest = out_dir.with_name(out_dir.name + "-diverged")
     try:
         dest = check_output_dir(dest)
-        _write_diverged_to(cfg, info, e, dest)
+        write(dest)
     except Exception as err:  # (the divergence is the error to report)
         return f"{type(err).__name__}: {err}"
     return dest

@@ -37,6 +37,8 @@ Schema of ``[fit]`` (all optional but ``task``)::
     evaluate = true                # DSI at moving edges before and after (12 directions,
                                    # 19 columns/s, at the training step: tau >= dt)
     clip_norm = 1.0                # optax.clip_by_global_norm; 0: none
+    max_loss_ratio = 1000.0        # a loss above this many times step 1's stops the
+                                   # training as diverged, as a NaN does (0: only NaN, inf)
     decode_from = []               # cell types the decoder reads (default: the output types)
 
 Writes: ``params.npz`` (the parameters of the lowest loss, as flyvis keeps its best
@@ -71,6 +73,7 @@ _KEYS = {
     "log_every": int,
     "evaluate": bool,
     "clip_norm": float,
+    "max_loss_ratio": float,
     "decode_from": list,
 }
 
@@ -89,6 +92,7 @@ class MotionTask:
     log_every: int = 25
     evaluate: bool = True
     clip_norm: float = 1.0
+    max_loss_ratio: float = 1000.0
     decode_from: tuple[str, ...] = ()  # cell types read by the decoder; () = output types
 
 
@@ -116,6 +120,9 @@ def parse_task(fit: dict, where: str) -> MotionTask:
         raise ConfigError(f"{w} textures_per_direction: must be >= 1")
     if not all(isinstance(t, str) for t in task.decode_from):
         raise ConfigError(f"{w} decode_from: expected a list of cell type names")
+    r = task.max_loss_ratio
+    if not (np.isfinite(r) and (r == 0 or r > 1)):
+        raise ConfigError(f"{w} max_loss_ratio: must be > 1, or 0 (off), got {r:g}")
     if task.loss_delay_ms < 0 or task.steady_state_s < 0:
         raise ConfigError(f"{w}: loss_delay_ms and steady_state_s must be >= 0")
     return task
@@ -199,7 +206,7 @@ def type_params(lattice, params0, theta, dt_s):
     )
 
 
-def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types):
+def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types, leak=0.0):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
     the lattice is fixed but the weights, biases and time constants that ``theta`` sets."""
@@ -262,7 +269,8 @@ def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types
             # rectified changes from grey, pooled per output type: for a cell without
             # direction selectivity, motion in opposite directions gives mirror-image
             # responses and equal pooled values
-            return x, jnp.maximum(x - grey_v, 0.0) @ f["pool"]
+            d = x - grey_v
+            return x, jnp.maximum(d, leak * d) @ f["pool"]
 
         _, feats = jax.lax.scan(body, v, frames)  # [steps, b, output types]
         # each feature in units of its own size (not differentiated): the decoder's scale
@@ -366,17 +374,23 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     history = []
     best = (np.inf, 0, theta)  # (loss, step, parameters before that step's update)
     t1 = time.perf_counter()
+    from brainsim.fit._loop import loss_exploded
+
+    ratio = task.max_loss_ratio or None
+    previous = theta  # the parameters of the last step whose loss was finite and in range
     for k in range(task.steps):
         new_theta, state, loss = update(theta, state, fixed)
         loss = float(loss)
+        rec = {"step": k + 1, "loss": loss, "t_s": time.perf_counter() - t1}
+        exploded = bool(history) and loss_exploded(loss, history[0]["loss"], ratio)
+        if not np.isfinite(loss) or exploded:
+            # the loss of step k + 1 is that of the parameters before its update
+            raise _diverged(cfg, task, lattice, params0, dt_s, out_dir, rec, history, previous,
+                            history[0]["loss"] if exploded else None)  # fmt: skip
         if loss < best[0]:
             best = (loss, k + 1, theta)
-        theta = new_theta
-        if not np.isfinite(loss):
-            raise FloatingPointError(
-                f"training stopped at step {k + 1}: the loss is {loss} (lower learning_rate)"
-            )
-        history.append({"step": k + 1, "loss": loss, "t_s": time.perf_counter() - t1})
+        previous, theta = theta, new_theta
+        history.append(rec)
         if k == 0 or (k + 1) % task.log_every == 0 or k + 1 == task.steps:
             log(f"step {k + 1}/{task.steps}: loss {loss:.4f} ({time.perf_counter() - t1:.1f} s)")
     t_train = time.perf_counter() - t1
@@ -399,8 +413,11 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
                 "config_path": str(cfg.path),
                 "task": dataclasses.asdict(task),
                 "start_params": params0.name,
-                "lattice": {"extent": lattice.extent, "n_cells": lattice.n_cells,
-                            "n_connections": lattice.n_connections},  # fmt: skip
+                "lattice": {
+                    "extent": lattice.extent,
+                    "n_cells": lattice.n_cells,
+                    "n_connections": lattice.n_connections,
+                },  # fmt: skip
                 "n_stimuli": int(frames.shape[1]),
                 "final_loss": history[-1]["loss"] if history else None,
                 "best_loss": best[0] if history else None,
@@ -417,6 +434,56 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         _run_folder(cfg, tmp, trained_p, out_dir, log)
     log(f"trained in {t_train:.1f} s; results in {out_dir}")
     return out_dir
+
+
+def _diverged(cfg, task, lattice, params0, dt_s, out_dir, rec, history, last, first_loss):
+    """The :class:`FitDivergedError` of a training whose loss went non-finite or exploded
+    at ``rec``'s step, after writing its record (``params_last_finite.npz``: the parameters
+    of the step before, which ``[model] params`` can name; ``history.parquet``, with the
+    exploded step's finite record; ``manifest.json`` with ``diverged``), into ``out_dir``
+    or beside a finished training there."""
+    from brainsim.fit._loop import FitDivergedError
+    from brainsim.fit._run import write_diverged_record
+    from brainsim.flyvis._params import write_npz
+    from brainsim.io import atomic_dir, write_json, write_table
+
+    step, loss = rec["step"], rec["loss"]
+    kept = history + ([rec] if np.isfinite(loss) else [])
+    last_step = step - 1  # 0: the start
+    p = type_params(lattice, params0, last, dt_s)
+    e = FitDivergedError(step, loss, term="velocity", history=kept, last_finite=p,
+                         last_finite_step=last_step, first_loss=first_loss,
+                         max_loss_ratio=task.max_loss_ratio if first_loss else None)  # fmt: skip
+
+    def write(dest):
+        with atomic_dir(dest) as tmp:
+            write_npz(lattice.spec, dataclasses.replace(p, name="last finite"),
+                      tmp / "params_last_finite.npz")  # fmt: skip
+            if kept:
+                write_table(_history(kept), tmp / "history.parquet")
+            diverged = {"step": step, "what": e.what(), "value": str(loss),
+                        "last_finite_step": last_step, "first_loss": first_loss,
+                        "max_loss_ratio": e.max_loss_ratio}  # fmt: skip
+            write_json({"config": cfg.raw, "config_path": str(cfg.path),
+                        "task": dataclasses.asdict(task), "start_params": params0.name,
+                        "diverged": diverged}, tmp / "manifest.json")  # fmt: skip
+
+    dest = write_diverged_record(out_dir, "params.npz", write)
+    where = (
+        f"are in {Path(dest) / 'params_last_finite.npz'}"
+        if isinstance(dest, Path)
+        else f"could not be written: {dest}"
+    )
+    if last_step == 0:
+        msg = (f"{cfg.path}: [fit] step 1: {e.what()} with the start parameters, before "
+               f"any update; check [model] params and the task (the start parameters "
+               f"{where})")  # fmt: skip
+    else:
+        msg = (f"{cfg.path}: [fit] learning_rate: step {step}: {e.what()}: the training "
+               f"diverged; try a smaller learning_rate than {task.learning_rate:g}; the last "
+               f"finite parameters (step {last_step}'s) {where}; no trained results were "
+               "written")  # fmt: skip
+    return e.with_message(msg)
 
 
 def _history(history):
