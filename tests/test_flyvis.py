@@ -603,3 +603,28 @@ def test_training_config_errors(tmp_path, own_cache, key, value, match):
     path = _train_config(tmp_path, **{key: value})
     with pytest.raises(ConfigError, match=match):
         run_training(*read_toml(path), log=lambda *a: None)
+
+
+def test_motion_loss_readouts_closed_forms(spec):
+    """The motion loss of a zero decoder is exactly 1 (the relative error of decoding 0)
+    for every readout; with a decoder, reading every step, the mean or the peak over the
+    motion are different losses, and an unknown readout is refused."""
+    import jax.numpy as jnp
+
+    from brainsim.flyvis._train import MotionTask, _trainables, make_loss, motion_batch
+
+    lat = expand(spec, 2, 1.0)
+    p0 = initial(lat, 0)
+    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=("R1", "L1"))
+    frames, vel, moving = motion_batch(2, task, 0.02, 0)
+    theta = _trainables(lat, p0, 0, task)
+    zero = theta | {"decoder_w": jnp.zeros_like(theta["decoder_w"])}
+    losses = {}
+    for readout in ("steps", "mean", "peak"):
+        loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"],
+                                readout=readout)  # fmt: skip
+        assert float(loss(zero, fixed)) == pytest.approx(1.0, abs=1e-6)
+        losses[readout] = float(loss(theta, fixed))
+    assert len({round(v, 6) for v in losses.values()}) == 3, losses
+    with pytest.raises(ValueError, match="readout must be"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], readout="last")

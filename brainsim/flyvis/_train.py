@@ -206,10 +206,20 @@ def type_params(lattice, params0, theta, dt_s):
     )
 
 
-def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types, leak=0.0):
+def make_loss(
+    lattice, params0, dt_ms, frames, velocity, moving, steady_s, types, leak=0.0, readout="steps"
+):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
-    the lattice is fixed but the weights, biases and time constants that ``theta`` sets."""
+    the lattice is fixed but the weights, biases and time constants that ``theta`` sets.
+    ``leak``: the slope of the pooled features below grey (0: rectified, the task's; > 0
+    keeps a gradient through cells that only hyperpolarise, as
+    ``benchmarks/flyvis_train_variants.py`` tries). ``readout``: ``"steps"`` decodes the
+    velocity at every step while the stimulus moves (the task's), ``"mean"`` once from the
+    features averaged over those steps (no timing cue: only the size of the responses),
+    ``"peak"`` once from their maxima over those steps (what the DSI reads)."""
+    if readout not in ("steps", "mean", "peak"):
+        raise ValueError(f'readout must be "steps", "mean" or "peak", got {readout!r}')
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -278,6 +288,14 @@ def make_loss(lattice, params0, dt_ms, frames, velocity, moving, steady_s, types
         size = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(feats**2, axis=(0, 1))))
         feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
+        if readout != "steps":  # [b, types]: each stimulus's features while it moves
+            m = moving[..., None]
+            if readout == "mean":
+                feats = jnp.sum(feats * m, 0) / jnp.maximum(jnp.sum(m, 0), 1.0)
+            else:
+                feats = jnp.max(jnp.where(m > 0, feats, -jnp.inf), 0)
+            decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]
+            return jnp.mean(jnp.sum((decoded - target) ** 2, -1) / jnp.sum(target**2, 1))
         decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]
         err = jnp.sum((decoded - target[None]) ** 2, axis=-1) / jnp.sum(target**2, 1)[None]
         return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
