@@ -1,8 +1,9 @@
 """Variants of the flyvis motion task (``brainsim fit configs/flyvis_train_motion.toml``),
 run without writing a results folder, to find what makes T4/T5 direction selectivity
 emerge: which stimuli (and which edge polarity), which types the decoder reads, which
-columns it pools, whether it reads every step, or the mean or peak over the motion, the slope of the
-rectified features below grey, the learning rate and its schedule.
+columns it reads, whether it reads every step, the mean or peak over the motion, or every
+column, the slope of the rectified features below grey, the learning rate and its
+schedule.
 
     python benchmarks/flyvis_train_variants.py --stimuli edges --intensities 0 \\
         --decode T5a,T5b,T5c,T5d --steps 400 --tag off_edges_T5
@@ -39,13 +40,12 @@ def main() -> None:
     ap.add_argument("--lr-end", type=float, default=None, help="cosine decay to this")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--leak", type=float, default=0.0, help="feature slope below grey")
-    ap.add_argument("--pool-radius", type=int, default=-1, help="pool columns this close")
-    ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak"))
+    ap.add_argument("--pool-radius", type=int, default=-1, help="read columns this close")
+    ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak", "columns"))
     ap.add_argument("--tag", default="variant")
     a = ap.parse_args()
 
     import jax
-    import jax.numpy as jnp
     import optax
 
     from brainsim.experiments._config import parse_config, read_toml
@@ -74,12 +74,8 @@ def main() -> None:
         frames, vel, moving = frames[:, keep], vel[keep], moving[:, keep]
     types = T.decoded_types(lattice, task)
     loss_fn, fixed = T.make_loss(lattice, params0, dt_ms, frames, vel, moving,
-                                 task.steady_state_s, types, a.leak, a.readout)  # fmt: skip
-    if a.pool_radius >= 0:
-        pool = np.asarray(fixed["pool"]).copy()
-        far = np.maximum.reduce([abs(lattice.u), abs(lattice.v), abs(lattice.u + lattice.v)])
-        pool[far > a.pool_radius] = 0
-        fixed["pool"] = jnp.asarray(pool / pool.sum(0, keepdims=True), jnp.float32)
+                                 task.steady_state_s, types, a.leak, a.readout,
+                                 None if a.pool_radius < 0 else a.pool_radius)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), optax.adam(lr))

@@ -620,11 +620,27 @@ def test_motion_loss_readouts_closed_forms(spec):
     theta = _trainables(lat, p0, 0, task)
     zero = theta | {"decoder_w": jnp.zeros_like(theta["decoder_w"])}
     losses = {}
-    for readout in ("steps", "mean", "peak"):
+    for readout in ("steps", "mean", "peak", "columns"):
         loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"],
                                 readout=readout)  # fmt: skip
         assert float(loss(zero, fixed)) == pytest.approx(1.0, abs=1e-6)
         losses[readout] = float(loss(theta, fixed))
-    assert len({round(v, 6) for v in losses.values()}) == 3, losses
+    assert len({round(v, 6) for v in losses.values()}) == 4, losses
+    # only the central column: pooling it and reading it per column are the same loss
+    central = [
+        float(loss(theta, fixed))
+        for loss, fixed in (
+            make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"], readout=r, radius=0)
+            for r in ("steps", "columns")
+        )
+    ]
+    assert central[0] == pytest.approx(central[1], rel=1e-6) and central[0] != losses["steps"]
     with pytest.raises(ValueError, match="readout must be"):
         make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], readout="last")
+    with pytest.raises(ValueError, match="has no cell within radius -1"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], radius=-1)
+    sparse = [t for t in spec.type_names if (lat.cell_type == spec.type_names.index(t)).sum()
+              < (lat.cell_type == spec.type_names.index("R1")).sum()]  # fmt: skip
+    assert sparse  # types with cells at fewer columns (a stride above 1)
+    with pytest.raises(ValueError, match="lacks cells at"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", sparse[0]], readout="columns")

@@ -207,7 +207,17 @@ def type_params(lattice, params0, theta, dt_s):
 
 
 def make_loss(
-    lattice, params0, dt_ms, frames, velocity, moving, steady_s, types, leak=0.0, readout="steps"
+    lattice,
+    params0,
+    dt_ms,
+    frames,
+    velocity,
+    moving,
+    steady_s,
+    types,
+    leak=0.0,
+    readout="steps",
+    radius=None,
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -217,9 +227,14 @@ def make_loss(
     ``benchmarks/flyvis_train_variants.py`` tries). ``readout``: ``"steps"`` decodes the
     velocity at every step while the stimulus moves (the task's), ``"mean"`` once from the
     features averaged over those steps (no timing cue: only the size of the responses),
-    ``"peak"`` once from their maxima over those steps (what the DSI reads)."""
-    if readout not in ("steps", "mean", "peak"):
-        raise ValueError(f'readout must be "steps", "mean" or "peak", got {readout!r}')
+    ``"peak"`` once from their maxima over those steps (what the DSI reads), ``"columns"``
+    at every step and every column from that column's cells (one decoder shared by the
+    columns, as flyvis decodes optic flow per column; a cell without direction selectivity
+    sees opposite motions pass in mirror image, so it cannot tell them apart).
+    ``radius``: read only the columns this close to the centre (hexagonal distance; None:
+    all), leaving out the edge columns, whose inputs are cut off on one side."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -230,11 +245,20 @@ def make_loss(
     dt_s = dt_ms / 1000.0
     spec = lattice.spec
     out_types = [spec.type_names.index(t) for t in types]
-    # pooling matrix [cells, decoded types]: the mean over each type's cells
+    near = np.ones(lattice.n_cells, bool)
+    if radius is not None:
+        u, v = lattice.u, lattice.v
+        near = np.maximum.reduce([np.abs(u), np.abs(v), np.abs(u + v)]) <= radius
+    # pooling matrix [cells, decoded types]: the mean over each type's (chosen) cells
     pool = np.zeros((lattice.n_cells, len(out_types)), np.float32)
     for k, t in enumerate(out_types):
-        cells = np.flatnonzero(lattice.cell_type == t)
+        cells = np.flatnonzero((lattice.cell_type == t) & near)
+        if not cells.size:
+            raise ValueError(f"cell type {types[k]} has no cell within radius {radius}")
         pool[cells, k] = 1.0 / cells.size
+    at_columns = None
+    if readout == "columns":
+        at_columns = _cells_at_columns(lattice, out_types, types, near)
     fixed = {
         "net": sim.build(lattice, params0, dt_ms),
         "sign_nsyn": jnp.asarray(lattice.sign * lattice.n_syn.astype(np.float64), jnp.float32),
@@ -280,14 +304,23 @@ def make_loss(
             # direction selectivity, motion in opposite directions gives mirror-image
             # responses and equal pooled values
             d = x - grey_v
-            return x, jnp.maximum(d, leak * d) @ f["pool"]
+            r = jnp.maximum(d, leak * d)
+            if at_columns is not None:  # [b, columns, output types]
+                return x, r[:, at_columns]
+            return x, r @ f["pool"]
 
-        _, feats = jax.lax.scan(body, v, frames)  # [steps, b, output types]
+        _, feats = jax.lax.scan(body, v, frames)  # [steps, b, (columns,) output types]
         # each feature in units of its own size (not differentiated): the decoder's scale
         # does not depend on the network's gain, which starts small (flyvis's init)
-        size = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(feats**2, axis=(0, 1))))
+        axes = tuple(range(feats.ndim - 1))
+        size = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(feats**2, axis=axes)))
         feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
+        if at_columns is not None:
+            decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]  # [s, b, cols, 2]
+            err = jnp.sum((decoded - target[None, :, None]) ** 2, -1)
+            err = jnp.mean(err, -1) / jnp.sum(target**2, 1)[None]
+            return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
         if readout != "steps":  # [b, types]: each stimulus's features while it moves
             m = moving[..., None]
             if readout == "mean":
@@ -301,6 +334,29 @@ def make_loss(
         return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
 
     return loss, fixed
+
+
+READOUTS = ("steps", "mean", "peak", "columns")
+
+
+def _cells_at_columns(lattice, out_types, names, near) -> np.ndarray:
+    """int [columns, decoded types]: the cell of each decoded type at each chosen column (the
+    columns where the first type has a cell); a type missing at one of them is an error."""
+    key = lattice.u.astype(np.int64) * 100_003 + lattice.v
+    first = np.flatnonzero((lattice.cell_type == out_types[0]) & near)
+    cols = key[first]
+    out = np.empty((cols.size, len(out_types)), np.int64)
+    for k, t in enumerate(out_types):
+        cells = np.flatnonzero(lattice.cell_type == t)
+        at = dict(zip(key[cells].tolist(), cells.tolist(), strict=True))
+        missing = [c for c in cols.tolist() if c not in at]
+        if missing:
+            raise ValueError(
+                f"cell type {names[k]} lacks cells at {len(missing)} of the columns where "
+                f"{names[0]} has them: the per-column readout needs the same columns"
+            )
+        out[:, k] = [at[c] for c in cols.tolist()]
+    return out
 
 
 def make_update(loss_fn, opt):
