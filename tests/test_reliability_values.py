@@ -351,6 +351,24 @@ def test_a_diverging_fit_keeps_a_finished_fit_and_names_a_bad_start(tmp_path, ca
     assert "learning_rate" not in msg
 
 
+def test_a_diverged_record_beside_a_finished_fit_takes_its_lock(tmp_path):
+    """The record goes beside a finished fit only when no other writer holds that folder;
+    otherwise the reason is returned (and reported with the divergence)."""
+    from brainsim.fit._run import write_diverged_record
+    from brainsim.io import output_lock
+
+    out = tmp_path / "fitted"
+    out.mkdir()
+    (out / "params.json").write_text("{}")
+    wrote = []
+    with output_lock(tmp_path / "fitted-diverged"):
+        got = write_diverged_record(out, "params.json", wrote.append)
+    assert isinstance(got, str) and "another brainsim process" in got and not wrote
+    assert write_diverged_record(out, "params.json", wrote.append) == tmp_path / "fitted-diverged"
+    assert wrote == [tmp_path / "fitted-diverged"]
+    assert (out / "params.json").read_text() == "{}"
+
+
 def test_fit_diverged_error_survives_pickling():
     import pickle
 

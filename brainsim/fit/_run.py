@@ -267,16 +267,19 @@ def _write_diverged(
 def write_diverged_record(out_dir: Path, finished: str, write) -> Path | str:
     """Write a diverged fit's record with ``write(folder)`` (which writes it atomically)
     into ``out_dir``, or beside it (``<out_dir>-diverged``) when ``out_dir`` holds a
-    finished fit (its file ``finished``), which is kept. Returns the folder, or why it
-    could not be written (the divergence is reported either way)."""
-    from brainsim.io import check_output_dir
+    finished fit (its file ``finished``), which is kept; that folder is locked as
+    ``out_dir`` is. Returns the folder, or why it could not be written (the divergence is
+    reported either way)."""
+    from brainsim.io import check_output_dir, output_lock
 
     dest = out_dir
-    if (out_dir / finished).is_file():
-        dest = out_dir.with_name(out_dir.name + "-diverged")
     try:
-        dest = check_output_dir(dest)
-        write(dest)
+        if (out_dir / finished).is_file():  # (out_dir's lock is the caller's)
+            dest = check_output_dir(out_dir.with_name(out_dir.name + "-diverged"))
+            with output_lock(dest):
+                write(dest)
+        else:
+            write(check_output_dir(dest))
     except Exception as err:  # (the divergence is the error to report)
         return f"{type(err).__name__}: {err}"
     return dest
