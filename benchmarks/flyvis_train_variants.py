@@ -38,9 +38,12 @@ def main() -> None:
     ap.add_argument("--decode", default="T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d")
     ap.add_argument("--lr", type=float, default=0.004)
     ap.add_argument("--lr-end", type=float, default=None, help="cosine decay to this")
+    ap.add_argument("--lr-strength", type=float, default=None,
+                    help="learning rate of the strengths' log factors (default --lr)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--leak", type=float, default=0.0, help="feature slope below grey")
     ap.add_argument("--pool-radius", type=int, default=-1, help="read columns this close")
+    ap.add_argument("--scale", default="batch", choices=("batch", "initial"))
     ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak", "columns"))
     ap.add_argument("--tag", default="variant")
     a = ap.parse_args()
@@ -75,10 +78,17 @@ def main() -> None:
     types = T.decoded_types(lattice, task)
     loss_fn, fixed = T.make_loss(lattice, params0, dt_ms, frames, vel, moving,
                                  task.steady_state_s, types, a.leak, a.readout,
-                                 None if a.pool_radius < 0 else a.pool_radius)  # fmt: skip
+                                 None if a.pool_radius < 0 else a.pool_radius,
+                                 a.scale)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
-    opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), optax.adam(lr))
+    adam = optax.adam(lr)
+    if a.lr_strength is not None:  # the strengths start far below the trained ones
+        fast = a.lr_strength if a.lr_end is None else optax.cosine_decay_schedule(
+            a.lr_strength, a.steps, a.lr_end / a.lr)  # fmt: skip
+        labels = {k: "strength" if k == "log_strength_factor" else "rest" for k in theta}
+        adam = optax.multi_transform({"strength": optax.adam(fast), "rest": adam}, labels)
+    opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), adam)
     state = opt.init(theta)
     update = T.make_update(loss_fn, opt)
     print(f"{a.tag}: {frames.shape[1]} stimuli x {frames.shape[0]} steps", flush=True)
@@ -105,12 +115,15 @@ def main() -> None:
     for k in range(a.steps):
         new, state, loss = update(theta, state, fixed)
         loss = float(loss)
+        if not np.isfinite(loss):  # (what follows would mean nothing)
+            print(f"step {k + 1}: loss {loss}: stopped", flush=True)
+            break
         if loss < best[0]:
             best = (loss, k + 1, theta)
         theta = new
         if k % 50 == 0 or k == a.steps - 1:
             print(f"step {k + 1}: loss {loss:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
-    for name, step, th in (("best", best[1], best[2]), ("last", a.steps, theta)):
+    for name, step, th in (("best", best[1], best[2]), ("last", k + 1, theta)):
         p = T.type_params(lattice, params0, jax.device_get(th), dt_s)
         rec = {"tag": a.tag, "params": name, "step": step, "best_loss": round(best[0], 4),
                "dsi_change": tuning(p), "args": vars(a)}  # fmt: skip

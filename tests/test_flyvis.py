@@ -635,6 +635,15 @@ def test_motion_loss_readouts_closed_forms(spec):
         )
     ]
     assert central[0] == pytest.approx(central[1], rel=1e-6) and central[0] != losses["steps"]
+    # scaled by the start's response size: the same loss at the start, another elsewhere
+    loss_i, fixed_i = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"],
+                                scale="initial")  # fmt: skip
+    loss_b, fixed_b = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"])
+    assert float(loss_i(theta, fixed_i)) == pytest.approx(losses["steps"], rel=1e-5)
+    louder = theta | {"log_strength_factor": theta["log_strength_factor"] + 0.5}
+    assert abs(float(loss_i(louder, fixed_i)) - float(loss_b(louder, fixed_b))) > 1e-4
+    with pytest.raises(ValueError, match="scale must be"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], scale="none")
     with pytest.raises(ValueError, match="readout must be"):
         make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], readout="last")
     with pytest.raises(ValueError, match="has no cell within radius -1"):

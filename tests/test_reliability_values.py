@@ -447,7 +447,22 @@ def test_fit_loop_stops_when_the_loss_explodes():
     assert [h["step"] for h in err.history] == list(range(first_over + 1))
     assert err.last_finite_step == first_over - 1
     before, _ = fit(params, task, steps=first_over - 1, optimizer=ascent, resample_noise=False)
-    assert float(err.last_finite.w_syn_mv.values()[0]) == float(before.w_syn_mv.values()[0])
+    np.testing.assert_array_equal(err.last_finite.w_syn_mv.values(), before.w_syn_mv.values())
+
+
+def test_an_exploded_loss_names_the_term_that_added_most_and_the_first_step():
+    from brainsim.fit import FitDivergedError
+    from brainsim.fit._loop import _grown_most, loss_exploded
+
+    # a regularization term starts at exactly 0: its growth is what it adds, not a ratio
+    first = {"rates": 10.0, "regularization": 0.0}
+    assert _grown_most({"rates": 10_000.0, "regularization": 0.5}, first) == "rates"
+    assert _grown_most({"rates": 9.0, "regularization": 50.0}, first) == "regularization"
+    assert loss_exploded(10_001.0, 10.0, 1000.0) and not loss_exploded(9_999.0, 10.0, 1000.0)
+    assert not loss_exploded(1e9, 0.0, 1000.0) and not loss_exploded(1e9, 1.0, None)
+    e = FitDivergedError(7, 2e4, term="velocity", first_loss=1.5, max_loss_ratio=1000.0,
+                         first_step=1)  # fmt: skip
+    assert "more than max_loss_ratio = 1000 times step 1's 1.5" in str(e)
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,8 @@ EVENT_PEAKS = "event_peaks"
 
 class FitDivergedError(ConfigError):
     """The loss, its gradient or a fitted parameter became NaN or infinite at ``step``, or
-    the loss exploded (more than ``max_loss_ratio`` times step 0's, ``first_loss``): too
+    the loss exploded (more than ``max_loss_ratio`` times the first step's, ``first_loss``,
+    of step ``first_step``): too
     large a learning rate. ``quantity`` and ``group`` (its index) name the parameter, None
     for the loss; ``term`` names the loss terms that went non-finite or grew the most (or
     "gradient"); ``value`` is the non-finite or exploded value. ``last_finite`` holds the
@@ -68,9 +69,11 @@ class FitDivergedError(ConfigError):
         history: list | None = None,
         first_loss: float | None = None,
         max_loss_ratio: float | None = None,
+        first_step: int = 0,
     ):
         self.step, self.value, self.quantity, self.group = step, value, quantity, group
         self.first_loss, self.max_loss_ratio = first_loss, max_loss_ratio
+        self.first_step = first_step
         self.term, self.last_finite, self.last_finite_step = term, last_finite, last_finite_step
         self.history = history or []
         self.message = message
@@ -94,7 +97,8 @@ class FitDivergedError(ConfigError):
             if self.max_loss_ratio is not None:
                 return (
                     f"the loss is {self.value:.6g}{of}, more than max_loss_ratio = "
-                    f"{self.max_loss_ratio:g} times step 0's {self.first_loss:.6g}"
+                    f"{self.max_loss_ratio:g} times step {self.first_step}'s "
+                    f"{self.first_loss:.6g}"
                 )
             return f"the loss is {self.value}{of}"
         name = name or f"{self.quantity}[{self.group}]"
@@ -430,12 +434,9 @@ def loss_exploded(loss: float, first: float, max_ratio: float | None) -> bool:
 
 
 def _grown_most(terms: dict, first: dict) -> str | None:
-    """The loss term that grew the most relative to its step-0 value (one that started at
-    0 counts as infinite growth)."""
-    growth = {}
-    for k, v in terms.items():
-        v, v0 = float(v), float(first.get(k, 0.0))
-        growth[k] = v / v0 if v0 > 0 else (math.inf if v > 0 else 0.0)
+    """The loss term that added the most to the loss since step 0 (its increase, not its
+    ratio: a regularization term starts at exactly 0)."""
+    growth = {k: float(v) - float(first.get(k, 0.0)) for k, v in terms.items()}
     return max(growth, key=growth.get) if growth else None
 
 

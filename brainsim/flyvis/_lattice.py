@@ -90,6 +90,11 @@ class Lattice:
         return np.flatnonzero(self.cell_type == self.spec.type_names.index(type_name))
 
 
+def hex_distance_of(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Hexagonal distance from the centre of the axial coordinates ``(u, v)``."""
+    return np.maximum.reduce([np.abs(u), np.abs(v), np.abs(u + v)])
+
+
 def columns(extent: int) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) int arrays of the lattice's columns, u outer and v inner (flyvis's order)."""
     check_extent(extent)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainsim.flyvis._lattice import columns
+from brainsim.flyvis._lattice import columns, hex_distance_of
 
 OMMATIDIUM_DEG = 5.8
 LED_DEG = 2.25
@@ -129,8 +129,7 @@ def moving_edge(
 
 def hex_distance(extent: int) -> np.ndarray:
     """Columns from the centre (hexagonal distance) of every column."""
-    u, v = columns(extent)
-    return np.maximum.reduce([np.abs(u), np.abs(v), np.abs(u + v)])
+    return hex_distance_of(*columns(extent))
 
 
 def flash(

@@ -45,7 +45,11 @@ Writes: ``params.npz`` (the parameters of the lowest loss, as flyvis keeps its b
 checkpoint; ``[model] params`` can name it),
 ``history.parquet`` (step, loss), ``dsi.parquet`` (cell_type, intensity, dsi and preferred
 direction before and after), ``t4t5.json``, ``manifest.json``, ``loss.png``, and ``run/``:
-the ``moving_edge`` experiment of the trained network (at the training step).
+the ``moving_edge`` experiment of the trained network (at the training step). A training
+whose loss goes NaN or infinite, or above ``max_loss_ratio`` times step 1's, stops there
+and writes instead ``params_last_finite.npz`` (the parameters of the step before),
+``history.parquet`` up to that step and ``manifest.json`` with ``diverged`` (beside a
+finished training in the folder: ``<folder>-diverged``).
 """
 
 from __future__ import annotations
@@ -218,6 +222,7 @@ def make_loss(
     leak=0.0,
     readout="steps",
     radius=None,
+    scale="batch",
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -232,9 +237,14 @@ def make_loss(
     columns, as flyvis decodes optic flow per column; a cell without direction selectivity
     sees opposite motions pass in mirror image, so it cannot tell them apart).
     ``radius``: read only the columns this close to the centre (hexagonal distance; None:
-    all), leaving out the edge columns, whose inputs are cut off on one side."""
+    all), leaving out the edge columns, whose inputs are cut off on one side. ``scale``:
+    the features are divided by their root mean square over this batch (``"batch"``, the
+    task's: the loss does not depend on the network's gain) or over the start parameters'
+    responses (``"initial"``: larger responses read as larger)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if scale not in ("batch", "initial"):
+        raise ValueError(f'scale must be "batch" or "initial", got {scale!r}')
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -245,10 +255,11 @@ def make_loss(
     dt_s = dt_ms / 1000.0
     spec = lattice.spec
     out_types = [spec.type_names.index(t) for t in types]
+    from brainsim.flyvis._lattice import hex_distance_of
+
     near = np.ones(lattice.n_cells, bool)
     if radius is not None:
-        u, v = lattice.u, lattice.v
-        near = np.maximum.reduce([np.abs(u), np.abs(v), np.abs(u + v)]) <= radius
+        near = hex_distance_of(lattice.u, lattice.v) <= radius
     # pooling matrix [cells, decoded types]: the mean over each type's (chosen) cells
     pool = np.zeros((lattice.n_cells, len(out_types)), np.float32)
     for k, t in enumerate(out_types):
@@ -256,9 +267,7 @@ def make_loss(
         if not cells.size:
             raise ValueError(f"cell type {types[k]} has no cell within radius {radius}")
         pool[cells, k] = 1.0 / cells.size
-    at_columns = None
-    if readout == "columns":
-        at_columns = _cells_at_columns(lattice, out_types, types, near)
+    by_column = readout == "columns"
     fixed = {
         "net": sim.build(lattice, params0, dt_ms),
         "sign_nsyn": jnp.asarray(lattice.sign * lattice.n_syn.astype(np.float64), jnp.float32),
@@ -267,6 +276,11 @@ def make_loss(
         "tau0": jnp.asarray(params0.time_const_s, jnp.float32),
         "cell_type": jnp.asarray(lattice.cell_type, jnp.int32),
         "pool": jnp.asarray(pool),
+        # [columns, decoded types]: the cells the per-column readout reads
+        "at_columns": jnp.asarray(
+            _cells_at_columns(lattice, out_types, types, near) if by_column else np.zeros((0, 0)),
+            jnp.int32,
+        ),
         "frames": jnp.asarray(frames, jnp.float32),
         "velocity": jnp.asarray(velocity, jnp.float32),
         "moving": jnp.asarray(moving, jnp.float32),
@@ -285,9 +299,9 @@ def make_loss(
         net = eqx.tree_at(lambda n: n.aux, f["net"], aux)
         return eqx.tree_at(lambda n: n.synapses, net, net.synapses.with_weight(w))
 
-    def loss(theta, f):
+    def features(theta, f):
         net = network(theta, f)
-        frames, velocity, moving = f["frames"], f["velocity"], f["moving"]
+        frames = f["frames"]
         b = frames.shape[1]
         v = theta["bias"][f["cell_type"]][None]
         if n_steady:  # the same for every stimulus: once, then broadcast
@@ -305,18 +319,26 @@ def make_loss(
             # responses and equal pooled values
             d = x - grey_v
             r = jnp.maximum(d, leak * d)
-            if at_columns is not None:  # [b, columns, output types]
-                return x, r[:, at_columns]
+            if by_column:  # [b, columns, output types]
+                return x, r[:, f["at_columns"]]
             return x, r @ f["pool"]
 
-        _, feats = jax.lax.scan(body, v, frames)  # [steps, b, (columns,) output types]
-        # each feature in units of its own size (not differentiated): the decoder's scale
-        # does not depend on the network's gain, which starts small (flyvis's init)
-        axes = tuple(range(feats.ndim - 1))
-        size = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(feats**2, axis=axes)))
+        return jax.lax.scan(body, v, frames)[1]  # [steps, b, (columns,) output types]
+
+    def rms(feats):
+        return jnp.sqrt(jnp.mean(feats**2, axis=tuple(range(feats.ndim - 1))))
+
+    def loss(theta, f):
+        velocity, moving = f["velocity"], f["moving"]
+        feats = features(theta, f)
+        # each feature in units of its size (not differentiated): the decoder's scale does
+        # not depend on the network's gain, which starts small (flyvis's init). "batch":
+        # this batch's size (gain-invariant), "initial": the start's (a larger response
+        # then reads as larger)
+        size = jax.lax.stop_gradient(rms(feats)) if scale == "batch" else f["feature_scale"]
         feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
-        if at_columns is not None:
+        if by_column:
             decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]  # [s, b, cols, 2]
             err = jnp.sum((decoded - target[None, :, None]) ** 2, -1)
             err = jnp.mean(err, -1) / jnp.sum(target**2, 1)[None]
@@ -325,14 +347,22 @@ def make_loss(
             m = moving[..., None]
             if readout == "mean":
                 feats = jnp.sum(feats * m, 0) / jnp.maximum(jnp.sum(m, 0), 1.0)
-            else:
-                feats = jnp.max(jnp.where(m > 0, feats, -jnp.inf), 0)
+            else:  # (0 for a stimulus that never moves)
+                peak = jnp.max(jnp.where(m > 0, feats, -jnp.inf), 0)
+                feats = jnp.where(jnp.any(m > 0, 0), peak, 0.0)
             decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]
             return jnp.mean(jnp.sum((decoded - target) ** 2, -1) / jnp.sum(target**2, 1))
         decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]
         err = jnp.sum((decoded - target[None]) ** 2, axis=-1) / jnp.sum(target**2, 1)[None]
         return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
 
+    if scale == "initial":
+        start = {
+            "bias": jnp.asarray(params0.bias, jnp.float32),
+            "log_tau_factor": jnp.zeros(len(params0.time_const_s), jnp.float32),
+            "log_strength_factor": jnp.zeros(len(params0.strength), jnp.float32),
+        }
+        fixed["feature_scale"] = jax.jit(lambda t, f: rms(features(t, f)))(start, fixed)
     return loss, fixed
 
 
@@ -491,7 +521,7 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
                     "extent": lattice.extent,
                     "n_cells": lattice.n_cells,
                     "n_connections": lattice.n_connections,
-                },  # fmt: skip
+                },
                 "n_stimuli": int(frames.shape[1]),
                 "final_loss": history[-1]["loss"] if history else None,
                 "best_loss": best[0] if history else None,
@@ -526,7 +556,7 @@ def _diverged(cfg, task, lattice, params0, dt_s, out_dir, rec, history, last, fi
     last_step = step - 1  # 0: the start
     p = type_params(lattice, params0, last, dt_s)
     e = FitDivergedError(step, loss, term="velocity", history=kept, last_finite=p,
-                         last_finite_step=last_step, first_loss=first_loss,
+                         last_finite_step=last_step, first_loss=first_loss, first_step=1,
                          max_loss_ratio=task.max_loss_ratio if first_loss else None)  # fmt: skip
 
     def write(dest):
