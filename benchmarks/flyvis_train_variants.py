@@ -8,9 +8,11 @@ schedule.
     python benchmarks/flyvis_train_variants.py --stimuli edges --intensities 0 \\
         --decode T5a,T5b,T5c,T5d --steps 400 --tag off_edges_T5
 
-Prints the loss every 50 steps, then the baseline-subtracted DSI and preferred direction
-(T4 at ON edges, T5 at OFF edges; 12 directions at 19 columns/s) of the parameters of the
-lowest loss and of the last step, as one JSON line per set (``--tag`` names the run).
+Prints the loss every 50 steps (with ``--probe N``, every N steps each parameter group's
+gradient norm and each decoded type's resting level and mean absolute response), then the
+baseline-subtracted DSI and preferred direction (T4 at ON edges, T5 at OFF edges; 12
+directions at 19 columns/s) of the parameters of the lowest loss and of the last step, as
+one JSON line per set (``--tag`` names the run).
 Everything else is the config's (extent 5, dt 10 ms, Adam, gradient norm clipped at 1,
 flyvis's initial parameters).
 """
@@ -45,10 +47,18 @@ def main() -> None:
     ap.add_argument("--pool-radius", type=int, default=-1, help="read columns this close")
     ap.add_argument("--scale", default="batch", choices=("batch", "initial"))
     ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak", "columns"))
+    ap.add_argument("--probe", type=int, default=0,
+                    help="every N steps: gradient norms and response sizes (0: none)")  # fmt: skip
     ap.add_argument("--tag", default="variant")
+    ap.add_argument("--ensemble-ratios", action="store_true",
+                    help="print how far the trained ensemble's strengths are from flyvis's "
+                    "initial ones, and stop")  # fmt: skip
     a = ap.parse_args()
+    if a.ensemble_ratios:
+        return ensemble_ratios()
 
     import jax
+    import jax.numpy as jnp
     import optax
 
     from brainsim.experiments._config import parse_config, read_toml
@@ -110,9 +120,30 @@ def main() -> None:
             if t[:2] in ("T4", "T5") and len(t) == 3 and (t[1] == "4") == (i == 1.0)
         }
 
+    grad_fn = jax.jit(jax.grad(loss_fn))
+    probed = [lattice.cells_of(t) for t in types]
+
+    def probe(k, th):
+        """Each group's gradient norm, and each decoded type's resting level and mean
+        absolute change from it over the batch (all its cells)."""
+        g = grad_fn(th, fixed)
+        norms = {n: round(float(jnp.linalg.norm(v)), 4) for n, v in g.items()}
+        p = T.type_params(lattice, params0, jax.device_get(th), dt_s)
+        cells = np.concatenate(probed)
+        tr = simulate_frames(lattice, p, dt_ms, frames, cells, steady_s=task.steady_state_s)
+        sizes, at = {}, 0
+        for t, c in zip(types, probed, strict=True):
+            x = tr[:, :, at : at + c.size]
+            at += c.size
+            sizes[t] = [round(float(x[0].mean()), 3), round(float(np.abs(x - x[0]).mean()), 5)]
+        print(json.dumps({"probe_step": k + 1, "grad_norm": norms, "rest_and_change": sizes}),
+              flush=True)  # fmt: skip
+
     best = (np.inf, 0, theta)
     t1 = time.perf_counter()
     for k in range(a.steps):
+        if a.probe and k % a.probe == 0:
+            probe(k, theta)
         new, state, loss = update(theta, state, fixed)
         loss = float(loss)
         if not np.isfinite(loss):  # (what follows would mean nothing)
@@ -128,6 +159,26 @@ def main() -> None:
         rec = {"tag": a.tag, "params": name, "step": step, "best_loss": round(best[0], 4),
                "dsi_change": tuning(p), "args": vars(a)}  # fmt: skip
         print(json.dumps(rec), flush=True)
+
+
+def ensemble_ratios() -> None:
+    """Quantiles over type pairs (5th, 25th, 50th, 75th, 95th) of log(trained strength /
+    flyvis's initial strength), for each of the 50 trained networks, and their range."""
+    from brainsim.flyvis import expand, initial, read_spec, trained
+    from brainsim.flyvis._data import connectome_file
+
+    spec = read_spec(connectome_file("flyvis:fib25-fib19_v2.2"))
+    p0 = initial(expand(spec, 5), 0)
+    q = []
+    for k in range(50):
+        p = trained(spec, f"flyvis:flow/0000/{k:03d}")
+        ok = (p.strength > 0) & (p0.strength > 0)
+        ratio = np.log(p.strength[ok] / p0.strength[ok])
+        q.append(np.quantile(ratio, [0.05, 0.25, 0.5, 0.75, 0.95]))
+    q = np.array(q)
+    for name, col in zip(("5th", "25th", "median", "75th", "95th"), q.T, strict=True):
+        print(f"{name:>6}: {col.min():.2f} to {col.max():.2f} "
+              f"(median over networks {np.median(col):.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":
