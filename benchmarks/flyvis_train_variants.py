@@ -42,10 +42,12 @@ def main() -> None:
     ap.add_argument("--lr-end", type=float, default=None, help="cosine decay to this")
     ap.add_argument("--lr-strength", type=float, default=None,
                     help="learning rate of the strengths' log factors (default --lr)")  # fmt: skip
+    ap.add_argument("--lr-bias", type=float, default=None,
+                    help="learning rate of the biases (default --lr)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--leak", type=float, default=0.0, help="feature slope below grey")
     ap.add_argument("--pool-radius", type=int, default=-1, help="read columns this close")
-    ap.add_argument("--scale", default="batch", choices=("batch", "initial"))
+    ap.add_argument("--scale", default="batch", choices=("batch", "initial", "floored"))
     ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak", "columns"))
     ap.add_argument("--probe", type=int, default=0,
                     help="every N steps: gradient norms and response sizes (0: none)")  # fmt: skip
@@ -92,12 +94,18 @@ def main() -> None:
                                  a.scale)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
+    def rate(base):
+        if a.lr_end is None:
+            return base
+        return optax.cosine_decay_schedule(base, a.steps, a.lr_end / a.lr)
+
+    # the strengths start far below the trained ones; the biases take the largest gradients
+    own = {"log_strength_factor": a.lr_strength, "bias": a.lr_bias}
+    groups = {k: optax.adam(rate(v)) for k, v in own.items() if v is not None}
     adam = optax.adam(lr)
-    if a.lr_strength is not None:  # the strengths start far below the trained ones
-        fast = a.lr_strength if a.lr_end is None else optax.cosine_decay_schedule(
-            a.lr_strength, a.steps, a.lr_end / a.lr)  # fmt: skip
-        labels = {k: "strength" if k == "log_strength_factor" else "rest" for k in theta}
-        adam = optax.multi_transform({"strength": optax.adam(fast), "rest": adam}, labels)
+    if groups:
+        labels = {k: k if k in groups else "rest" for k in theta}
+        adam = optax.multi_transform(groups | {"rest": adam}, labels)
     opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), adam)
     state = opt.init(theta)
     update = T.make_update(loss_fn, opt)

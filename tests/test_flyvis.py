@@ -640,6 +640,11 @@ def test_motion_loss_readouts_closed_forms(spec):
                                 scale="initial")  # fmt: skip
     loss_b, fixed_b = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"])
     assert float(loss_i(theta, fixed_i)) == pytest.approx(losses["steps"], rel=1e-5)
+    loss_f, fixed_f = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"],
+                                scale="floored")  # fmt: skip
+    assert float(loss_f(theta, fixed_f)) == pytest.approx(losses["steps"], rel=1e-5)
+    quieter = theta | {"log_strength_factor": theta["log_strength_factor"] - 0.5}
+    assert abs(float(loss_f(quieter, fixed_f)) - float(loss_b(quieter, fixed_b))) > 1e-4
     louder = theta | {"log_strength_factor": theta["log_strength_factor"] + 0.5}
     assert abs(float(loss_i(louder, fixed_i)) - float(loss_b(louder, fixed_b))) > 1e-4
     with pytest.raises(ValueError, match="scale must be"):

@@ -240,11 +240,13 @@ def make_loss(
     all), leaving out the edge columns, whose inputs are cut off on one side. ``scale``:
     the features are divided by their root mean square over this batch (``"batch"``, the
     task's: the loss does not depend on the network's gain) or over the start parameters'
-    responses (``"initial"``: larger responses read as larger)."""
+    responses (``"initial"``: larger responses read as larger), or by the larger of the two
+    (``"floored"``: a response that shrinks reads as smaller, so its gradient is not
+    amplified as the batch's own size would)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-    if scale not in ("batch", "initial"):
-        raise ValueError(f'scale must be "batch" or "initial", got {scale!r}')
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -334,8 +336,12 @@ def make_loss(
         # each feature in units of its size (not differentiated): the decoder's scale does
         # not depend on the network's gain, which starts small (flyvis's init). "batch":
         # this batch's size (gain-invariant), "initial": the start's (a larger response
-        # then reads as larger)
-        size = jax.lax.stop_gradient(rms(feats)) if scale == "batch" else f["feature_scale"]
+        # then reads as larger), "floored": this batch's but never below the start's
+        size = jax.lax.stop_gradient(rms(feats))
+        if scale == "initial":
+            size = f["feature_scale"]
+        elif scale == "floored":
+            size = jnp.maximum(size, f["feature_scale"])
         feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
         if by_column:
@@ -356,7 +362,7 @@ def make_loss(
         err = jnp.sum((decoded - target[None]) ** 2, axis=-1) / jnp.sum(target**2, 1)[None]
         return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
 
-    if scale == "initial":
+    if scale != "batch":
         start = {
             "bias": jnp.asarray(params0.bias, jnp.float32),
             "log_tau_factor": jnp.zeros(len(params0.time_const_s), jnp.float32),
@@ -367,6 +373,7 @@ def make_loss(
 
 
 READOUTS = ("steps", "mean", "peak", "columns")
+SCALES = ("batch", "initial", "floored")
 
 
 def _cells_at_columns(lattice, out_types, names, near) -> np.ndarray:
