@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--leak", type=float, default=0.0, help="feature slope below grey")
     ap.add_argument("--pool-radius", type=int, default=-1, help="read columns this close")
     ap.add_argument("--scale", default="batch", choices=("batch", "initial", "floored"))
+    ap.add_argument("--rest-floor", type=float, default=None,
+                    help="penalise cells resting below this at grey")  # fmt: skip
     ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak", "columns"))
     ap.add_argument("--probe", type=int, default=0,
                     help="every N steps: gradient norms and response sizes (0: none)")  # fmt: skip
@@ -91,7 +93,7 @@ def main() -> None:
     loss_fn, fixed = T.make_loss(lattice, params0, dt_ms, frames, vel, moving,
                                  task.steady_state_s, types, a.leak, a.readout,
                                  None if a.pool_radius < 0 else a.pool_radius,
-                                 a.scale)  # fmt: skip
+                                 a.scale, a.rest_floor)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     def rate(base):

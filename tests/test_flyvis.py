@@ -647,6 +647,20 @@ def test_motion_loss_readouts_closed_forms(spec):
     assert abs(float(loss_f(quieter, fixed_f)) - float(loss_b(quieter, fixed_b))) > 1e-4
     louder = theta | {"log_strength_factor": theta["log_strength_factor"] + 0.5}
     assert abs(float(loss_i(louder, fixed_i)) - float(loss_b(louder, fixed_b))) > 1e-4
+    # the rest floor adds the mean of (relu(floor - V_grey) / floor)**2 over the cells, V_grey
+    # from flyvis's steady state (0.1 s of grey from rest)
+    from brainsim.flyvis import _simulate as sim
+
+    rest = np.asarray(sim.steady_state(sim.build(lat, p0, 20.0), 1, 0.1))[0]
+    for floor in (0.5, 10.0):
+        loss_r, fixed_r = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"],
+                                    rest_floor=floor)  # fmt: skip
+        term = np.mean(np.maximum(floor - rest, 0.0) ** 2) / floor**2
+        assert term > 0
+        got = float(loss_r(theta, fixed_r)) - losses["steps"]
+        assert got == pytest.approx(term, rel=1e-4, abs=1e-7)
+    with pytest.raises(ValueError, match="rest_floor must be"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], rest_floor=0.0)
     with pytest.raises(ValueError, match="scale must be"):
         make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], scale="none")
     with pytest.raises(ValueError, match="readout must be"):

@@ -223,6 +223,7 @@ def make_loss(
     readout="steps",
     radius=None,
     scale="batch",
+    rest_floor=None,
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -242,11 +243,15 @@ def make_loss(
     task's: the loss does not depend on the network's gain) or over the start parameters'
     responses (``"initial"``: larger responses read as larger), or by the larger of the two
     (``"floored"``: a response that shrinks reads as smaller, so its gradient is not
-    amplified as the batch's own size would)."""
+    amplified as the batch's own size would). ``rest_floor``: adds the mean over cells of
+    ``(relu(rest_floor - V_grey) / rest_floor)**2``, which keeps cells from resting near or
+    below 0, where they stop transmitting (None: no such term)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if rest_floor is not None and not (np.isfinite(rest_floor) and rest_floor > 0):
+        raise ValueError(f"rest_floor must be a number > 0 or None, got {rest_floor!r}")
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -308,10 +313,9 @@ def make_loss(
         v = theta["bias"][f["cell_type"]][None]
         if n_steady:  # the same for every stimulus: once, then broadcast
             grey = jnp.full((n_steady, 1, net.n_columns), 0.5, jnp.float32)
-            v = jax.lax.stop_gradient(
-                jax.lax.scan(lambda x, fr: (sim.step(net, x, fr), None), v, grey)[0]
-            )
-        v = jnp.broadcast_to(v, (b, n_cells))
+            v = jax.lax.scan(lambda x, fr: (sim.step(net, x, fr), None), v, grey)[0]
+        rest = v[0]  # differentiated only by the rest_floor term
+        v = jnp.broadcast_to(jax.lax.stop_gradient(v), (b, n_cells))
         grey_v = v  # each cell's voltage at grey
 
         def body(x, fr):
@@ -325,14 +329,23 @@ def make_loss(
                 return x, r[:, f["at_columns"]]
             return x, r @ f["pool"]
 
-        return jax.lax.scan(body, v, frames)[1]  # [steps, b, (columns,) output types]
+        # [steps, b, (columns,) output types], and every cell's voltage at grey
+        return jax.lax.scan(body, v, frames)[1], rest
 
     def rms(feats):
         return jnp.sqrt(jnp.mean(feats**2, axis=tuple(range(feats.ndim - 1))))
 
     def loss(theta, f):
         velocity, moving = f["velocity"], f["moving"]
-        feats = features(theta, f)
+        feats, rest = features(theta, f)
+        return task_loss(theta, feats, velocity, moving, f) + floor_term(rest)
+
+    def floor_term(rest):
+        if rest_floor is None:
+            return 0.0
+        return jnp.mean(jnp.maximum(rest_floor - rest, 0.0) ** 2) / rest_floor**2
+
+    def task_loss(theta, feats, velocity, moving, f):
         # each feature in units of its size (not differentiated): the decoder's scale does
         # not depend on the network's gain, which starts small (flyvis's init). "batch":
         # this batch's size (gain-invariant), "initial": the start's (a larger response
@@ -368,7 +381,7 @@ def make_loss(
             "log_tau_factor": jnp.zeros(len(params0.time_const_s), jnp.float32),
             "log_strength_factor": jnp.zeros(len(params0.strength), jnp.float32),
         }
-        fixed["feature_scale"] = jax.jit(lambda t, f: rms(features(t, f)))(start, fixed)
+        fixed["feature_scale"] = jax.jit(lambda t, f: rms(features(t, f)[0]))(start, fixed)
     return loss, fixed
 
 
