@@ -67,9 +67,8 @@ def main() -> None:
 
     from brainsim.experiments._config import parse_config, read_toml
     from brainsim.experiments._run import load_connectome
-    from brainsim.flyvis import _stimuli as S
     from brainsim.flyvis import _train as T
-    from brainsim.flyvis._experiment import _setup, edge_tables, pad_frames, simulate_frames
+    from brainsim.flyvis._experiment import _setup, simulate_frames
 
     raw, path = read_toml(CONFIG)
     cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
@@ -114,14 +113,7 @@ def main() -> None:
     print(f"{a.tag}: {frames.shape[1]} stimuli x {frames.shape[0]} steps", flush=True)
 
     def tuning(p):
-        angles, intens, speeds = list(range(0, 360, 30)), [0, 1], [19.0]
-        conds = [(an, i, s) for an in angles for i in intens for s in speeds]
-        fr = pad_frames([S.moving_edge(lattice.extent, an, i, s, dt_s) for an, i, s in conds])
-        tr = simulate_frames(lattice, p, dt_ms, fr, lattice.central_cells())
-        time_s = np.arange(fr.shape[0]) * dt_s - 1.0
-        names = list(lattice.spec.type_names)
-        d = edge_tables(tr, time_s, conds, angles, intens, speeds, names)[0]["dsi.parquet"]
-        d = d.to_pydict()
+        d = T.edge_tuning(lattice, p, dt_s)[0].to_pydict()
         cols = ("cell_type", "intensity", "dsi_change", "preferred_angle_deg_change")
         rows = zip(*(d[c] for c in cols), strict=True)
         return {

@@ -228,11 +228,7 @@ def _diverged(
         name = next(t for t in cfg.trainable if t.partition("_by_")[0] == e.quantity)
         if info.grouping[e.quantity] != "global":
             name += f" (group {info.labels[e.quantity][e.group]})"
-    where = (
-        f"are in {Path(written) / DIVERGED_PARAMS}"
-        if isinstance(written, Path)
-        else f"could not be written: {written}"
-    )
+    where = where_written(written, DIVERGED_PARAMS)
     if e.last_finite_step < 0:  # no update has run: not the learning rate
         message = (
             f"{cfg.where}: step 0: {e.what(name)} with the initial parameters, before any "
@@ -262,6 +258,14 @@ def _write_diverged(
     return write_diverged_record(
         out_dir, "params.json", lambda dest: _write_diverged_to(cfg, info, e, dest)
     )
+
+
+def where_written(written: Path | str, name: str) -> str:
+    """How a divergence message says where its last finite parameters went: ``written``
+    is :func:`write_diverged_record`'s answer, ``name`` the parameters' file."""
+    if isinstance(written, Path):
+        return f"are in {written / name}"
+    return f"could not be written: {written}"
 
 
 def write_diverged_record(out_dir: Path, finished: str, write) -> Path | str:

@@ -187,12 +187,20 @@ def _trainables(lattice, params, seed: int, task: MotionTask):
 
     n_out = len(decoded_types(lattice, task))
     rng = np.random.default_rng(seed)
+    return _network_start(params) | {
+        "decoder_w": jnp.asarray(rng.normal(0, 0.1, (2, n_out)), jnp.float32),
+        "decoder_b": jnp.zeros(2, jnp.float32),
+    }
+
+
+def _network_start(params) -> dict:
+    """The network's trainable values at ``params``: its biases, and factors of 1."""
+    import jax.numpy as jnp
+
     return {
         "bias": jnp.asarray(params.bias, jnp.float32),
         "log_tau_factor": jnp.zeros(len(params.time_const_s), jnp.float32),
         "log_strength_factor": jnp.zeros(len(params.strength), jnp.float32),
-        "decoder_w": jnp.asarray(rng.normal(0, 0.1, (2, n_out)), jnp.float32),
-        "decoder_b": jnp.zeros(2, jnp.float32),
     }
 
 
@@ -314,7 +322,9 @@ def make_loss(
         if n_steady:  # the same for every stimulus: once, then broadcast
             grey = jnp.full((n_steady, 1, net.n_columns), 0.5, jnp.float32)
             v = jax.lax.scan(lambda x, fr: (sim.step(net, x, fr), None), v, grey)[0]
-        rest = v[0]  # differentiated only by the rest_floor term
+            if rest_floor is None:  # (differentiated only for the rest_floor term)
+                v = jax.lax.stop_gradient(v)
+        rest = v[0]
         v = jnp.broadcast_to(jax.lax.stop_gradient(v), (b, n_cells))
         grey_v = v  # each cell's voltage at grey
 
@@ -376,11 +386,7 @@ def make_loss(
         return jnp.sum(err * moving) / jnp.maximum(jnp.sum(moving), 1.0)
 
     if scale != "batch":
-        start = {
-            "bias": jnp.asarray(params0.bias, jnp.float32),
-            "log_tau_factor": jnp.zeros(len(params0.time_const_s), jnp.float32),
-            "log_strength_factor": jnp.zeros(len(params0.strength), jnp.float32),
-        }
+        start = _network_start(params0)
         fixed["feature_scale"] = jax.jit(lambda t, f: rms(features(t, f)[0]))(start, fixed)
     return loss, fixed
 
@@ -455,9 +461,8 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     import optax
 
     from brainsim.experiments._run import environment, load_connectome
-    from brainsim.flyvis._experiment import _setup, edge_tables, pad_frames, simulate_frames
+    from brainsim.flyvis._experiment import _setup
     from brainsim.flyvis._params import write_npz
-    from brainsim.flyvis._stimuli import moving_edge
     from brainsim.io import atomic_dir, write_json, write_table
 
     t0 = time.perf_counter()
@@ -482,19 +487,7 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     state = opt.init(theta)
     update = make_update(loss_fn, opt)
 
-    def evaluate(p):
-        # at the training step: the time constants were trained with tau >= dt
-        angles, intens, speeds = list(range(0, 360, 30)), [0, 1], [19.0]
-        conds = [(a, i, s) for a in angles for i in intens for s in speeds]
-        eval_dt_s = dt_s
-        fr = pad_frames([moving_edge(lattice.extent, a, i, s, eval_dt_s) for a, i, s in conds])
-        tr = simulate_frames(lattice, p, eval_dt_s * 1000, fr, lattice.central_cells())
-        time_s = np.arange(fr.shape[0]) * eval_dt_s - 1.0
-        tables, extra = edge_tables(tr, time_s, conds, angles, intens, speeds,
-                                    list(lattice.spec.type_names))  # fmt: skip
-        return tables["dsi.parquet"], extra.get("t4t5.json")
-
-    before = evaluate(params0) if task.evaluate else None
+    before = edge_tuning(lattice, params0, dt_s) if task.evaluate else None
     history = []
     best = (np.inf, 0, theta)  # (loss, step, parameters before that step's update)
     t1 = time.perf_counter()
@@ -524,7 +517,7 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         type_params(lattice, params0, jax.device_get(best[2]), dt_s),
         name=str(out_dir / "params.npz"),
     )
-    after = evaluate(trained_p) if task.evaluate else None
+    after = edge_tuning(lattice, trained_p, dt_s) if task.evaluate else None
     with atomic_dir(out_dir) as tmp:
         write_npz(lattice.spec, trained_p, tmp / "params.npz")
         write_table(_history(history), tmp / "history.parquet")
@@ -567,7 +560,7 @@ def _diverged(cfg, task, lattice, params0, dt_s, out_dir, rec, history, last, fi
     exploded step's finite record; ``manifest.json`` with ``diverged``), into ``out_dir``
     or beside a finished training there."""
     from brainsim.fit._loop import FitDivergedError
-    from brainsim.fit._run import write_diverged_record
+    from brainsim.fit._run import where_written, write_diverged_record
     from brainsim.flyvis._params import write_npz
     from brainsim.io import atomic_dir, write_json, write_table
 
@@ -592,12 +585,8 @@ def _diverged(cfg, task, lattice, params0, dt_s, out_dir, rec, history, last, fi
                         "task": dataclasses.asdict(task), "start_params": params0.name,
                         "diverged": diverged}, tmp / "manifest.json")  # fmt: skip
 
-    dest = write_diverged_record(out_dir, "params.npz", write)
-    where = (
-        f"are in {Path(dest) / 'params_last_finite.npz'}"
-        if isinstance(dest, Path)
-        else f"could not be written: {dest}"
-    )
+    where = where_written(write_diverged_record(out_dir, "params.npz", write),
+                          "params_last_finite.npz")  # fmt: skip
     if last_step == 0:
         msg = (f"{cfg.path}: [fit] step 1: {e.what()} with the start parameters, before "
                f"any update; check [model] params and the task (the start parameters "
@@ -608,6 +597,23 @@ def _diverged(cfg, task, lattice, params0, dt_s, out_dir, rec, history, last, fi
                f"finite parameters (step {last_step}'s) {where}; no trained results were "
                "written")  # fmt: skip
     return e.with_message(msg)
+
+
+def edge_tuning(lattice, params, dt_s: float):
+    """(dsi.parquet's table, t4t5.json's checks) of ``params`` at ON and OFF edges in 12
+    directions at 19 columns/s, stepped at ``dt_s`` (the training step: the time constants
+    were trained with tau >= dt): how a training's direction selectivity is measured."""
+    from brainsim.flyvis._experiment import edge_tables, pad_frames, simulate_frames
+    from brainsim.flyvis._stimuli import moving_edge
+
+    angles, intens, speeds = list(range(0, 360, 30)), [0, 1], [19.0]
+    conds = [(a, i, s) for a in angles for i in intens for s in speeds]
+    fr = pad_frames([moving_edge(lattice.extent, a, i, s, dt_s) for a, i, s in conds])
+    tr = simulate_frames(lattice, params, dt_s * 1000, fr, lattice.central_cells())
+    time_s = np.arange(fr.shape[0]) * dt_s - 1.0
+    tables, extra = edge_tables(tr, time_s, conds, angles, intens, speeds,
+                                list(lattice.spec.type_names))  # fmt: skip
+    return tables["dsi.parquet"], extra.get("t4t5.json")
 
 
 def _history(history):
