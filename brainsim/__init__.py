@@ -6,4 +6,4 @@ tables, loaders, cache; no JAX), ``brainsim.models`` (the LIF model), ``brainsim
 ``brainsim.cli``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,14 +16,31 @@ from brainsim.kernels._events import (
     scatter_to,
     trash_index,
 )
-from brainsim.kernels._native import dense_deliver, native_kernels, window_deliver
-from brainsim.kernels._poisson import poisson_block, poisson_events
+from brainsim.kernels._native import (
+    dense_deliver,
+    dense_lif_chunk,
+    native_kernels,
+    window_deliver,
+)
+from brainsim.kernels._poisson import (
+    DEFAULT_STREAM,
+    STREAMS,
+    poisson_block,
+    poisson_events,
+    stream_keys,
+    threefry2x32,
+    window_block,
+    window_thresholds,
+)
 
 __all__ = [
+    "DEFAULT_STREAM",
+    "STREAMS",
     "TRASH",
     "compact",
     "compact_sparse",
     "dense_deliver",
+    "dense_lif_chunk",
     "expand_rows",
     "native_kernels",
     "poisson_block",
@@ -33,6 +50,10 @@ __all__ = [
     "propagate_events",
     "ranks",
     "scatter_to",
+    "stream_keys",
+    "threefry2x32",
     "trash_index",
+    "window_block",
     "window_deliver",
+    "window_thresholds",
 ]

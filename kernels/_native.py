@@ -1,9 +1,10 @@
 """Native CPU kernels: C++ sources in ``native/``, compiled on first use and called through
 XLA's foreign function interface (``jax.ffi``).
 
-The compiled library is cached per source, jaxlib version and compiler in
-``$BRAINSIM_CACHE/native`` (``BRAINSIM_CACHE`` defaults to ``~/.cache/brainsim``), so a
-machine pays the compilation (a few seconds) once. Where no C++ compiler is found, or the
+The compiled libraries (one per source, built in parallel for the host's instruction set)
+are cached per source, jaxlib version, compiler and CPU in ``$BRAINSIM_CACHE/native``
+(``BRAINSIM_CACHE`` defaults to ``~/.cache/brainsim``), so a machine pays the compilation
+(a few seconds) once. Where no C++ compiler is found, or the
 build fails, :func:`native_kernels` says why and the engine runs the plain-JAX form of the
 same work (identical semantics, tested against each other). ``BRAINSIM_NATIVE=0`` turns the native
 kernels off.
@@ -23,9 +24,28 @@ from pathlib import Path
 
 import jax
 
-SOURCE = Path(__file__).parent / "native" / "window_deliver.cc"
+NATIVE_DIR = Path(__file__).parent / "native"
+HEADERS = (NATIVE_DIR / "common.h",)
 TARGET = "brainsim_window_deliver"
 DENSE_TARGET = "brainsim_dense_deliver"
+DENSE_LIF_TARGET = "brainsim_dense_lif"
+# each source is its own library (built in parallel on first use), with the XLA FFI
+# handlers it exports
+LIBRARIES = {
+    "window_deliver": {TARGET: "BrainsimWindowDeliver", DENSE_TARGET: "BrainsimDenseDeliver"},
+    "dense_lif": {DENSE_LIF_TARGET: "BrainsimDenseLif"},
+}
+# -fno-trapping-math: floating-point operations may run on lanes whose result a select then
+# drops (so that the loops vectorize); it changes no result
+FLAGS = (
+    "-O3",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-w",
+    "-ffp-contract=off",
+    "-fno-trapping-math",
+)
 
 
 def cache_dir() -> Path:
@@ -38,21 +58,78 @@ def _compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
 
 
-def _build(cxx: str, out: Path) -> None:
-    include = jax.ffi.include_dir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # build beside the target, then rename: concurrent builders never see a partial file
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    cmd = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{include}", str(SOURCE)]
+def _host_cpu() -> bytes:
+    """The host CPU's feature flags (Linux), which ``-march=native`` builds for."""
     try:
-        proc = subprocess.run([*cmd, "-o", tmp], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        os.replace(tmp, out)
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.encode()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor().encode()
+
+
+def _build(cxx: str, builds: dict[Path, Path]) -> None:
+    """Compile each source into its library (``{source: library}``), all at once."""
+    include = jax.ffi.include_dir()
+    # for the host's instruction set, as XLA compiles (so that fused multiply-adds are used
+    # where XLA uses them, see native/dense_lif.cc), and -ffp-contract=off: no others; a
+    # compiler without -march=native builds for the baseline
+    tmps = {}
+    try:
+        for out in builds.values():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            # built beside the target, then renamed: concurrent builders see no partial file
+            fd, tmps[out] = tempfile.mkstemp(suffix=".so", dir=out.parent)
+            os.close(fd)
+        pending, errors = dict(builds), {}
+        for flags in (["-march=native"], []):
+            cmds = {
+                out: [cxx, *FLAGS, *flags, f"-I{include}", f"-I{NATIVE_DIR}", str(src), "-o",
+                      tmps[out]]
+                for src, out in pending.items()
+            }  # fmt: skip
+            procs = {
+                out: subprocess.Popen(
+                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                )
+                for out, cmd in cmds.items()
+            }
+            for out, proc in procs.items():
+                _, err = proc.communicate()
+                if proc.returncode == 0:
+                    os.replace(tmps[out], out)
+                    errors.pop(out, None)
+                else:
+                    errors[out] = f"{' '.join(cmds[out])} failed:\n{err[-2000:]}"
+            pending = {src: out for src, out in pending.items() if out in errors}
+            if not pending:
+                return
+        raise RuntimeError("\n".join(errors.values()))
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in tmps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _library_path(name: str, cxx: str) -> Path:
+    """Where a library is cached: per source, header, flags, jaxlib, compiler and CPU."""
+    import jaxlib
+
+    source = (NATIVE_DIR / f"{name}.cc").read_bytes()
+    tag = hashlib.sha256(
+        source
+        + b"".join(p.read_bytes() for p in HEADERS)
+        + " ".join(FLAGS).encode()
+        + jaxlib.__version__.encode()
+        + cxx.encode()
+        + sys.platform.encode()
+        + _host_cpu()
+    ).hexdigest()[:16]
+    return cache_dir() / f"{name}_{tag}.so"
 
 
 @functools.cache
@@ -64,22 +141,19 @@ def native_kernels() -> tuple[bool, str]:
     cxx = _compiler()
     if cxx is None:
         return False, "no C++ compiler (g++ or $CXX) found"
-    import jaxlib
-
-    tag = hashlib.sha256(
-        SOURCE.read_bytes() + jaxlib.__version__.encode() + cxx.encode() + sys.platform.encode()
-    ).hexdigest()[:16]
-    lib_path = cache_dir() / f"window_deliver_{tag}.so"
+    paths = {name: _library_path(name, cxx) for name in LIBRARIES}
     try:
-        if not lib_path.exists():
-            _build(cxx, lib_path)
-        lib = ctypes.cdll.LoadLibrary(str(lib_path))
-        handlers = {TARGET: lib.BrainsimWindowDeliver, DENSE_TARGET: lib.BrainsimDenseDeliver}
-        for name, handler in handlers.items():
-            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
+        missing = {NATIVE_DIR / f"{n}.cc": p for n, p in paths.items() if not p.exists()}
+        if missing:
+            _build(cxx, missing)
+        for name, handlers in LIBRARIES.items():
+            lib = ctypes.cdll.LoadLibrary(str(paths[name]))
+            for target, symbol in handlers.items():
+                handler = jax.ffi.pycapsule(getattr(lib, symbol))
+                jax.ffi.register_ffi_target(target, handler, platform="cpu")
     except (OSError, RuntimeError, AttributeError) as err:
         return False, f"native kernel build failed: {err}"
-    return True, str(lib_path)
+    return True, ", ".join(str(p) for p in paths.values())
 
 
 def window_deliver(
@@ -195,11 +269,107 @@ def dense_deliver(
     )
 
 
+def dense_lif_chunk(
+    u,
+    g,
+    since,
+    pending_flat,
+    pending_k,
+    indptr,
+    indices,
+    counts,
+    w_pre,
+    silent,
+    removed,
+    refractory,
+    neuron_consts,
+    props,
+    window,
+    input_idx,
+    keys,
+    levels,
+    table,
+    replay,
+    cur_pos,
+    cur_amp,
+    cur_start,
+    cur_stop,
+    rec_idx,
+    *,
+    n_windows: int,
+    spike_budget: int,
+):
+    """``n_windows`` delay windows of the LIF model on every neuron, in C++ (see
+    ``native/dense_lif.cc``): the state ``u, g`` [trials, n] (u from rest) and ``since``
+    [trials, n]; ``pending_flat``/``pending_k`` the previous window's spikes;
+    ``neuron_consts`` [3, n] (v_th and v_reset from rest, the input event's kick f_poi x
+    w_syn), ``props`` the one-step ``(k_m, k_s, c)``; Poisson stream 2's ``keys``,
+    ``levels``, ``table``; ``replay`` [windows, delay, trials, inputs] or None; the
+    currents of :class:`brainsim.sim.Drive`. Returns ``(u, g, since, spike_flat [windows,
+    spike_budget], spike_k, counts [windows, 2] (spikes, synaptic events), u_rec, g_rec
+    [windows, delay, trials, recorded])``."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    dtype = u.dtype
+    n_trials, n = u.shape
+    d = table.shape[1]
+    i32 = jnp.int32
+    sds = jax.ShapeDtypeStruct
+    n_rec = rec_idx.shape[0]
+    out = (
+        sds(u.shape, dtype),
+        sds(g.shape, dtype),
+        sds(since.shape, i32),
+        sds((n_windows, spike_budget), i32),
+        sds((n_windows, spike_budget), i32),
+        sds((n_windows, 2), i32),
+        sds((n_windows, d, n_trials, n_rec), dtype),
+        sds((n_windows, d, n_trials, n_rec), dtype),
+    )
+    dummy = jnp.zeros((1,), bool)
+    call = jax.ffi.ffi_call(DENSE_LIF_TARGET, out, input_output_aliases={0: 0, 1: 1, 2: 2})
+    return call(
+        u,
+        g,
+        since,
+        pending_flat,
+        pending_k,
+        indptr,
+        indices,
+        counts,
+        w_pre,
+        dummy if silent is None else silent,
+        dummy if removed is None else removed,
+        refractory,
+        neuron_consts,
+        props,
+        window,
+        input_idx,
+        keys,
+        levels,
+        table,
+        jnp.zeros((1,), dtype) if replay is None else replay,
+        cur_pos,
+        cur_amp,
+        cur_start,
+        cur_stop,
+        rec_idx,
+        n_neurons=np.int64(n),
+        has_silent=np.int64(silent is not None),
+        has_removed=np.int64(removed is not None),
+        has_replay=np.int64(replay is not None),
+    )
+
+
 __all__ = [
+    "DENSE_LIF_TARGET",
     "DENSE_TARGET",
+    "LIBRARIES",
     "TARGET",
     "cache_dir",
     "dense_deliver",
+    "dense_lif_chunk",
     "native_kernels",
     "window_deliver",
 ]

@@ -24,6 +24,15 @@ def make_connectome(n, pre, post, counts, ids=None, **cols):
     return from_edges(table, np.asarray(pre), np.asarray(post), np.asarray(counts), prov)
 
 
+def same_spikes(a, b):
+    """Whether two runs have the same spikes (trial, step, neuron)."""
+    return (
+        np.array_equal(a.trial, b.trial)
+        and np.array_equal(a.step, b.step)
+        and np.array_equal(a.neuron, b.neuron)
+    )
+
+
 def random_connectome(n, p, seed, max_count=40, p_inh=0.3):
     rng = np.random.default_rng(seed)
     mask = rng.random((n, n)) < p

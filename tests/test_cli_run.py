@@ -169,3 +169,37 @@ def test_config_file_errors(tmp_path):
 def test_plot_needs_a_results_folder(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path)]) == 2
     assert "not a results folder" in capsys.readouterr().err
+
+
+def test_the_poisson_stream_is_chosen_checked_and_recorded(tmp_path):
+    """[simulation] poisson_stream: 2 by default, 1 on request (other events, the same
+    law), anything else named; the manifest says which one ran."""
+    mans = {}
+    for stream in (None, 1):
+        text = run_config_text() if stream is None else run_config_text().replace(
+            "seed = 1\n", f"seed = 1\npoisson_stream = {stream}\n"
+        )
+        out = tmp_path / f"out{stream}"
+        assert cli.main(["run", str(write(tmp_path, text)), "--out", str(out), "--quiet"]) == 0
+        mans[stream] = json.loads((out / "manifest.json").read_text())
+        mans[stream]["spikes"] = pq.read_table(out / "spikes.parquet").to_pandas()
+    assert mans[None]["poisson_stream"] == 2 and mans[1]["poisson_stream"] == 1
+    assert mans[None]["kernel"][0]["poisson_stream"] == 2
+    a, b = mans[None]["spikes"], mans[1]["spikes"]
+    assert len(a) > 50 and len(b) > 50 and not a.equals(b)
+    for bad in ("3", '"2"'):
+        text = run_config_text().replace("seed = 1\n", f"seed = 1\npoisson_stream = {bad}\n")
+        with pytest.raises(ConfigError, match=r"\[simulation\] poisson_stream"):
+            load_config(write(tmp_path, text, "bad.toml"))
+
+
+def test_the_all_selector_drives_every_neuron(tmp_path):
+    from conftest import random_connectome
+
+    from brainsim.experiments._selectors import select
+
+    conn = random_connectome(30, 0.1, seed=1)
+    np.testing.assert_array_equal(select(conn, {"all": True}, where="w"), np.arange(30))
+    for bad in (False, 1, "yes"):
+        with pytest.raises(ConfigError, match=r"w\.all: expected true"):
+            select(conn, {"all": bad}, where="w")

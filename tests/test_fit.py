@@ -40,7 +40,7 @@ def _run(params, conn, proto, n_steps, dtype=jnp.float32, key=0, **kw):
         params,
         base,
         net,
-        proto.device(dtype),
+        proto.device(dtype, dt_ms=base.dt_ms, block_steps=base.delay_steps),
         rfc,
         jax.random.PRNGKey(key),
         n_steps,

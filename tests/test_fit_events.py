@@ -23,7 +23,7 @@ def run(params, conn, proto, n_steps, **kw):
     rfc = jnp.asarray(proto.refractory_steps(LIF().refractory_steps(conn.n_neurons)))
     key = jax.random.PRNGKey(3)
     kw = {"surrogate": ST, **kw}
-    drive = proto.device(jnp.float32)
+    drive = proto.device(jnp.float32, dt_ms=LIF().dt_ms, block_steps=LIF().delay_steps)
     return differentiable_run(params, LIF(), net, drive, rfc, key, n_steps, **kw)
 
 

@@ -13,7 +13,7 @@ from brainsim.kernels import (
     propagate_events,
     scatter_to,
 )
-from conftest import random_connectome
+from conftest import random_connectome, same_spikes
 
 from brainsim.models import LIF, SINCE_MAX
 from brainsim.sim import Budgets, Protocol, simulate
@@ -47,14 +47,6 @@ def test_event_propagation_equals_dense_including_overflow():
         live = np.asarray(src) >= 0
         np.add.at(ev, (b[np.asarray(src)[live]], np.asarray(post)[live]), np.asarray(wt)[live])
         assert np.allclose(ev, np.asarray(dense)) == complete
-
-
-def same_spikes(a, b):
-    return (
-        np.array_equal(a.trial, b.trial)
-        and np.array_equal(a.step, b.step)
-        and np.array_equal(a.neuron, b.neuron)
-    )
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -12,6 +12,11 @@ Input .npz (all times in ms, voltages in mV):
                                    reference code's PoissonInput on v (v += f_poi * w_syn)
     record (optional)         neuron indices whose v and g are recorded at the end of every
                               step (after resets)
+    poisson_rate_hz (optional) drive the inputs with Brian2's own PoissonInput at this rate,
+                              as the published code does, instead of replayed events (the
+                              ev_* arrays are then empty): one PoissonInput on the whole
+                              group when every neuron is an input, else one per input neuron
+                              (the published code's form)
 
 Output .npz:
     trial, step, neuron       one entry per spike; step = round(t / dt)
@@ -57,6 +62,11 @@ def main(argv=None):
         help="Brian2 code generation target (runtime mode)",
     )
     ap.add_argument(
+        "--cython-cache",
+        default=None,
+        help="folder of Brian2's compiled Cython code (default: its own, ~/.cython)",
+    )
+    ap.add_argument(
         "--show-code",
         action="store_true",
         help="print the state update code Brian2 generates and exit after building",
@@ -65,8 +75,10 @@ def main(argv=None):
 
     import brian2 as b2
     from brian2 import (
+        Hz,
         Network,
         NeuronGroup,
+        PoissonInput,
         SpikeGeneratorGroup,
         SpikeMonitor,
         StateMonitor,
@@ -77,6 +89,8 @@ def main(argv=None):
     )
 
     prefs.codegen.target = args.target
+    if args.cython_cache:
+        prefs.codegen.runtime.cython.cache_dir = args.cython_cache
     prefs.core.default_float_dtype = np.float64 if args.precision == "float64" else np.float32
     b2.BrianLogger.log_level_warn()
 
@@ -151,15 +165,26 @@ def main(argv=None):
     syn.connect(i=pre, j=np.asarray(indices, np.int64))
     syn.w = np.asarray(counts, np.float64) * p["w_syn"] * mV
 
-    # input events: one generator cell per input neuron
-    pos = np.searchsorted(inputs, ev_neuron)
-    sgg = SpikeGeneratorGroup(max(inputs.size, 1), [], [] * ms, name="events")
-    inp = Synapses(sgg, neu, on_pre="v += f_poi * w_syn", name="inp", namespace=namespace)
-    if inputs.size:
-        inp.connect(i=np.arange(inputs.size), j=inputs)
-
+    poisson_hz = float(d["poisson_rate_hz"]) if "poisson_rate_hz" in d.files else None
     spk = SpikeMonitor(neu, record=True, name="spk")
-    objs = [neu, syn, sgg, inp, spk]
+    if poisson_hz is None:
+        # input events: one generator cell per input neuron
+        pos = np.searchsorted(inputs, ev_neuron)
+        sgg = SpikeGeneratorGroup(max(inputs.size, 1), [], [] * ms, name="events")
+        inp = Synapses(sgg, neu, on_pre="v += f_poi * w_syn", name="inp", namespace=namespace)
+        if inputs.size:
+            inp.connect(i=np.arange(inputs.size), j=inputs)
+        objs = [neu, syn, sgg, inp, spk]
+    else:
+        weight = p["f_poi"] * p["w_syn"] * mV
+        if inputs.size == n:
+            drives = [PoissonInput(neu, "v", 1, poisson_hz * Hz, weight=weight, name="poi")]
+        else:
+            drives = [
+                PoissonInput(neu[int(i)], "v", 1, poisson_hz * Hz, weight=weight, name=f"poi{i}")
+                for i in inputs
+            ]
+        objs = [neu, syn, *drives, spk]
     mon = None
     if record.size:
         mon = StateMonitor(neu, ["v", "g"], record=record, when="end", name="mon")
@@ -180,9 +205,10 @@ def main(argv=None):
     out_t, out_s, out_i, wall, v_rec, g_rec = [], [], [], [], [], []
     for tr in range(n_trials):
         net.restore("init")
-        sel = ev_trial == tr
-        order = np.lexsort((pos[sel], ev_step[sel]))
-        sgg.set_spikes(pos[sel][order], ev_step[sel][order] * dt_ms * ms, sorted=True)
+        if poisson_hz is None:
+            sel = ev_trial == tr
+            order = np.lexsort((pos[sel], ev_step[sel]))
+            sgg.set_spikes(pos[sel][order], ev_step[sel][order] * dt_ms * ms, sorted=True)
         t0 = time.perf_counter()
         net.run(duration_ms * ms, namespace=namespace)
         wall.append(time.perf_counter() - t0)

@@ -88,7 +88,10 @@ def write_input(
     events,
     inputs,
     record=None,
+    extra: dict | None = None,
 ) -> str:
+    """Write the Brian2 input file (``brian2_model.py``'s format, with ``extra`` arrays);
+    returns a hash of its contents."""
     trial, step, neuron = events
     arrays = dict(
         inputs=np.asarray(inputs, np.int64),
@@ -103,6 +106,7 @@ def write_input(
         ev_step=step,
         ev_neuron=neuron,
         **{k: np.float64(v) for k, v in params.items()},
+        **(extra or {}),
     )
     if record is not None and len(record):
         arrays["record"] = np.asarray(record, np.int64)

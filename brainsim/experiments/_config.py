@@ -25,6 +25,9 @@ Schema (every key optional unless marked required)::
                                # "windowed", "dense_window" (every neuron driven), "reference"
     chunk_ms = 100.0
     devices = 1                # or N, or "all": trials split over devices (same results)
+    poisson_stream = 2         # the Poisson input's random stream: 2 (geometric gaps), or 1
+                               # (one uniform per input and step, brainsim 0.1.0's); both
+                               # Bernoulli(rate x dt) per step, other events for one seed
     [[stimulus]]               # kind = "poisson": neurons (selector), rate_hz
                                # kind = "spike_times": path (trial, t_ms, neuron_id)
                                # kind = "current": neurons, amplitude_mv, start_ms, stop_ms
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from brainsim.experiments._errors import ConfigError
+from brainsim.kernels import DEFAULT_STREAM, STREAMS
 from brainsim.models import MAX_RUN_STEPS  # the engine's step counters bound a run
 
 _NUM = (int, float)
@@ -145,7 +149,17 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
     s = f"{where}: [simulation]"
     _keys(
         sim,
-        ("duration_ms", "trials", "seed", "dt_ms", "precision", "kernel", "chunk_ms", "devices"),
+        (
+            "duration_ms",
+            "trials",
+            "seed",
+            "dt_ms",
+            "precision",
+            "kernel",
+            "chunk_ms",
+            "devices",
+            "poisson_stream",
+        ),
         s,
     )
     devices = sim.get("devices", 1)
@@ -166,9 +180,14 @@ def parse_config(raw: dict, path: Path | None = None) -> RunConfig:
         ),
         "chunk_ms": _positive(sim, "chunk_ms", s, default=100.0),
         "devices": devices,
+        "poisson_stream": _get(sim, "poisson_stream", int, s, default=DEFAULT_STREAM),
     }
     if sim["trials"] < 1:
         raise ConfigError(f"{s} trials: must be >= 1, got {sim['trials']}")
+    if sim["poisson_stream"] not in STREAMS:
+        raise ConfigError(
+            f"{s} poisson_stream: expected one of {STREAMS}, got {sim['poisson_stream']!r}"
+        )
     check_seed(sim["seed"], s)
     if sim["duration_ms"] is not None:
         check_steps(sim["duration_ms"], sim["dt_ms"], s)

@@ -27,7 +27,11 @@ from brainsim.experiments._errors import ConfigError
 _ARRAYS = ("trial", "step", "neuron", "rec_idx")
 
 
-def run_identity(raw_config: dict, connectome_checksum: str, backend: str) -> dict:
+def run_identity(
+    raw_config: dict, connectome_checksum: str, backend: str, poisson_stream: int
+) -> dict:
+    """What a saved batch must share with the run that reuses it (the stream is named
+    apart: its default is not in the raw config)."""
     from brainsim import __version__
 
     text = json.dumps(raw_config, sort_keys=True, default=str)
@@ -36,6 +40,7 @@ def run_identity(raw_config: dict, connectome_checksum: str, backend: str) -> di
         "connectome_checksum": connectome_checksum,
         "brainsim": __version__,
         "backend": backend,
+        "poisson_stream": poisson_stream,
     }
 
 

@@ -373,7 +373,12 @@ def _run_config(cfg: RunConfig, out_dir, progress, log, dry_run: bool, resume) -
 
         from brainsim.experiments._resume import BatchStore, run_identity
 
-        identity = run_identity(cfg.raw, conn.provenance.checksum, jax.default_backend())
+        identity = run_identity(
+            cfg.raw,
+            conn.provenance.checksum,
+            jax.default_backend(),
+            cfg.simulation["poisson_stream"],
+        )
         store = BatchStore(out_dir, identity)
         if store.start(resume):
             log(f"--resume: reusing the batches saved by an interrupted run of {out_dir}")
@@ -533,6 +538,7 @@ def simulate_batch(
             ids=ids,
             budgets=budgets,
             gap_junctions=gap_junctions,
+            poisson_stream=sim["poisson_stream"],
         )
     except NonFiniteError as e:
         raise ConfigError(
@@ -617,7 +623,7 @@ def simulate_conditions(cfg, conn, model, base, p: Plan, rec, progress, log, sto
             step=p.info.get("step"),
         )
         r.stats["budgets_remembered"] = recalled
-        if r.stats.get("kernel") == "windowed":  # (dense_window runs size only two lists)
+        if r.stats.get("kernel") in ("windowed", "dense_window"):
             grown[n_trials] = Budgets(**r.stats["budgets"])
             if shared:
                 remember(key_of(n_trials), r.stats["budgets"])
@@ -813,6 +819,7 @@ def manifest(
         **{k: v for k, v in p.info.items() if k != "responders"},
         "connectome": conn.summary() | {"provenance": conn.provenance.to_json()},
         "seed": cfg.simulation["seed"],
+        "poisson_stream": cfg.simulation["poisson_stream"],
         "n_conditions": len(p.conditions),
         "trials_per_condition": cfg.simulation["trials"],
         "duration_ms": r0.duration_ms,

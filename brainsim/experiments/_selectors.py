@@ -6,7 +6,8 @@ A selector is a TOML table whose keys each name neurons; several keys form a uni
 :func:`published_sets`), ``cell_type``, ``class``, ``super_class``, ``side`` (a string or a
 list of strings, matched exactly against the neuron table's column), ``neuropil`` (the same,
 matched against the neuron's main input or output neuropil: the ``input_neuropil`` and
-``output_neuropil`` columns of the ``flywire`` and ``flywire_feather`` loaders).
+``output_neuropil`` columns of the ``flywire`` and ``flywire_feather`` loaders), ``all =
+true`` (every neuron: background drive, a whole-network readout).
 
 An unknown id or a name that matches nothing is an error naming it. With
 ``allow_missing = true``, ids absent from the loaded connectome (e.g. FlyWire ids of
@@ -28,7 +29,7 @@ COLUMN_KEYS = ("cell_type", "class", "super_class", "side")
 # the FlyWire release of the published sets' root ids (the "note" of the data file)
 PUBLISHED_SETS_RELEASE = "630"
 REGION_COLUMNS = ("input_neuropil", "output_neuropil")
-SELECTOR_KEYS = ("ids", "file", "set", *COLUMN_KEYS, "neuropil", "allow_missing")
+SELECTOR_KEYS = ("ids", "file", "set", *COLUMN_KEYS, "neuropil", "all", "allow_missing")
 
 
 def published_sets() -> dict:
@@ -68,6 +69,10 @@ def select(
         raise ConfigError(f"{where}.allow_missing: expected true or false")
     by_ids = lambda ids, w, note="": _by_ids(conn, ids, w, allow, missing, note)  # noqa: E731
     parts = []
+    if "all" in selector:
+        if selector["all"] is not True:
+            raise ConfigError(f"{where}.all: expected true (every neuron), got {selector['all']!r}")
+        parts.append(np.arange(conn.n_neurons, dtype=np.int32))
     if "ids" in selector:
         ids = selector["ids"]
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):

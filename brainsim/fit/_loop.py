@@ -33,6 +33,7 @@ from brainsim.fit._events import EventCapacity
 from brainsim.fit._losses import RateTargets, condition_rates, rate_loss
 from brainsim.fit._params import FitParams, partition
 from brainsim.fit._surrogate import Surrogate
+from brainsim.kernels import DEFAULT_STREAM
 from brainsim.models import LIF
 from brainsim.sim import Drive, Network, seed_key
 
@@ -212,6 +213,7 @@ def build_task(
     detach_reset: bool = True,
     propagation: str | None = None,
     capacity: EventCapacity | None = None,
+    poisson_stream: int = DEFAULT_STREAM,
 ) -> FitTask:
     """A :class:`FitTask` from a host-side :class:`brainsim.sim.Protocol`.
 
@@ -234,7 +236,9 @@ def build_task(
     return FitTask(
         base=model,
         net=network,
-        drive=protocol.device(dtype),
+        drive=protocol.device(
+            dtype, dt_ms=model.dt_ms, block_steps=model.delay_steps, stream=poisson_stream
+        ),
         refractory_steps=jnp.asarray(protocol.refractory_steps(_refractory(model, network))),
         replay=replay,
         targets=tuple(targets[k] for k in names),
@@ -273,7 +277,7 @@ def split_trials(task: FitTask, n_devices: int) -> FitTask:
     mesh = trial_mesh(n_devices)
     put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))  # noqa: E731
     drive = task.drive
-    spec = _drive_spec(drive.silenced is not None, drive.removed is not None)
+    spec = _drive_spec(drive.silenced is not None, drive.removed is not None, drive.stream)
     drive = jax.tree.map(put, drive, spec)
     replay = None if task.replay is None else put(task.replay, P(None, AXIS))
     # the rest on the same devices, replicated (arrays of one jit must share devices)

@@ -122,6 +122,7 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
         surrogate=Surrogate(cfg.surrogate, cfg.surrogate_slope, scale),
         checkpoint_ms=cfg.checkpoint_ms,
         detach_reset=cfg.detach_reset,
+        poisson_stream=cfg.run.simulation["poisson_stream"],
         propagation="events" if cfg.gradient == "events" else None,
     )
     # [simulation] devices: the gradient's trials split over them (as a run's are)

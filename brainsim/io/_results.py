@@ -1,20 +1,46 @@
-"""Result tables: spikes, rates and traces per condition, and the neurons they name."""
+"""Result tables: spikes, rates and traces per condition, and the neurons they name.
+
+Numeric columns are built from their numpy buffers (:func:`column`, :func:`table`):
+``pa.array`` and ``pa.table`` import pandas on first use to test for pandas types (0.2-0.4 s
+of every ``brainsim run`` process that writes results)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
+_NUMERIC = {
+    np.dtype(np.int32): pa.int32(),
+    np.dtype(np.int64): pa.int64(),
+    np.dtype(np.float32): pa.float32(),
+    np.dtype(np.float64): pa.float64(),
+}
+
+
+def column(x, dtype=None) -> pa.Array:
+    """A numpy array (cast to ``dtype``) as an Arrow array, without a copy where the type
+    allows and without pyarrow's pandas checks (other types go through ``pa.array``)."""
+    x = np.ascontiguousarray(np.asarray(x, dtype).reshape(-1))
+    typ = _NUMERIC.get(x.dtype)
+    if typ is None:
+        return pa.array(x)
+    return pa.Array.from_buffers(typ, x.size, [None, pa.py_buffer(x)])
+
+
+def table(columns: dict) -> pa.Table:
+    """A table of named Arrow arrays (``pa.Table.from_arrays``: no pandas checks)."""
+    return pa.Table.from_arrays(list(columns.values()), names=list(columns))
+
 
 def spikes_table(condition, trial, t_ms, neuron_id) -> pa.Table:
     """One row per spike: ``condition``, ``trial`` (int32; trial within its condition),
     ``t_ms`` (float64, the spike step's start time), ``neuron_id`` (int64)."""
-    return pa.table(
+    return table(
         {
-            "condition": pa.array(np.asarray(condition, np.int32)),
-            "trial": pa.array(np.asarray(trial, np.int32)),
-            "t_ms": pa.array(np.asarray(t_ms, np.float64)),
-            "neuron_id": pa.array(np.asarray(neuron_id, np.int64)),
+            "condition": column(condition, np.int32),
+            "trial": column(trial, np.int32),
+            "t_ms": column(t_ms, np.float64),
+            "neuron_id": column(neuron_id, np.int64),
         }
     )
 
@@ -28,7 +54,7 @@ def rates_table(condition, trial, neuron, ids, n_trials: int, duration_ms: float
     neuron = np.asarray(neuron, np.int64)
     cols = ["condition", "neuron_id", "rate_hz", "rate_hz_std", "rate_hz_sem", "n_spikes"]
     if condition.size == 0:
-        return pa.table({c: pa.array([], t) for c, t in zip(cols, _RATE_TYPES, strict=True)})
+        return table({c: pa.array([], t) for c, t in zip(cols, _RATE_TYPES, strict=True)})
     n = int(neuron.max()) + 1
     # spikes per (condition, trial, neuron), then moments over trials per (condition, neuron)
     key3 = (condition * n_trials + trial) * n + neuron
@@ -41,14 +67,14 @@ def rates_table(condition, trial, neuron, ids, n_trials: int, duration_ms: float
     mean = total / n_trials
     var = (total_sq - n_trials * mean**2) / (n_trials - 1) if n_trials > 1 else np.zeros_like(mean)
     std = np.sqrt(np.maximum(var, 0)) / seconds
-    return pa.table(
+    return table(
         {
-            "condition": pa.array((key2 // n).astype(np.int32)),
-            "neuron_id": pa.array(np.asarray(ids)[key2 % n].astype(np.int64)),
-            "rate_hz": pa.array(mean / seconds),
-            "rate_hz_std": pa.array(std),
-            "rate_hz_sem": pa.array(std / np.sqrt(n_trials)),
-            "n_spikes": pa.array(total.astype(np.int64)),
+            "condition": column(key2 // n, np.int32),
+            "neuron_id": column(np.asarray(ids)[key2 % n], np.int64),
+            "rate_hz": column(mean / seconds, np.float64),
+            "rate_hz_std": column(std, np.float64),
+            "rate_hz_sem": column(std / np.sqrt(n_trials), np.float64),
+            "n_spikes": column(total, np.int64),
         }
     )
 
@@ -63,14 +89,14 @@ def traces_table(condition, trial, dt_ms: float, rec_ids, traces: dict) -> pa.Ta
     t, b, r = next(iter(traces.values())).shape
     step, tr, col = np.meshgrid(np.arange(t), np.arange(b), np.arange(r), indexing="ij")
     cols = {
-        "condition": pa.array(np.asarray(condition)[tr.ravel()].astype(np.int32)),
-        "trial": pa.array(np.asarray(trial)[tr.ravel()].astype(np.int32)),
-        "t_ms": pa.array(step.ravel() * dt_ms),
-        "neuron_id": pa.array(np.asarray(rec_ids)[col.ravel()].astype(np.int64)),
+        "condition": column(np.asarray(condition)[tr.ravel()], np.int32),
+        "trial": column(np.asarray(trial)[tr.ravel()], np.int32),
+        "t_ms": column(step.ravel() * dt_ms, np.float64),
+        "neuron_id": column(np.asarray(rec_ids)[col.ravel()], np.int64),
     }
     for name, x in traces.items():
-        cols[name] = pa.array(np.asarray(x).ravel().astype(np.float64))
-    return pa.table(cols)
+        cols[name] = column(x, np.float64)
+    return table(cols)
 
 
 def neurons_table(neurons: pa.Table, idx) -> pa.Table:

@@ -109,10 +109,14 @@ class LIF(AbstractNeuron):
         which is integrated exactly (so strong coupling stays stable: only the neighbours'
         voltages are held over a step), by the same propagators with ``tau_m / (1 + w_gap
         n_i)`` and g scaled by ``1 / (1 + w_gap n_i)``."""
-        steps = jnp.asarray(self.refractory_steps(n_neurons))
-        if no_refractory is not None:  # (a host mask, or a traced one in brainsim.fit)
+        steps = self.refractory_steps(n_neurons)
+        if isinstance(no_refractory, np.ndarray):  # a host mask: no XLA program to compile
+            steps = jax.device_put(np.where(no_refractory, 0, steps).astype(np.int32))
+        elif no_refractory is not None:  # a traced one (brainsim.fit)
             steps = jnp.where(jnp.asarray(no_refractory), 0, steps).astype(jnp.int32)
-        v_0 = jnp.broadcast_to(jnp.asarray(self.v_0_mv, dtype), (n_neurons,))
+        else:
+            steps = jax.device_put(steps)
+        v_0 = _host_or_traced(self.v_0_mv, dtype, lambda xp, x: xp.broadcast_to(x, (n_neurons,)))
         if gap_conductance is None:
             return LIFAux(self.propagators(1, dtype), self.step_params(dtype), steps, None, v_0)
         leak = 1.0 + self.w_gap * np.asarray(gap_conductance, np.float64)
@@ -175,15 +179,20 @@ class LIF(AbstractNeuron):
             "w_syn": "w_syn_mv",
             "f_poi": "f_poi",
         }
+        values = [getattr(self, field) for field in names.values()]
+        # concrete values are prepared on the host (the same float arithmetic; eager jnp
+        # operations would each compile a small XLA program)
+        host = idx is None and not any(isinstance(v, jax.Array) for v in values)
+        xp = np if host else jnp
         out = {}
-        for k, field in names.items():
-            x = jnp.asarray(getattr(self, field), dtype)
+        for k, x in zip(names, values, strict=True):
+            x = xp.asarray(x, np.dtype(dtype) if host else dtype)
             out[k] = x if idx is None or x.ndim == 0 else x[idx]
         if deviation:
             out["v_th"] = out["v_th"] - out["v_0"]
             out["v_reset"] = out["v_reset"] - out["v_0"]
-            out["v_0"] = jnp.zeros_like(out["v_0"])
-        return out
+            out["v_0"] = xp.zeros_like(out["v_0"])
+        return {k: jax.device_put(v) for k, v in out.items()} if host else out
 
     # ------------------------------------------------------------------ derived constants
     @property
@@ -230,7 +239,10 @@ class LIF(AbstractNeuron):
         tau_m, tau_s = _at(tau_m, idx), _at(tau_s, idx)
         if isinstance(tau_m, jax.Array) or isinstance(tau_s, jax.Array) or isinstance(t, jax.Array):
             xp, tau_m, tau_s, t = jnp, jnp.asarray(tau_m), jnp.asarray(tau_s), jnp.asarray(t)
-        return tuple(jnp.asarray(x, dtype) for x in _decrements(xp, t, tau_m, tau_s))
+        out = _decrements(xp, t, tau_m, tau_s)
+        if xp is np:  # rounded on the host (XLA's conversion would compile a program each)
+            return tuple(jax.device_put(np.asarray(x, np.dtype(dtype))) for x in out)
+        return tuple(jnp.asarray(x, dtype) for x in out)
 
     def propagator_table(self, n_steps: np.ndarray, dtype) -> np.ndarray:
         """numpy [len(n_steps), 3]: :meth:`propagators` ``(k_m, k_s, c)`` for each entry of
@@ -349,6 +361,14 @@ def _decrements(xp, t, tau_m, tau_s):
     c_diff = ratio * xp.exp(-t / tau_m) * xp.expm1(-t * rate)
     c_same = (t / tau_m) * xp.exp(-t / tau_m)  # limit tau_syn -> tau_m
     return k_m, k_s, xp.where(same, c_same, c_diff)
+
+
+def _host_or_traced(x, dtype, f):
+    """``f(xp, x)`` of a parameter in ``dtype``: with numpy on the host when ``x`` is a
+    concrete value (then transferred), else with jax.numpy."""
+    if isinstance(x, jax.Array):
+        return f(jnp, jnp.asarray(x, dtype))
+    return jax.device_put(np.ascontiguousarray(f(np, np.asarray(x, np.dtype(dtype)))))
 
 
 def _at(x, idx):

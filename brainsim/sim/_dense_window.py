@@ -10,7 +10,11 @@ step grows with trials x neurons, per window with the events: the reference kern
 arithmetic without its sweep over every connection every step, and the same spikes.
 
 It drives the model through its interface (``prepare``, ``init_state``, ``advance``,
-``observe``), so it runs any spiking model with delayed event synapses (LIF, PQN).
+``observe``), so it runs any spiking model with delayed event synapses (LIF, PQN). On the
+CPU, a LIF model whose time constants all neurons share, driven by Poisson stream 2, runs
+its whole chunk in one C++ call instead (``brainsim.kernels.dense_lif_chunk``: the same
+equations in the same operation order, and the same delivery order as the native delivery;
+tests hold the two equal bit for bit); :func:`fused_supported` says when.
 
 Budgets: only ``spikes`` and ``events`` are used (the other counts are reported as 0).
 """
@@ -24,8 +28,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from brainsim.kernels import compact_sparse, dense_deliver, scatter_to
-from brainsim.models import AbstractNeuron, NeuronInput
+from brainsim.kernels import (
+    compact_sparse,
+    dense_deliver,
+    dense_lif_chunk,
+    scatter_to,
+    stream_keys,
+)
+from brainsim.models import LIF, AbstractNeuron, LIFState, NeuronInput, per_neuron
 from brainsim.sim._chunk import ChunkOutput, KernelCounts
 from brainsim.sim._network import Network
 from brainsim.sim._protocol import Drive
@@ -65,6 +75,68 @@ def dense_window_init(
     )
 
 
+def fused_supported(model: AbstractNeuron, aux: Any, drive: Drive) -> bool:
+    """Whether the native chunk (``dense_lif_chunk``) covers this run: the LIF model with
+    time constants shared by every neuron, no gap junctions, Poisson stream 2."""
+    return (
+        isinstance(model, LIF)
+        and aux.gap_leak is None
+        and all(jnp.ndim(p) == 0 for p in aux.props)
+        and drive.stream == 2
+    )
+
+
+def _fused_chunk(model: LIF, aux, net: Network, drive: Drive, state, w0, replay, key, rec_idx,
+                 budgets: Budgets) -> ChunkOutput:
+    """:func:`dense_window_chunk` for the LIF model in one native call."""
+    neurons = state.neurons
+    dtype = neurons.u.dtype
+    n_trials, n = neurons.u.shape
+    d = model.delay_steps
+    p = aux.params
+    kick = per_neuron(p["f_poi"] * p["w_syn"], n, dtype)  # as LIF.step forms f_poi x w_syn
+    consts = jnp.stack([per_neuron(p["v_th"], n, dtype), per_neuron(p["v_reset"], n, dtype), kick])
+    n_in = drive.input_idx.shape[0]
+    u, g, since, flat, k, counts, u_rec, g_rec = dense_lif_chunk(
+        neurons.u,
+        neurons.g,
+        neurons.since,
+        state.pending_flat,
+        state.pending_k,
+        net.indptr,
+        net.indices,
+        net.counts,
+        jnp.broadcast_to(jnp.asarray(model.synapse_weight(), dtype), (n,)),
+        None if (cut := drive.outputs_cut()) is None else cut.ravel(),
+        None if drive.removed is None else drive.removed.ravel(),
+        aux.refractory_steps,
+        consts,
+        jnp.stack(aux.props),
+        jnp.reshape(w0, (1,)).astype(jnp.int32),
+        drive.input_idx,
+        stream_keys(key, drive.trial_ids, d),
+        drive.poisson_level,
+        drive.poisson_table,
+        replay if replay.shape[-1] == n_in and n_in else None,
+        drive.cur_pos,
+        drive.cur_amp_mv,
+        drive.cur_start,
+        drive.cur_stop,
+        rec_idx,
+        n_windows=replay.shape[0],
+        spike_budget=budgets.spikes,
+    )
+    zero = jnp.zeros_like(counts[:, 0])
+    v_0 = jnp.broadcast_to(jnp.asarray(model.v_0_mv, dtype), (n,))[rec_idx]
+    return ChunkOutput(
+        DenseWindowState(LIFState(u, g, since), flat[-1], k[-1]),
+        flat,
+        k,
+        KernelCounts(zero, zero, counts[:, 0], counts[:, 1], zero),
+        {"v_mv": u_rec + v_0, "g_mv": g_rec},
+    )
+
+
 @eqx.filter_jit
 def dense_window_chunk(
     model: AbstractNeuron,
@@ -79,6 +151,7 @@ def dense_window_chunk(
     budgets: Budgets,
     every_neuron_input: bool = False,
     native: bool = False,
+    fused: bool = False,
 ):
     """Advance ``replay.shape[0]`` windows from window ``w0``; returns a
     :class:`brainsim.sim._chunk.ChunkOutput` as
@@ -87,7 +160,10 @@ def dense_window_chunk(
     constants. ``every_neuron_input``: the drive's
     inputs are exactly neurons 0..n-1 in order (their arrays need no mapping). ``native``
     (CPU): the arrivals come from the C++ kernel ``brainsim.kernels.dense_deliver`` (no
-    event budget), else from the plain-JAX event list and scatter."""
+    event budget), else from the plain-JAX event list and scatter. ``fused`` (CPU; see
+    :func:`fused_supported`): the whole chunk in one native call."""
+    if fused:
+        return _fused_chunk(model, aux, net, drive, state, w0, replay, key, rec_idx, budgets)
     like = model.voltage(state.neurons)
     dtype = like.dtype
     n_trials, n = like.shape
@@ -160,4 +236,4 @@ def dense_window_chunk(
     return ChunkOutput(state, flat, k, KernelCounts.from_stacked(counts), traces)
 
 
-__all__ = ["DenseWindowState", "dense_window_chunk", "dense_window_init"]
+__all__ = ["DenseWindowState", "dense_window_chunk", "dense_window_init", "fused_supported"]

@@ -9,6 +9,7 @@ from jaxtyping import Array, Float, Int
 
 from brainsim.connectome import Connectome
 from brainsim.models import AbstractNeuron, DelayedEvents, GapJunctions, GradedChemical
+from brainsim.sim._units import to_device
 
 
 class Network(eqx.Module):
@@ -38,16 +39,16 @@ class Network(eqx.Module):
         gap_a = gap_b = gap_count = None
         if conn.gap_junctions is not None and conn.gap_junctions.num_rows:
             a, b, count = conn.gap_directed()
-            gap_a, gap_b = jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.int32)
-            gap_count = jnp.asarray(count, dtype)
+            gap_a, gap_b = to_device(a, np.int32), to_device(b, np.int32)
+            gap_count = to_device(count, dtype)
         # one trailing padding connection (no row points at it) keeps gathers valid for the
         # budget-sized padding slots, also on a network without synapses
         return cls(
-            indptr=jnp.asarray(conn.indptr.astype(idx_t)),
-            indices=jnp.asarray(np.append(conn.indices, 0).astype(np.int32)),
+            indptr=to_device(conn.indptr, idx_t),
+            indices=to_device(np.append(conn.indices, 0), np.int32),
             # (converted on the host: XLA's conversion of 15M float64 took 0.3-0.5 s here)
-            counts=jnp.asarray(np.append(conn.signed_size(), 0).astype(np.dtype(dtype))),
-            pre=jnp.asarray(np.append(conn.pre_indices(), 0)) if with_pre else None,
+            counts=to_device(np.append(conn.signed_size(), 0), dtype),
+            pre=to_device(np.append(conn.pre_indices(), 0)) if with_pre else None,
             n_neurons=conn.n_neurons,
             gap_a=gap_a,
             gap_b=gap_b,

@@ -15,9 +15,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, UInt32
 
-from brainsim.kernels import poisson_block, poisson_events
+from brainsim.kernels import (
+    DEFAULT_STREAM,
+    STREAMS,
+    poisson_block,
+    poisson_events,
+    stream_keys,
+    window_block,
+    window_thresholds,
+)
+from brainsim.sim._units import to_device
 
 # indices, rates, amplitudes or masks: arrays, scalars or (nested) lists of numbers
 Values = ArrayLike | Sequence
@@ -171,21 +180,31 @@ class Protocol:
         np.add.at(out, (ev[sel, 1] - t0, ev[sel, 0], ev[sel, 2]), 1.0)
         return out
 
-    def device(self, dtype) -> Drive:
+    def device(
+        self, dtype, *, dt_ms: float, block_steps: int, stream: int = DEFAULT_STREAM
+    ) -> Drive:
+        """The device form, drawing Poisson events from ``stream`` (1 or 2, see
+        :mod:`brainsim.kernels._poisson`) in blocks of ``block_steps`` steps of ``dt_ms``."""
+        if stream not in STREAMS:
+            raise ValueError(f"poisson_stream must be one of {STREAMS}, got {stream!r}")
         k = len(self.current)
+        levels, table = window_thresholds(self.rate_hz, dt_ms, block_steps)
         return Drive(
-            trial_ids=jnp.asarray(self.trial_ids, jnp.int32),
-            input_idx=jnp.asarray(self.input_idx, jnp.int32),
-            rate_hz=jnp.asarray(self.rate_hz, dtype),
-            cur_pos=jnp.asarray([c[0] for c in self.current], jnp.int32).reshape(k),
-            cur_amp_mv=jnp.asarray(
+            trial_ids=to_device(self.trial_ids, np.int32),
+            input_idx=to_device(self.input_idx, np.int32),
+            rate_hz=to_device(self.rate_hz, dtype),
+            cur_pos=to_device(np.array([c[0] for c in self.current], np.int32).reshape(k)),
+            cur_amp_mv=to_device(
                 np.stack([c[1] for c in self.current], 1) if k else np.zeros((self.n_trials, 0)),
                 dtype,
             ),
-            cur_start=jnp.asarray([c[2] for c in self.current], jnp.int32).reshape(k),
-            cur_stop=jnp.asarray([c[3] for c in self.current], jnp.int32).reshape(k),
-            silenced=None if self.silenced is None else jnp.asarray(self.silenced),
-            removed=None if self.removed is None else jnp.asarray(self.removed),
+            cur_start=to_device(np.array([c[2] for c in self.current], np.int32).reshape(k)),
+            cur_stop=to_device(np.array([c[3] for c in self.current], np.int32).reshape(k)),
+            silenced=None if self.silenced is None else to_device(self.silenced),
+            removed=None if self.removed is None else to_device(self.removed),
+            poisson_level=to_device(levels),
+            poisson_table=to_device(table),
+            stream=stream,
         )
 
 
@@ -193,7 +212,10 @@ class Drive(eqx.Module):
     """Device form of a :class:`Protocol` (without the replayed events, fed per chunk).
 
     Every field with a trial axis has it first, so that trials can be split across devices;
-    ``trial_ids`` are the global trial numbers that seed each trial's input noise."""
+    ``trial_ids`` are the global trial numbers that seed each trial's input noise.
+    ``poisson_level`` and ``poisson_table`` are stream 2's thresholds
+    (:func:`brainsim.kernels.window_thresholds`); ``stream`` says which stream draws the
+    Poisson events."""
 
     trial_ids: Int[Array, " trials"]
     input_idx: Int[Array, " inputs"]
@@ -204,6 +226,9 @@ class Drive(eqx.Module):
     cur_stop: Int[Array, " currents"]
     silenced: Bool[Array, "trials neurons"] | None
     removed: Bool[Array, "trials neurons"] | None
+    poisson_level: Int[Array, "trials inputs"]
+    poisson_table: UInt32[Array, "levels steps"]
+    stream: int = eqx.field(static=True, default=DEFAULT_STREAM)
 
     def outputs_cut(self) -> Bool[Array, "trials neurons"] | None:
         """Neurons whose outgoing synapses are zeroed: silenced or removed (None: none)."""
@@ -228,15 +253,32 @@ class Drive(eqx.Module):
     def inputs_at(self, key, step, replay_counts, dt_ms: float, block_steps: int):
         """(events, i_ext_mv), each [trials, inputs], for absolute ``step``; Poisson events
         are drawn in blocks of ``block_steps`` (see :mod:`brainsim.kernels`)."""
-        events = poisson_events(key, self.trial_ids, step, self.rate_hz, dt_ms, block_steps)
+        if self.stream == 1:
+            events = poisson_events(key, self.trial_ids, step, self.rate_hz, dt_ms, block_steps)
+        else:
+            events = self.poisson(key, step // block_steps, block_steps)[step % block_steps]
         return events + replay_counts.astype(events.dtype), self.current_at(step)
 
     def block_inputs(self, key, block, replay_counts, dt_ms: float, block_steps: int):
         """(events, i_ext_mv), each [block_steps, trials, inputs], for the steps of one
         block: the same values :meth:`inputs_at` gives step by step, drawn at once."""
-        events = poisson_block(key, self.trial_ids, block, self.rate_hz, dt_ms, block_steps)
+        if self.stream == 1:
+            events = poisson_block(key, self.trial_ids, block, self.rate_hz, dt_ms, block_steps)
+        else:
+            events = self.poisson(key, block, block_steps)
         steps = block * block_steps + jnp.arange(block_steps, dtype=jnp.int32)
         return events + replay_counts.astype(events.dtype), jax.vmap(self.current_at)(steps)
+
+    def poisson(self, key, block, block_steps: int) -> Float[Array, "steps trials inputs"]:
+        """Stream 2's events of one block (in the rates' dtype)."""
+        if block_steps != self.poisson_table.shape[1]:
+            raise ValueError(
+                f"Poisson blocks of {block_steps} steps, but the drive's thresholds were made "
+                f"for {self.poisson_table.shape[1]} (Protocol.device's block_steps)"
+            )
+        keys = stream_keys(key, self.trial_ids, block_steps)
+        events = window_block(keys, self.input_idx, block, self.poisson_level, self.poisson_table)
+        return events.astype(self.rate_hz.dtype)
 
     def current_at(self, step) -> Float[Array, "trials inputs"]:
         """External drive in mV of each (trial, input) at absolute ``step``."""

@@ -45,7 +45,7 @@ def trial_mesh(n_devices: int) -> Mesh:
     return Mesh(np.asarray(devices[:n_devices]), (AXIS,))
 
 
-def _drive_spec(has_silenced: bool, has_removed: bool) -> Drive:
+def _drive_spec(has_silenced: bool, has_removed: bool, stream: int) -> Drive:
     """Which Drive fields have a trial axis (split) and which are shared (replicated)."""
     t, r = P(AXIS), P()
     return Drive(
@@ -58,6 +58,9 @@ def _drive_spec(has_silenced: bool, has_removed: bool) -> Drive:
         cur_stop=r,
         silenced=t if has_silenced else None,
         removed=t if has_removed else None,
+        poisson_level=t,
+        poisson_table=r,
+        stream=stream,
     )
 
 
@@ -68,7 +71,7 @@ def place(mesh: Mesh, state: WindowedState, drive: Drive):
     """Put the state and drive on the mesh, trial axis split."""
     put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))  # noqa: E731
     state = jax.tree.map(put, state, _STATE_SPEC)
-    spec = _drive_spec(drive.silenced is not None, drive.removed is not None)
+    spec = _drive_spec(drive.silenced is not None, drive.removed is not None, drive.stream)
     drive = jax.tree.map(put, drive, spec)
     return state, drive
 
@@ -80,11 +83,12 @@ def _sharded(
     peak: float,
     has_silenced: bool,
     has_removed: bool,
+    stream: int,
     static_model,
     native: bool,
 ):
     t, r = P(AXIS), P()
-    drive_spec = _drive_spec(has_silenced, has_removed)
+    drive_spec = _drive_spec(has_silenced, has_removed, stream)
 
     def local(model_arrays, net, drive, rfc, always, state, w0, replay, key, rec):
         # Python-number parameters stay concrete, as under windowed_chunk's filter_jit, so
@@ -125,7 +129,14 @@ def sharded_windowed_chunk(
     indices are local to their shard."""
     arrays, static = eqx.partition(model, eqx.is_array)
     fn = _sharded(
-        mesh, budgets, peak, drive.silenced is not None, drive.removed is not None, static, native
+        mesh,
+        budgets,
+        peak,
+        drive.silenced is not None,
+        drive.removed is not None,
+        drive.stream,
+        static,
+        native,
     )
     state, flat, k, counts, u_rec, g_rec = fn(
         arrays, net, drive, rfc, always, state, w0, replay, key, rec

@@ -14,16 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainsim.connectome import Connectome
-from brainsim.kernels import native_kernels
+from brainsim.kernels import DEFAULT_STREAM, native_kernels
 from brainsim.models import LIF, MAX_RUN_STEPS, AbstractNeuron
 from brainsim.sim._chunk import windowed_traces
-from brainsim.sim._dense_window import dense_window_chunk, dense_window_init
+from brainsim.sim._dense_window import dense_window_chunk, dense_window_init, fused_supported
 from brainsim.sim._network import Network, build_synapses, synapse_kinds
-from brainsim.sim._protocol import Protocol
-from brainsim.sim._reference import reference_chunk, reference_init
+from brainsim.sim._protocol import Drive, Protocol
+from brainsim.sim._reference import noise_block_steps, reference_chunk, reference_init
 from brainsim.sim._sharding import place, sharded_windowed_chunk, to_host, trial_mesh
 from brainsim.sim._steppers import DenseWindow, Reference, Windowed, stepper_for
-from brainsim.sim._units import dtype_of, n_steps_of
+from brainsim.sim._units import dtype_of, n_steps_of, to_device
 from brainsim.sim._windowed import (
     Budgets,
     always_active,
@@ -183,12 +183,13 @@ def seed_key(seed: int) -> jax.Array:
     seed = operator.index(seed)
     if not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [-2**63, 2**63), got {seed}")
-    if 0 <= seed < 2**32:
-        return jax.random.PRNGKey(seed)
     word = seed % 2**64
     hi, lo = word >> 32, word & 0xFFFFFFFF
     if jax.config.jax_default_prng_impl == "threefry2x32":
-        return jnp.asarray(np.array([hi, lo], np.uint32))
+        # (PRNGKey's threefry key, made on the host: PRNGKey compiles a program)
+        return to_device(np.array([hi, lo], np.uint32))
+    if 0 <= seed < 2**32:
+        return jax.random.PRNGKey(seed)
     return jax.random.fold_in(jax.random.PRNGKey(lo), hi)  # other key layouts
 
 
@@ -301,6 +302,33 @@ def predicted_budgets(
     return floor.grown(need, extrapolate=False).capped(n_trials * n)
 
 
+def dense_budgets(
+    net: Network, protocol: Protocol, model, n_trials: int, n_steps: int
+) -> Budgets:
+    """The dense-window stepper's first budgets (it sizes only the spike and event lists):
+    four times the spikes per window that the inputs' own events cause (Poisson rates and
+    replayed events; recurrent spikes add to them, each input event alone fires a LIF
+    neuron of the reference model) and the events those spikes send, in powers of two. A
+    list too small costs a re-run of the chunk; the native chunk's spike list is only its
+    output, so a generous one costs little."""
+    window_s = model.delay_steps * model.dt_ms / 1000.0
+    per_window = float(np.sum(protocol.rate_hz)) * window_s
+    if protocol.replay_events is not None and len(protocol.replay_events):
+        per_window += len(protocol.replay_events) / max(1, -(-n_steps // model.delay_steps))
+    per_window *= n_trials / protocol.n_trials
+    degree = np.diff(np.asarray(net.indptr, np.int64))
+    mean_degree = float(degree.mean()) if degree.size else 0.0
+    pow2 = lambda x: 2 ** math.ceil(math.log2(max(x, 1.0)))  # noqa: E731
+    spikes = max(1024, pow2(4 * per_window))
+    return Budgets(
+        active=1,
+        stepped=1,
+        spikes=min(spikes, n_trials * net.n_neurons),
+        events=max(65536, pow2(2 * per_window * mean_degree)),
+        awake=1,
+    )
+
+
 def simulate(
     network: Connectome | Network,
     protocol: Protocol,
@@ -319,6 +347,7 @@ def simulate(
     devices: int | str = 1,
     native: bool | None = None,
     gap_junctions: bool = True,
+    poisson_stream: int = DEFAULT_STREAM,
 ) -> SimResult:
     """Simulate ``protocol.n_trials`` trials of ``duration_ms`` each.
 
@@ -354,6 +383,11 @@ def simulate(
             False: never; True: required (an error says why it cannot run).
         gap_junctions: use the network's electrical synapses (default); False leaves them
             out (``stats["gap_junctions"]`` records 0 then).
+        poisson_stream: which random stream draws the Poisson input events: 2 (default:
+            geometric gaps, one Threefry call per input and delay window without events) or
+            1 (one uniform per input and step, brainsim 0.1.0's stream). Both have the law
+            of independent Bernoulli steps; the same seed gives different events in each
+            (:mod:`brainsim.kernels._poisson`). Recorded in ``stats["poisson_stream"]``.
 
     Raises:
         NonFiniteError: the state (v or g) became NaN or infinite; checked after every
@@ -401,8 +435,14 @@ def simulate(
     key = seed_key(seed)
     t_wall = time.perf_counter()
     stats: dict = {"kernel": stepper.name, "precision": precision, "reruns": 0}
+    stats["poisson_stream"] = poisson_stream
     stats["gap_junctions"] = int(net.gap_a.shape[0]) if has_gaps else 0
-    spec = _RunSpec(model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids)
+    drive = protocol.device(
+        dtype, dt_ms=model.dt_ms, block_steps=noise_block_steps(model), stream=poisson_stream
+    )
+    spec = _RunSpec(
+        model, net, protocol, drive, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids
+    )
     if reference:
         if jax.process_count() > 1 and devices != 1:
             raise ValueError(
@@ -452,6 +492,7 @@ class _RunSpec:
     model: AbstractNeuron
     net: Network
     protocol: Protocol
+    drive: Drive
     dtype: object
     n_steps: int
     key: jax.Array
@@ -466,7 +507,7 @@ class _RunSpec:
 
 def _run_reference(spec: _RunSpec, gaps: bool):
     """The reference stepper: any model, any synapse kind, every step."""
-    model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids = spec.all()
+    model, net, protocol, drive, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids = spec.all()
     n, b = net.n_neurons, protocol.n_trials
     no_ref = np.zeros(n, bool)
     no_ref[protocol.input_idx[protocol.no_refractory]] = True
@@ -474,8 +515,7 @@ def _run_reference(spec: _RunSpec, gaps: bool):
         n, dtype, no_refractory=no_ref, gap_conductance=net.gap_conductance() if gaps else None
     )
     synapses = build_synapses(model, net, gaps)
-    drive = protocol.device(dtype)
-    rec_dev = jnp.asarray(rec_idx)
+    rec_dev = to_device(rec_idx, np.int32)
     chunk = max(1, int(round(chunk_ms / model.dt_ms)))
     state = reference_init(model, synapses, b, n, dtype)
 
@@ -512,13 +552,12 @@ def _run_reference(spec: _RunSpec, gaps: bool):
 def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     """The windowed (LIF) and dense-window (spiking models) steppers: one delay window per
     iteration."""
-    model, net, protocol, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids = spec.all()
+    model, net, protocol, drive, dtype, n_steps, key, rec_idx, chunk_ms, progress, ids = spec.all()
     n, b = net.n_neurons, protocol.n_trials
     d = model.delay_steps
     budgets = stepper.budgets
     native = stepper.native
-    drive = protocol.device(dtype)
-    rec_dev = jnp.asarray(rec_idx)
+    rec_dev = to_device(rec_idx, np.int32)
     sp_trial, sp_step, sp_neuron, trace_parts = [], [], [], {}
     n_windows = -(-n_steps // d)
     wpc = max(1, int(round(chunk_ms / (model.dt_ms * d))))
@@ -542,7 +581,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
             f"{stepper.dense_fraction})"
         )
     if budgets is None and dense:  # only the spike and event lists are used
-        budgets = Budgets(active=1, stepped=1, spikes=1024, events=65536, awake=1)
+        budgets = dense_budgets(net, protocol, model, b_local, n_steps)
     budgets = budgets or predicted_budgets(net, protocol, model, b_local, rec_idx.size, n_steps)
     # (sizes given for more trials per device than this run's would exceed its lists)
     budgets = budgets.capped(b_local * n)
@@ -563,6 +602,11 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     none = b_local * n
     use_native = _native_choice(native, model, dtype, dense=dense)
     stats["native"] = use_native
+    # the dense-window stepper's whole chunk in one native call (LIF, shared time constants,
+    # Poisson stream 2), else its native delivery only
+    fused = dense and use_native and fused_supported(model, aux, drive)
+    if dense:
+        stats["native_chunk"] = fused
     if n_dev > 1:
         mesh = trial_mesh(n_dev)
         state, drive = place(mesh, state, drive)
@@ -596,6 +640,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
                     sized,
                     every_input,
                     use_native,
+                    fused,
                 )
             else:
                 args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)

@@ -18,3 +18,13 @@ def dtype_of(precision: str):
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     return PRECISIONS[precision]
+
+
+def to_device(x, dtype=None):
+    """A host value as a device array of ``dtype``, converted on the host and transferred
+    with ``jax.device_put``: ``jnp.asarray`` of a numpy array compiles a small XLA program
+    per shape and dtype (10-30 ms each, paid again by every fresh process)."""
+    import jax
+    import numpy as np
+
+    return jax.device_put(np.asarray(x, None if dtype is None else np.dtype(dtype)))

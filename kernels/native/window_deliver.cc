@@ -37,15 +37,15 @@
 #include <type_traits>
 #include <vector>
 
-#include "xla/ffi/api/ffi.h"
+#include "common.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kSinceMax = int64_t(1) << 30;  // brainsim.models.SINCE_MAX
+using namespace brainsim_native;
+
 constexpr int64_t kAhead = 32;  // prefetch distance of the random accesses, in iterations
-constexpr int64_t kParallelWork = 2048;  // list entries from which a window is split
 
 template <typename T>
 using IntOf = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
@@ -107,12 +107,6 @@ struct Part {
   std::vector<T> st_vg;
   int64_t n_active = 0, n_events = 0, n_always = 0;
 };
-
-template <typename V>
-typename V::value_type* at_least(V& v, int64_t size) {
-  if (static_cast<int64_t>(v.size()) < size) v.resize(size);
-  return v.data();
-}
 
 // Steps 1-3 for the trials [b0, b1).
 template <typename T>
@@ -242,46 +236,8 @@ std::vector<Part<T>>& parts(size_t count) {
   return pool;
 }
 
-// Workers for a window: BRAINSIM_NATIVE_THREADS if set, else one per thread of XLA's
-// intra-op pool once the window lists enough entries to pay for the hand-over; never more
-// than the trials.
-int worker_count(int64_t pool_threads, int64_t n_trials, int64_t work) {
-  int64_t want = pool_threads;
-  if (const char* env = std::getenv("BRAINSIM_NATIVE_THREADS")) {
-    want = std::atoi(env);
-  } else if (work < kParallelWork) {
-    want = 1;
-  }
-  return static_cast<int>(std::max<int64_t>(1, std::min(want, n_trials)));
-}
-
-// Runs work(t) for every part t < workers: part 0 here, the others scheduled on XLA's
-// intra-op pool. A part is run by whoever claims it first: a pool thread, or this thread
-// once its own part is done, so the call never waits for a part that no thread has started
-// (the pool may be busy, e.g. with the calls of other CPU devices), only for running ones.
-// The claims are shared with the scheduled tasks: a task that starts after this call
-// returned finds its part claimed and touches nothing else (``work`` is only called for a
-// claimed part, before this returns).
-template <typename F>
-void run_parts(ffi::ThreadPool& thread_pool, int workers, const F& work) {
-  struct Claims {
-    explicit Claims(int count) : taken(new std::atomic<bool>[count]) {
-      for (int t = 0; t < count; ++t) taken[t].store(false);
-    }
-    std::unique_ptr<std::atomic<bool>[]> taken;
-    std::atomic<int> done{0};
-  };
-  auto claims = std::make_shared<Claims>(workers);
-  const F* work_p = &work;
-  auto run = [claims, work_p](int t) {
-    if (claims->taken[t].exchange(true)) return;
-    (*work_p)(t);
-    claims->done.fetch_add(1, std::memory_order_release);
-  };
-  for (int t = 1; t < workers; ++t) thread_pool.Schedule([run, t] { run(t); });
-  for (int t = 0; t < workers; ++t) run(t);
-  while (claims->done.load(std::memory_order_acquire) < workers) std::this_thread::yield();
-}
+// Windows with fewer list entries than this run on the calling thread alone.
+constexpr int64_t kParallelWork = 2048;
 
 template <typename T>
 ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, int64_t has_removed,
@@ -353,7 +309,7 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
   // are handled in the same order whatever the split, so results do not depend on it
   // (on XLA's own intra-op threads: they are the ones otherwise waiting for work)
   const int workers = worker_count(thread_pool.num_threads(), in.n_trials,
-                                   in.n_pending + in.n_awake_in + k_always);
+                                   in.n_pending + in.n_awake_in + k_always, kParallelWork);
   std::vector<Part<T>>& pool = parts<T>(workers);
   auto range = [&](int t) { return in.n_trials * t / workers; };
   run_parts(thread_pool, workers, [&](int t) {
@@ -409,14 +365,6 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
   cnt[2] = static_cast<int32_t>(std::min<int64_t>(n_events, INT32_MAX));
   cnt[3] = static_cast<int32_t>(n_awake);
   return ffi::Error::Success();
-}
-
-// ``run(T{})`` for the float type T named by ``type`` (float32 or float64), else an error.
-template <typename F>
-ffi::Error by_float_type(ffi::DataType type, const char* kernel, const F& run) {
-  if (type == ffi::DataType::F32) return run(float{});
-  if (type == ffi::DataType::F64) return run(double{});
-  return ffi::Error::InvalidArgument(std::string(kernel) + ": float32 or float64 only");
 }
 
 ffi::Error DeliverDispatch(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, int64_t has_removed,
@@ -487,7 +435,7 @@ ffi::Error DenseDeliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_sile
   const int32_t* ptr32 = reinterpret_cast<const int32_t*>(indptr_buf.untyped_data());
   const int64_t* ptr64 = reinterpret_cast<const int64_t*>(indptr_buf.untyped_data());
   auto row_start = [&](int64_t i) -> int64_t { return wide_ptr ? ptr64[i] : ptr32[i]; };
-  const int workers = worker_count(thread_pool.num_threads(), n_trials, n_pending);
+  const int workers = worker_count(thread_pool.num_threads(), n_trials, n_pending, kParallelWork);
   std::vector<int64_t> events(workers, 0);
   run_parts(thread_pool, workers, [&](int t) {
     const int64_t lo_e = n_trials * t / workers * n, hi_e = n_trials * (t + 1) / workers * n;
