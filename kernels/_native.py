@@ -289,7 +289,8 @@ def dense_lif_chunk(
     keys,
     levels,
     table,
-    replay,
+    replay_offsets,
+    replay_events,
     cur_pos,
     cur_amp,
     cur_start,
@@ -304,8 +305,10 @@ def dense_lif_chunk(
     [trials, n]; ``pending_flat``/``pending_k`` the previous window's spikes;
     ``neuron_consts`` [3, n] (v_th and v_reset from rest, the input event's kick f_poi x
     w_syn), ``props`` the one-step ``(k_m, k_s, c)``; Poisson stream 2's ``keys``,
-    ``levels``, ``table``; ``replay`` [windows, delay, trials, inputs] or None; the
-    currents of :class:`brainsim.sim.Drive`. Returns ``(u, g, since, spike_flat [windows,
+    ``levels``, ``table``; the replayed events of window ``w`` and trial ``b`` as rows
+    ``replay_offsets[w * trials + b]`` up to the next offset of ``replay_events`` [E, 2]
+    (step within the window, input position; :meth:`brainsim.sim.Protocol.replay_windows`);
+    the currents of :class:`brainsim.sim.Drive`. Returns ``(u, g, since, spike_flat [windows,
     spike_budget], spike_k, counts [windows, 2] (spikes, synaptic events), u_rec, g_rec
     [windows, delay, trials, recorded])``."""
     import jax.numpy as jnp
@@ -349,7 +352,8 @@ def dense_lif_chunk(
         keys,
         levels,
         table,
-        jnp.zeros((1,), dtype) if replay is None else replay,
+        replay_offsets,
+        replay_events,
         cur_pos,
         cur_amp,
         cur_start,
@@ -358,7 +362,6 @@ def dense_lif_chunk(
         n_neurons=np.int64(n),
         has_silent=np.int64(silent is not None),
         has_removed=np.int64(removed is not None),
-        has_replay=np.int64(replay is not None),
     )
 
 

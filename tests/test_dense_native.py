@@ -39,7 +39,8 @@ def test_native_chunk_equals_its_jax_twin_with_every_kind_of_drive(monkeypatch, 
     removed = np.zeros(n, bool)
     removed[rng.choice(n, 4, replace=False)] = True
     steps = 600
-    replay = (rng.integers(0, 3, 40), rng.integers(0, steps, 40), rng.choice(n, 40))
+    replay = [rng.integers(0, 3, 40), rng.integers(0, steps, 40), rng.choice(n, 40)]
+    replay = tuple(np.append(x, x[:2]) for x in replay)  # two events twice: counts of 2
     proto = Protocol.build(
         3,
         n,

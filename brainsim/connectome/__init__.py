@@ -9,6 +9,7 @@ from brainsim.connectome._connectome import (
     Connectome,
     Provenance,
     from_edges,
+    int64_values,
     transmitter_sign,
 )
 from brainsim.connectome._errors import ConnectomeError
@@ -21,6 +22,7 @@ __all__ = [
     "ConnectomeError",
     "Provenance",
     "from_edges",
+    "int64_values",
     "load",
     "load_file",
     "loader",

@@ -155,18 +155,7 @@ class Connectome:
 
     @property
     def ids(self) -> np.ndarray:
-        """int64 [n_neurons] (read from the column's buffers: ``to_numpy`` would import
-        pandas, 0.2-0.4 s of a run)."""
-        col = self.neurons.column("id")
-        if col.null_count == 0 and pa.types.is_int64(col.type):
-            parts = [
-                np.frombuffer(c.buffers()[1], np.int64, count=len(c), offset=8 * c.offset)
-                for c in col.chunks
-            ]
-            if len(parts) == 1:
-                return parts[0]
-            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        return col.to_numpy()
+        return int64_values(self.neurons.column("id"))
 
     def out_degree(self) -> np.ndarray:
         return np.diff(self.indptr)
@@ -407,3 +396,18 @@ def from_edges(
         provenance=prov,
         gap_junctions=gap_junctions,
     )
+
+
+def int64_values(col) -> np.ndarray:
+    """An int64 Arrow column (array or chunked) without nulls as numpy, read from its
+    buffers: pyarrow's ``to_numpy`` imports pandas on first use (0.2-0.4 s of a run)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if col.null_count or not pa.types.is_int64(col.type):
+        return np.asarray(col.to_numpy(zero_copy_only=False))
+    parts = [
+        np.frombuffer(c.buffers()[1], np.int64, count=len(c), offset=8 * c.offset)
+        for c in chunks
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

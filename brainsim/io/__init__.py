@@ -8,7 +8,13 @@ from brainsim.io._outdir import (
     check_output_dir,
     output_lock,
 )
-from brainsim.io._results import neurons_table, rates_table, spikes_table, traces_table
+from brainsim.io._results import (
+    neurons_table,
+    rates_table,
+    rows_table,
+    spikes_table,
+    traces_table,
+)
 from brainsim.io._write import write_json, write_table
 
 __all__ = [
@@ -20,6 +26,7 @@ __all__ = [
     "output_lock",
     "neurons_table",
     "rates_table",
+    "rows_table",
     "spikes_table",
     "traces_table",
     "write_json",

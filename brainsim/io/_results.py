@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from brainsim.connectome import int64_values
+
 _NUMERIC = {
     np.dtype(np.int32): pa.int32(),
     np.dtype(np.int64): pa.int64(),
@@ -27,9 +29,40 @@ def column(x, dtype=None) -> pa.Array:
     return pa.Array.from_buffers(typ, x.size, [None, pa.py_buffer(x)])
 
 
+def strings(values) -> pa.Array:
+    """A list of ``str`` as an Arrow string array, from its buffers (see :func:`column`)."""
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    )
+
+
 def table(columns: dict) -> pa.Table:
     """A table of named Arrow arrays (``pa.Table.from_arrays``: no pandas checks)."""
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
+
+
+def rows_table(rows: list[dict]) -> pa.Table:
+    """``pa.Table.from_pylist`` for rows of the same keys whose values are all ``int``,
+    all numbers, or all ``str`` per key (:func:`column`, :func:`strings`); other rows go
+    through ``from_pylist``."""
+    keys = list(rows[0]) if rows else []
+    if not rows or any(list(r) != keys for r in rows):
+        return pa.Table.from_pylist(rows)
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows]
+        if all(isinstance(v, str) for v in vals):
+            out[k] = strings(vals)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            out[k] = column(vals, np.int64)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+            out[k] = column(vals, np.float64)
+        else:
+            return pa.Table.from_pylist(rows)
+    return table(out)
 
 
 def spikes_table(condition, trial, t_ms, neuron_id) -> pa.Table:
@@ -103,18 +136,16 @@ def neurons_table(neurons: pa.Table, idx) -> pa.Table:
     """Labels of the given neurons: ``neuron_id``, ``name`` (cell type where known, else
     the id) and whichever of ``cell_type``, ``class``, ``side`` the connectome has."""
     idx = np.asarray(idx, np.int64)
-    sub = neurons.take(pa.array(idx))
-    ids = sub.column("id").to_numpy()
-    out = {"neuron_id": pa.array(ids.astype(np.int64))}
+    sub = neurons.take(column(idx, np.int64))
+    ids = int64_values(sub.column("id"))
+    out = {"neuron_id": column(ids, np.int64)}
     types = (
         sub.column("cell_type").to_pylist()
         if "cell_type" in sub.column_names
         else [None] * len(ids)
     )
-    out["name"] = pa.array(
-        [t if t else str(i) for t, i in zip(types, ids, strict=True)], pa.string()
-    )
+    out["name"] = strings([t if t else str(i) for t, i in zip(types, ids, strict=True)])
     for col in ("cell_type", "class", "side"):
         if col in sub.column_names:
-            out[col] = sub.column(col)
-    return pa.table(out)
+            out[col] = sub.column(col).combine_chunks()
+    return table(out)

@@ -68,10 +68,16 @@ def dense_window_init(
 ):
     """Everyone at rest (the model's ``init_state``)."""
     none = n_trials * n_neurons
+    # (one compiled program for the whole start, not one per eager jnp.zeros and jnp.full)
+    return _init(model, n_trials, n_neurons, dtype, budgets.spikes, none)
+
+
+@eqx.filter_jit
+def _init(model, n_trials: int, n_neurons: int, dtype, spikes: int, none: int):
     return DenseWindowState(
         model.init_state(n_trials, n_neurons, dtype),
-        jnp.full((budgets.spikes,), none, jnp.int32),
-        jnp.zeros((budgets.spikes,), jnp.int32),
+        jnp.full((spikes,), none, jnp.int32),
+        jnp.zeros((spikes,), jnp.int32),
     )
 
 
@@ -86,9 +92,24 @@ def fused_supported(model: AbstractNeuron, aux: Any, drive: Drive) -> bool:
     )
 
 
-def _fused_chunk(model: LIF, aux, net: Network, drive: Drive, state, w0, replay, key, rec_idx,
-                 budgets: Budgets) -> ChunkOutput:
-    """:func:`dense_window_chunk` for the LIF model in one native call."""
+@eqx.filter_jit
+def dense_lif_native_chunk(
+    model: LIF,
+    aux: Any,
+    net: Network,
+    drive: Drive,
+    state: DenseWindowState,
+    w0: Int[Array, ""],
+    replay_offsets: Int[Array, " windows_x_trials_plus_1"],
+    replay_events: Int[Array, "events 2"],
+    key: Array,
+    rec_idx: Int[Array, " recorded"],
+    budgets: Budgets,
+) -> ChunkOutput:
+    """:func:`dense_window_chunk` for the LIF model in one native call (CPU; see
+    :func:`fused_supported`), the chunk's replayed events given sparse
+    (:meth:`brainsim.sim.Protocol.replay_windows`): their number of windows sets the
+    chunk's."""
     neurons = state.neurons
     dtype = neurons.u.dtype
     n_trials, n = neurons.u.shape
@@ -96,7 +117,6 @@ def _fused_chunk(model: LIF, aux, net: Network, drive: Drive, state, w0, replay,
     p = aux.params
     kick = per_neuron(p["f_poi"] * p["w_syn"], n, dtype)  # as LIF.step forms f_poi x w_syn
     consts = jnp.stack([per_neuron(p["v_th"], n, dtype), per_neuron(p["v_reset"], n, dtype), kick])
-    n_in = drive.input_idx.shape[0]
     u, g, since, flat, k, counts, u_rec, g_rec = dense_lif_chunk(
         neurons.u,
         neurons.g,
@@ -117,13 +137,14 @@ def _fused_chunk(model: LIF, aux, net: Network, drive: Drive, state, w0, replay,
         stream_keys(key, drive.trial_ids, d),
         drive.poisson_level,
         drive.poisson_table,
-        replay if replay.shape[-1] == n_in and n_in else None,
+        replay_offsets,
+        replay_events,
         drive.cur_pos,
         drive.cur_amp_mv,
         drive.cur_start,
         drive.cur_stop,
         rec_idx,
-        n_windows=replay.shape[0],
+        n_windows=(replay_offsets.shape[0] - 1) // n_trials,
         spike_budget=budgets.spikes,
     )
     zero = jnp.zeros_like(counts[:, 0])
@@ -151,7 +172,6 @@ def dense_window_chunk(
     budgets: Budgets,
     every_neuron_input: bool = False,
     native: bool = False,
-    fused: bool = False,
 ):
     """Advance ``replay.shape[0]`` windows from window ``w0``; returns a
     :class:`brainsim.sim._chunk.ChunkOutput` as
@@ -160,10 +180,8 @@ def dense_window_chunk(
     constants. ``every_neuron_input``: the drive's
     inputs are exactly neurons 0..n-1 in order (their arrays need no mapping). ``native``
     (CPU): the arrivals come from the C++ kernel ``brainsim.kernels.dense_deliver`` (no
-    event budget), else from the plain-JAX event list and scatter. ``fused`` (CPU; see
-    :func:`fused_supported`): the whole chunk in one native call."""
-    if fused:
-        return _fused_chunk(model, aux, net, drive, state, w0, replay, key, rec_idx, budgets)
+    event budget), else from the plain-JAX event list and scatter (the whole chunk in
+    one native call: :func:`dense_lif_native_chunk`)."""
     like = model.voltage(state.neurons)
     dtype = like.dtype
     n_trials, n = like.shape
@@ -236,4 +254,10 @@ def dense_window_chunk(
     return ChunkOutput(state, flat, k, KernelCounts.from_stacked(counts), traces)
 
 
-__all__ = ["DenseWindowState", "dense_window_chunk", "dense_window_init", "fused_supported"]
+__all__ = [
+    "DenseWindowState",
+    "dense_lif_native_chunk",
+    "dense_window_chunk",
+    "dense_window_init",
+    "fused_supported",
+]

@@ -180,6 +180,29 @@ class Protocol:
         np.add.at(out, (ev[sel, 1] - t0, ev[sel, 0], ev[sel, 2]), 1.0)
         return out
 
+    def replay_windows(self, w0: int, n_windows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """The replayed events of windows ``[w0, w0 + n_windows)`` of ``d`` steps, sparse:
+        ``(offsets int32 [n_windows x n_trials + 1], events int32 [E, 2])``, the events of
+        window ``w`` (from ``w0``) and trial ``b`` being rows ``offsets[w n_trials + b]`` up
+        to the next offset of ``events`` (step within the window, input position). ``E`` is
+        padded to a power of two (rows past the last offset), so that chunks share a
+        compiled program."""
+        offsets = np.zeros(n_windows * self.n_trials + 1, np.int32)
+        ev = self.replay_events
+        if ev is None or not len(ev):
+            return offsets, np.zeros((1, 2), np.int32)
+        t0 = w0 * d
+        sel = (ev[:, 1] >= t0) & (ev[:, 1] < t0 + n_windows * d)
+        trial, step, pos = ev[sel, 0], ev[sel, 1] - t0, ev[sel, 2]
+        slot = (step // d) * self.n_trials + trial
+        order = np.lexsort((pos, step, slot))
+        np.cumsum(np.bincount(slot, minlength=n_windows * self.n_trials), out=offsets[1:])
+        size = 1 << max(0, int(order.size) - 1).bit_length()
+        events = np.zeros((max(1, size), 2), np.int32)
+        events[: order.size, 0] = step[order] % d
+        events[: order.size, 1] = pos[order]
+        return offsets, events
+
     def device(
         self, dtype, *, dt_ms: float, block_steps: int, stream: int = DEFAULT_STREAM
     ) -> Drive:

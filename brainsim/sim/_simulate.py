@@ -17,7 +17,12 @@ from brainsim.connectome import Connectome
 from brainsim.kernels import DEFAULT_STREAM, native_kernels
 from brainsim.models import LIF, MAX_RUN_STEPS, AbstractNeuron
 from brainsim.sim._chunk import windowed_traces
-from brainsim.sim._dense_window import dense_window_chunk, dense_window_init, fused_supported
+from brainsim.sim._dense_window import (
+    dense_lif_native_chunk,
+    dense_window_chunk,
+    dense_window_init,
+    fused_supported,
+)
 from brainsim.sim._network import Network, build_synapses, synapse_kinds
 from brainsim.sim._protocol import Drive, Protocol
 from brainsim.sim._reference import noise_block_steps, reference_chunk, reference_init
@@ -151,8 +156,18 @@ def _finite(state, none: int | None = None) -> bool:
     """Whether a chunk left the state finite (as :func:`_check_finite` judges it)."""
     if none is None:
         leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+        if all(_on_host(x) for x in leaves):  # read in place: no program to compile
+            return all(bool(np.isfinite(np.asarray(x)).all()) for x in leaves)
         return bool(_all_finite(*leaves))
     return bool(_cells_finite(state.cells, none))
+
+
+def _on_host(x) -> bool:
+    """Whether a device array lives in this process's CPU memory (numpy reads it in
+    place)."""
+    return isinstance(x, jax.Array) and x.is_fully_addressable and all(
+        d.platform == "cpu" for d in x.devices()
+    )
 
 
 def _first_bad(*arrays) -> tuple[int, int]:
@@ -457,7 +472,7 @@ def simulate(
     sp_trial, sp_step, sp_neuron, trace_parts = run
     cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
     trial, step, neuron = cat(sp_trial), cat(sp_step), cat(sp_neuron)
-    order = np.lexsort((neuron, trial, step))
+    order = slice(None) if _in_order(step, trial, neuron) else np.lexsort((neuron, trial, step))
     traces = None
     if rec_idx.size:
         # (in the model's order: JAX returns dicts sorted by key)
@@ -477,6 +492,15 @@ def simulate(
         traces=traces,
         spiking=model.spiking,
     )
+
+
+def _in_order(step, trial, neuron) -> bool:
+    """Whether spikes are already ordered by step, then trial, then neuron (each chunk of a
+    one-device run lists them so): checked in linear time, which saves a lexsort."""
+    if step.size < 2:
+        return True
+    ds, dt, dn = np.diff(step), np.diff(trial), np.diff(neuron)
+    return bool(np.all((ds > 0) | ((ds == 0) & ((dt > 0) | ((dt == 0) & (dn > 0))))))
 
 
 def _has_gaps(network) -> bool:
@@ -619,14 +643,22 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         """The output of ``m_run`` windows from window ``w``, with budgets grown until they
         hold the first ``m`` (a padded chunk's extra windows size nothing)."""
         nonlocal budgets, peak_need
-        replay_np = protocol.replay_dense(w * d, m_run * d).reshape(m_run, d, b, -1)
-        replay = jnp.asarray(replay_np, dtype)
+        if fused:  # (sparse: a dense table of every input's replayed events is large)
+            off, ev = protocol.replay_windows(w, m_run, d)
+            replay = (to_device(off), to_device(ev))
+        else:
+            replay_np = protocol.replay_dense(w * d, m_run * d).reshape(m_run, d, b, -1)
+            replay = to_device(replay_np, dtype)
         while True:
             start = state.with_budgets(budgets, none)
             # (unused budgets must not key a recompilation)
             unsized = dict.fromkeys(NATIVE_UNSIZED, 1) if use_native else {}
             sized = dataclasses.replace(budgets, **unsized)
-            if dense:
+            if fused:
+                out = dense_lif_native_chunk(
+                    model, aux, net, drive, start, jnp.int32(w), *replay, key, rec_dev, sized
+                )
+            elif dense:
                 out = dense_window_chunk(
                     model,
                     aux,
@@ -640,7 +672,6 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
                     sized,
                     every_input,
                     use_native,
-                    fused,
                 )
             else:
                 args = (model, net, drive, rfc, always, start, jnp.int32(w), replay, key, rec_dev)

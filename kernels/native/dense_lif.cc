@@ -141,10 +141,12 @@ struct Chunk {
   T k_m, k_s, c;
   // drive
   const int32_t* input_pos;  // [n]: position among the inputs, -1 for none
+  const int32_t* in_idx;     // [inputs]: the input neurons
   const uint32_t *keys, *table;
   const int32_t* levels;
-  const T* replay;  // [windows, d, trials, n_replay] or null
-  int64_t n_replay;
+  // replayed events: those of (window wi, trial b) are rows [off[wi * trials + b],
+  // off[wi * trials + b + 1]) of ev (step within the window, input position)
+  const int32_t *rep_off, *rep_ev;
   const int32_t *cur_pos, *cur_start, *cur_stop;  // currents: input position, [start, stop)
   const T* cur_amp;                               // [trials, currents]
   int64_t n_cur;
@@ -170,6 +172,7 @@ template <typename T>
 struct Part {
   std::vector<T> arrivals;  // [d, span], zero between uses (read and cleared by the steps)
   std::vector<T> current;   // [d, span], only in windows with a current on
+  std::vector<T> replayed;  // [d, span], zero between uses (read and cleared by the steps)
   std::vector<std::vector<Spike>> spikes;  // per trial of the span, by step then neuron
   std::vector<uint32_t> masks;             // [words, kLanes] event bits of a block
   int64_t events = 0;
@@ -208,13 +211,14 @@ bool draw_events(const Chunk<T>& ch, int64_t b, int64_t pos, uint32_t neuron, ui
   return any;
 }
 
-// Steps neurons [i, i + L) of trial b through window wi. ``arr``/``cur`` point at the
-// block's first neuron in the worker's [d, span] tables (row stride ``span``). Events:
-// Poisson bits in ``mask`` (word stride kLanes) and replayed counts.
+// Steps neurons [i, i + L) of trial b through window wi. ``arr``/``rep``/``cur`` point at
+// the block's first neuron in the worker's [d, span] tables (row stride ``span``) of
+// arrivals, replayed events and currents. Events: Poisson bits in ``mask`` (word stride
+// kLanes) and replayed counts.
 template <typename T, int L, bool kEvents, bool kReplay, bool kCurrent>
 void step_block(const Chunk<T>& ch, int64_t wi, int64_t b, int64_t i, T* __restrict arr,
-                const T* __restrict cur, int64_t span, const uint32_t* __restrict mask,
-                std::vector<Spike>& out) {
+                T* __restrict rep, const T* __restrict cur, int64_t span,
+                const uint32_t* __restrict mask, std::vector<Spike>& out) {
   const int64_t n = ch.n, d = ch.d, e0 = b * n + i;
   T v[L], gg[L], vth[L], vr[L], evw[L];
   int32_t s[L], rf[L];
@@ -230,24 +234,18 @@ void step_block(const Chunk<T>& ch, int64_t wi, int64_t b, int64_t i, T* __restr
   bool recorded = false;
   for (int l = 0; l < L; ++l) recorded |= ch.rec_slot[i + l] >= 0;
   const T km = ch.k_m, ks = ch.k_s, c = ch.c;
-  // replayed counts of the block's lanes (0 for a lane that is not an input), per step
-  T rep[kReplay ? L : 1];
-  const T* rep_w = kReplay ? ch.replay + (wi * d * ch.n_trials + b) * ch.n_replay : nullptr;
   for (int64_t k = 0; k < d; ++k) {
     T* __restrict a_k = arr + k * span;
-    if (kReplay) {
-      for (int l = 0; l < L; ++l) {
-        const int32_t p = ch.input_pos[i + l];
-        const int64_t at = k * ch.n_trials * ch.n_replay + (ch.n_replay > 1 ? p : 0);
-        rep[l] = p >= 0 ? rep_w[at] : T(0);
-      }
-    }
+    T* __restrict r_k = kReplay ? rep + k * span : nullptr;
     int32_t spk[L];
     int32_t any = 0;
     for (int l = 0; l < L; ++l) {
       T ev = T(0);
       if (kEvents) ev = T((mask[(k >> 5) * kLanes + l] >> (k & 31)) & 1u);
-      if (kReplay) ev += rep[l];
+      if (kReplay) {  // (read and cleared, as the arrivals)
+        ev += r_k[l];
+        r_k[l] = T(0);
+      }
       const T ie = kCurrent ? cur[k * span + l] : T(0);
       const T arrive = a_k[l];
       a_k[l] = T(0);
@@ -291,19 +289,18 @@ void step_block(const Chunk<T>& ch, int64_t wi, int64_t b, int64_t i, T* __restr
   }
 }
 
-// step_block for the block's drive: Poisson events, replayed events (a harness replaying
-// recorded input; stepped lane by lane), currents.
+// step_block for the block's drive: Poisson events, replayed events, currents.
 template <typename T, int L>
-void step_block_any(const Chunk<T>& ch, int64_t wi, int64_t b, int64_t i, T* arr, const T* cur,
-                    int64_t span, const uint32_t* mask, bool events, std::vector<Spike>& out) {
+void step_block_any(const Chunk<T>& ch, int64_t wi, int64_t b, int64_t i, T* arr, T* rep,
+                    const T* cur, int64_t span, const uint32_t* mask, bool events,
+                    std::vector<Spike>& out) {
   auto run = [&](auto ev, auto rp, auto cu) {
     step_block<T, L, decltype(ev)::value, decltype(rp)::value, decltype(cu)::value>(
-        ch, wi, b, i, arr, cur, span, mask, out);
+        ch, wi, b, i, arr, rep, cur, span, mask, out);
   };
   using Y = std::true_type;
   using N = std::false_type;
-  const bool replay = ch.replay != nullptr;
-  if (replay) {
+  if (rep) {
     if (cur) return run(Y{}, Y{}, Y{});
     return run(Y{}, Y{}, N{});
   }
@@ -363,6 +360,16 @@ void window_part(const Chunk<T>& ch, int64_t wi, const Span& sp,
         if (t >= ch.cur_start[ci] && t < ch.cur_stop[ci]) cu[k * span + i - sp.i0] += amp;
       }
     }
+    // the replayed events of this window and trial, counted per step and neuron
+    T* rep = nullptr;
+    const int64_t r0 = ch.rep_off[wi * ch.n_trials + b], r1 = ch.rep_off[wi * ch.n_trials + b + 1];
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t i = ch.in_idx[ch.rep_ev[2 * r + 1]];
+      if (i < sp.i0 || i >= sp.i1) continue;
+      // (zero between uses: the steps read and clear it)
+      if (rep == nullptr) rep = at_least(p.replayed, d * span);
+      rep[ch.rep_ev[2 * r] * span + i - sp.i0] += T(1);
+    }
     // 2. the neurons, kLanes at a time
     std::vector<Spike>& out = p.spikes[b - sp.b0];
     out.clear();
@@ -374,7 +381,7 @@ void window_part(const Chunk<T>& ch, int64_t wi, const Span& sp,
         const int32_t pos = ch.input_pos[i + l];
         draw |= pos >= 0 && ch.table[int64_t(ch.levels[b * ch.n_in + pos]) * d + d - 1] > 0;
       }
-      bool events = ch.replay != nullptr;
+      bool events = rep != nullptr;
       if (draw) {
         uint32_t x0[kLanes], x1[kLanes];
         for (int l = 0; l < kLanes; ++l) {
@@ -393,14 +400,15 @@ void window_part(const Chunk<T>& ch, int64_t wi, const Span& sp,
         std::fill_n(mask, ch.words * kLanes, 0u);
       }
       T* a = arr + (i - sp.i0);
+      T* rp = rep == nullptr ? nullptr : rep + (i - sp.i0);
       const T* cu = cur == nullptr ? nullptr : cur + (i - sp.i0);
       if (lanes == kLanes) {
-        step_block_any<T, kLanes>(ch, wi, b, i, a, cu, span, mask, events, out);
+        step_block_any<T, kLanes>(ch, wi, b, i, a, rp, cu, span, mask, events, out);
       } else {
         // the last neurons one at a time (a lane's event bits: word stride kLanes, as above)
         for (int l = 0; l < lanes; ++l) {
-          step_block_any<T, 1>(ch, wi, b, i + l, a + l, cu == nullptr ? nullptr : cu + l, span,
-                               mask + l, events, out);
+          step_block_any<T, 1>(ch, wi, b, i + l, a + l, rp == nullptr ? nullptr : rp + l,
+                               cu == nullptr ? nullptr : cu + l, span, mask + l, events, out);
         }
       }
     }
@@ -412,7 +420,7 @@ void window_part(const Chunk<T>& ch, int64_t wi, const Span& sp,
 
 template <typename T>
 ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
-                    int64_t has_removed, int64_t has_replay, ffi::AnyBuffer u_in,
+                    int64_t has_removed, ffi::AnyBuffer u_in,
                     ffi::AnyBuffer g_in, ffi::Buffer<ffi::S32> since_in,
                     ffi::Buffer<ffi::S32> pending_flat, ffi::Buffer<ffi::S32> pending_k,
                     ffi::AnyBuffer indptr, ffi::Buffer<ffi::S32> indices, ffi::AnyBuffer counts,
@@ -421,8 +429,8 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
                     ffi::AnyBuffer neuron_consts, ffi::AnyBuffer props,
                     ffi::Buffer<ffi::S32> window, ffi::Buffer<ffi::S32> input_idx,
                     ffi::Buffer<ffi::U32> keys, ffi::Buffer<ffi::S32> levels,
-                    ffi::Buffer<ffi::U32> table, ffi::AnyBuffer replay,
-                    ffi::Buffer<ffi::S32> cur_pos, ffi::AnyBuffer cur_amp,
+                    ffi::Buffer<ffi::U32> table, ffi::Buffer<ffi::S32> replay_offsets,
+                    ffi::Buffer<ffi::S32> replay_events, ffi::Buffer<ffi::S32> cur_pos, ffi::AnyBuffer cur_amp,
                     ffi::Buffer<ffi::S32> cur_start, ffi::Buffer<ffi::S32> cur_stop,
                     ffi::Buffer<ffi::S32> rec_idx, ffi::Result<ffi::AnyBuffer> u_out,
                     ffi::Result<ffi::AnyBuffer> g_out, ffi::Result<ffi::Buffer<ffi::S32>> since_out,
@@ -443,7 +451,8 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
   ch.words = (ch.d + 31) / 32;
   const int64_t none = ch.n_trials * n;
   if (u_in.element_count() != none || table.dimensions()[1] != ch.d ||
-      levels.dimensions()[1] != ch.n_in) {
+      levels.dimensions()[1] != ch.n_in ||
+      replay_offsets.element_count() != ch.n_windows * ch.n_trials + 1) {
     return ffi::Error::InvalidArgument("brainsim_dense_lif: inconsistent sizes");
   }
   ch.w0 = window.typed_data()[0];
@@ -472,8 +481,8 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
   ch.keys = keys.typed_data();
   ch.levels = levels.typed_data();
   ch.table = table.typed_data();
-  ch.replay = has_replay ? reinterpret_cast<const T*>(replay.untyped_data()) : nullptr;
-  ch.n_replay = replay.dimensions().back();
+  ch.rep_off = replay_offsets.typed_data();
+  ch.rep_ev = replay_events.typed_data();
   ch.n_cur = cur_pos.dimensions()[0];
   ch.cur_start = cur_start.typed_data();
   ch.cur_stop = cur_stop.typed_data();
@@ -483,6 +492,7 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
 
   // neuron -> input position, current -> neuron, neuron -> trace slots
   const int32_t* in_idx = input_idx.typed_data();
+  ch.in_idx = in_idx;
   std::vector<int32_t> input_pos(n, -1), cur_neuron(ch.n_cur), rec_slot(n, -1),
       rec_next(std::max<int64_t>(ch.n_rec, 1), -1);
   for (int64_t p = 0; p < ch.n_in; ++p) input_pos[in_idx[p]] = int32_t(p);
@@ -533,8 +543,10 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
   if (parts_pool.size() < spans.size()) parts_pool.resize(spans.size());
   for (size_t t = 0; t < spans.size(); ++t) {
     const int64_t span = spans[t].i1 - spans[t].i0;
-    // arrivals must start at zero (each window reads and clears what it used)
+    // arrivals and replayed events must start at zero (each window reads and clears what
+    // it used)
     parts_pool[t].arrivals.assign(ch.d * span, T(0));
+    if (ch.rep_off[ch.n_windows * ch.n_trials] > 0) parts_pool[t].replayed.assign(ch.d * span, T(0));
   }
 
   int32_t* out_flat = spike_flat->typed_data();
@@ -592,32 +604,33 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
 
 ffi::Error DenseLifDispatch(
     ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, int64_t has_removed,
-    int64_t has_replay, ffi::AnyBuffer u_in, ffi::AnyBuffer g_in,
-    ffi::Buffer<ffi::S32> since_in, ffi::Buffer<ffi::S32> pending_flat,
-    ffi::Buffer<ffi::S32> pending_k, ffi::AnyBuffer indptr, ffi::Buffer<ffi::S32> indices,
-    ffi::AnyBuffer counts, ffi::AnyBuffer w_pre, ffi::Buffer<ffi::PRED> silent,
-    ffi::Buffer<ffi::PRED> removed, ffi::Buffer<ffi::S32> refractory,
-    ffi::AnyBuffer neuron_consts, ffi::AnyBuffer props, ffi::Buffer<ffi::S32> window,
-    ffi::Buffer<ffi::S32> input_idx, ffi::Buffer<ffi::U32> keys, ffi::Buffer<ffi::S32> levels,
-    ffi::Buffer<ffi::U32> table, ffi::AnyBuffer replay, ffi::Buffer<ffi::S32> cur_pos,
-    ffi::AnyBuffer cur_amp, ffi::Buffer<ffi::S32> cur_start, ffi::Buffer<ffi::S32> cur_stop,
-    ffi::Buffer<ffi::S32> rec_idx, ffi::Result<ffi::AnyBuffer> u_out,
-    ffi::Result<ffi::AnyBuffer> g_out, ffi::Result<ffi::Buffer<ffi::S32>> since_out,
-    ffi::Result<ffi::Buffer<ffi::S32>> spike_flat, ffi::Result<ffi::Buffer<ffi::S32>> spike_k,
-    ffi::Result<ffi::Buffer<ffi::S32>> counts_out, ffi::Result<ffi::AnyBuffer> tr_u,
-    ffi::Result<ffi::AnyBuffer> tr_g) {
+    ffi::AnyBuffer u_in, ffi::AnyBuffer g_in, ffi::Buffer<ffi::S32> since_in,
+    ffi::Buffer<ffi::S32> pending_flat, ffi::Buffer<ffi::S32> pending_k, ffi::AnyBuffer indptr,
+    ffi::Buffer<ffi::S32> indices, ffi::AnyBuffer counts, ffi::AnyBuffer w_pre,
+    ffi::Buffer<ffi::PRED> silent, ffi::Buffer<ffi::PRED> removed,
+    ffi::Buffer<ffi::S32> refractory, ffi::AnyBuffer neuron_consts, ffi::AnyBuffer props,
+    ffi::Buffer<ffi::S32> window, ffi::Buffer<ffi::S32> input_idx, ffi::Buffer<ffi::U32> keys,
+    ffi::Buffer<ffi::S32> levels, ffi::Buffer<ffi::U32> table,
+    ffi::Buffer<ffi::S32> replay_offsets, ffi::Buffer<ffi::S32> replay_events,
+    ffi::Buffer<ffi::S32> cur_pos, ffi::AnyBuffer cur_amp, ffi::Buffer<ffi::S32> cur_start,
+    ffi::Buffer<ffi::S32> cur_stop, ffi::Buffer<ffi::S32> rec_idx,
+    ffi::Result<ffi::AnyBuffer> u_out, ffi::Result<ffi::AnyBuffer> g_out,
+    ffi::Result<ffi::Buffer<ffi::S32>> since_out, ffi::Result<ffi::Buffer<ffi::S32>> spike_flat,
+    ffi::Result<ffi::Buffer<ffi::S32>> spike_k, ffi::Result<ffi::Buffer<ffi::S32>> counts_out,
+    ffi::Result<ffi::AnyBuffer> tr_u, ffi::Result<ffi::AnyBuffer> tr_g) {
   const auto type = u_in.element_type();
   for (auto other : {g_in.element_type(), counts.element_type(), w_pre.element_type(),
-                     neuron_consts.element_type(), props.element_type(), replay.element_type(),
+                     neuron_consts.element_type(), props.element_type(),
                      cur_amp.element_type(), tr_u->element_type(), tr_g->element_type()}) {
     if (other != type) return ffi::Error::InvalidArgument("brainsim_dense_lif: mixed float types");
   }
   return by_float_type(type, "brainsim_dense_lif", [&](auto zero) {
     return DenseLif<decltype(zero)>(
-        thread_pool, n, has_silent, has_removed, has_replay, u_in, g_in, since_in, pending_flat,
-        pending_k, indptr, indices, counts, w_pre, silent, removed, refractory, neuron_consts,
-        props, window, input_idx, keys, levels, table, replay, cur_pos, cur_amp, cur_start,
-        cur_stop, rec_idx, u_out, g_out, since_out, spike_flat, spike_k, counts_out, tr_u, tr_g);
+        thread_pool, n, has_silent, has_removed, u_in, g_in, since_in, pending_flat, pending_k,
+        indptr, indices, counts, w_pre, silent, removed, refractory, neuron_consts, props, window,
+        input_idx, keys, levels, table, replay_offsets, replay_events, cur_pos, cur_amp,
+        cur_start, cur_stop, rec_idx, u_out, g_out, since_out, spike_flat, spike_k, counts_out,
+        tr_u, tr_g);
   });
 }
 
@@ -629,7 +642,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BrainsimDenseLif, DenseLifDispatch,
                                   .Attr<int64_t>("n_neurons")
                                   .Attr<int64_t>("has_silent")
                                   .Attr<int64_t>("has_removed")
-                                  .Attr<int64_t>("has_replay")
                                   .Arg<ffi::AnyBuffer>()             // u [trials, n]
                                   .Arg<ffi::AnyBuffer>()             // g
                                   .Arg<ffi::Buffer<ffi::S32>>()      // since
@@ -649,7 +661,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BrainsimDenseLif, DenseLifDispatch,
                                   .Arg<ffi::Buffer<ffi::U32>>()      // stream keys
                                   .Arg<ffi::Buffer<ffi::S32>>()      // threshold levels
                                   .Arg<ffi::Buffer<ffi::U32>>()      // threshold table
-                                  .Arg<ffi::AnyBuffer>()             // replayed counts
+                                  .Arg<ffi::Buffer<ffi::S32>>()      // replay: offsets
+                                  .Arg<ffi::Buffer<ffi::S32>>()      // replay: (k, input)
                                   .Arg<ffi::Buffer<ffi::S32>>()      // current: input position
                                   .Arg<ffi::AnyBuffer>()             // current: amplitude
                                   .Arg<ffi::Buffer<ffi::S32>>()      // current: start step
