@@ -180,7 +180,9 @@ def main(argv=None):
         if inputs.size == n:
             drives = [PoissonInput(neu, "v", 1, poisson_hz * Hz, weight=weight)]
         else:
-            drives = [PoissonInput(neu[int(i)], "v", 1, poisson_hz * Hz, weight=weight) for i in inputs]
+            drives = [
+                PoissonInput(neu[int(i)], "v", 1, poisson_hz * Hz, weight=weight) for i in inputs
+            ]
         objs = [neu, syn, *drives, spk]
     mon = None
     if record.size:
