@@ -25,7 +25,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax
 import jax.numpy as jnp
 import numpy as np
-from brainsim.kernels import compact, expand_rows, poisson_block
+from brainsim.kernels import (
+    compact,
+    expand_rows,
+    poisson_block,
+    stream_keys,
+    window_block,
+    window_thresholds,
+)
 
 from brainsim.bench._common import environment
 
@@ -71,6 +78,12 @@ def pairs():
     key = jax.random.PRNGKey(0)
     trials = jnp.arange(30, dtype=jnp.int32)
     rate = jnp.full((30, 21), 150.0, jnp.float32)
+
+    # the dense-activity workload's inputs: every neuron of 20,000, 4 trials
+    dense_rate = jnp.full((4, 20_000), 10.0, jnp.float32)
+    dense_in = jnp.arange(20_000, dtype=jnp.int32)
+    dense_keys = stream_keys(key, trials[:4], 18)
+    dense_levels = tuple(map(jnp.asarray, window_thresholds(np.asarray(dense_rate), 0.1, 18)))
 
     # the previous engine: one draw (fold_in, uniform) per step and trial
     def per_step_old(c):
@@ -118,6 +131,13 @@ def pairs():
             lambda c: poisson_block(key, trials, c, rate, 0.1, 18),
             "drawn per step",
             "drawn per window",
+        ),
+        (
+            "Poisson input, 4 trials x 20,000 inputs at 10 Hz x 18 steps",
+            lambda c: poisson_block(key, trials[:4], c, dense_rate, 0.1, 18),
+            lambda c: window_block(dense_keys, dense_in, c, *dense_levels),
+            "stream 1 (a uniform per step)",
+            "stream 2 (geometric gaps)",
         ),
     ]
 

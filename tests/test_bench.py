@@ -258,6 +258,7 @@ def test_config_errors_name_the_file_and_key(tmp_path, own_cache, capsys):
     assert "--against-brian2 is not wired" in err and ".venv-brian2" in err
     assert "compare_brian2.py --network synthetic:seed=0,scale=0.005" in err
     assert "--input-type sugar_like_GRN --rate-hz 150.0" in err
+    assert f"bench_process_vs_brian2.py --config {path}" in err  # one Poisson rate, LIF
     assert bench.main(["--config", str(path), "--trials", "3", "--precision", "float64"]) == 2
     assert "--trials, --precision apply to workloads" in capsys.readouterr().err
     assert bench.main(["--workload", "sugar", "--no-first-run"]) == 2

@@ -91,3 +91,15 @@ def test_native_chunk_only_for_what_it_covers(monkeypatch):
     assert not simulate(conn, proto, model=tau, **kw).stats["native_chunk"]
     sparse = Protocol.build(1, 40, poisson=[([0, 1], 50.0)])  # windowed: not a dense run
     assert "native_chunk" not in simulate(conn, sparse, duration_ms=5.0).stats
+
+
+def test_native_chunk_equals_its_jax_twin_with_a_rate_per_input(monkeypatch):
+    """More distinct rates than the JAX form selects among (its threshold rows then
+    gathered per input): the same events as the native chunk's."""
+    n = 120
+    conn = random_connectome(n, 0.08, seed=4, max_count=60)
+    rates = np.random.default_rng(4).uniform(20.0, 60.0, n)
+    proto = Protocol.build(2, n, poisson=[([i], r) for i, r in enumerate(rates)])
+    fused, twin = _twin(monkeypatch, conn, proto, duration_ms=50.0, seed=3, record=[7])
+    assert fused.n_spikes > 200
+    _assert_identical(fused, twin)

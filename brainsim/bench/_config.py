@@ -81,13 +81,29 @@ def _brian2_refusal(raw: dict, path: Path) -> str:
             cmd.append(f"--input-type {neurons['cell_type']}")
         if isinstance(stimuli[0].get("rate_hz"), int | float):
             cmd.append(f"--rate-hz {stimuli[0]['rate_hz']}")
+    whole = ""
+    one_rate = len(stimuli) == 1 and isinstance(stimuli[0].get("rate_hz"), int | float)
+    if (
+        one_rate
+        and stimuli[0].get("kind") == "poisson"
+        and not raw.get("perturbation")
+        and "experiment" not in raw
+        and raw.get("model", {}).get("kind", "lif") == "lif"
+    ):
+        whole = (
+            "; this config as it stands, whole processes side by side (Brian2 drawing its "
+            "own PoissonInput): python benchmarks/bench_process_vs_brian2.py --config "
+            f"{path}"
+        )
     return (
         f"{path}: --against-brian2 is not wired for configs: the Brian2 harness "
         "(benchmarks/reference/compare_brian2.py, in a source checkout) builds its own protocol "
         "(LIF with Shiu et al.'s parameters, Poisson input into one cell type, replayed in both "
         "simulators) and needs its own environment (benchmarks/reference/.venv-brian2, made by "
         "benchmarks/reference/setup_brian2.sh), so it cannot run a config's stimuli, "
-        "perturbations, experiment or [model]. On this config's network: " + " ".join(cmd)
+        "perturbations, experiment or [model]. On this config's network, spike for spike: "
+        + " ".join(cmd)
+        + whole
     )
 
 
