@@ -27,7 +27,9 @@ def _enable_compilation_cache() -> None:
     from brainsim._paths import cache_dir
 
     jax.config.update("jax_compilation_cache_dir", str(cache_dir("jax")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # (the chunk programs of the native kernels compile in 0.1-0.3 s: kept too; the many
+    # smaller programs are not, their look-up would cost what compiling them does)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 def _join_processes(args) -> bool:

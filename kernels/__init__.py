@@ -21,6 +21,7 @@ from brainsim.kernels._native import (
     dense_lif_chunk,
     native_kernels,
     window_deliver,
+    windowed_lif_chunk,
 )
 from brainsim.kernels._poisson import (
     DEFAULT_STREAM,
@@ -56,4 +57,5 @@ __all__ = [
     "window_block",
     "window_deliver",
     "window_thresholds",
+    "windowed_lif_chunk",
 ]

@@ -25,15 +25,17 @@ from pathlib import Path
 import jax
 
 NATIVE_DIR = Path(__file__).parent / "native"
-HEADERS = (NATIVE_DIR / "common.h",)
+HEADERS = tuple(sorted(NATIVE_DIR.glob("*.h")))  # included by the sources
 TARGET = "brainsim_window_deliver"
 DENSE_TARGET = "brainsim_dense_deliver"
 DENSE_LIF_TARGET = "brainsim_dense_lif"
+WINDOWED_LIF_TARGET = "brainsim_windowed_lif"
 # each source is its own library (built in parallel on first use), with the XLA FFI
 # handlers it exports
 LIBRARIES = {
     "window_deliver": {TARGET: "BrainsimWindowDeliver", DENSE_TARGET: "BrainsimDenseDeliver"},
     "dense_lif": {DENSE_LIF_TARGET: "BrainsimDenseLif"},
+    "windowed_lif": {WINDOWED_LIF_TARGET: "BrainsimWindowedLif"},
 }
 # -fno-trapping-math: floating-point operations may run on lanes whose result a select then
 # drops (so that the loops vectorize); it changes no result
@@ -365,14 +367,122 @@ def dense_lif_chunk(
     )
 
 
+def windowed_lif_chunk(
+    cells,
+    pending_flat,
+    pending_k,
+    awake_flat,
+    always_flat,
+    indptr,
+    indices,
+    counts,
+    w_pre,
+    silent,
+    removed,
+    refractory,
+    lag,
+    arrival,
+    consts,
+    props,
+    neuron_consts,
+    window,
+    input_idx,
+    input_slot,
+    rec_slot,
+    keys,
+    levels,
+    table,
+    replay_offsets,
+    replay_events,
+    cur_pos,
+    cur_amp,
+    cur_start,
+    cur_stop,
+    *,
+    n_neurons: int,
+    n_windows: int,
+    spike_budget: int,
+):
+    """``n_windows`` windows of the windowed stepper for the LIF model in C++ (see
+    ``native/windowed_lif.cc``): :func:`window_deliver`'s delivery (same arguments up to
+    ``consts``), then the listed neurons stepped (``props`` the one-step ``(k_m, k_s, c)``,
+    ``neuron_consts`` [3, n] v_th and v_reset from rest and the input event's kick), their
+    rows written back and the awake and spike lists made, window after window. The drive:
+    ``input_slot``/``rec_slot`` the inputs' and recorded neurons' positions among a trial's
+    always-active neurons, Poisson stream 2's ``keys``, ``levels``, ``table``, the replayed
+    events as :func:`dense_lif_chunk` takes them, the currents of
+    :class:`brainsim.sim.Drive`. Returns ``(cells, stamps, pending_flat, pending_k,
+    awake_flat, spike_flat [windows, spike_budget], spike_k, counts [windows, 5], u_rec,
+    g_rec [windows, delay, trials, recorded])``; the counts are the true numbers of active
+    and stepped neurons, spikes, synaptic events and awake neurons of each window."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    dtype = cells.dtype
+    i32 = jnp.int32
+    sds = jax.ShapeDtypeStruct
+    n_trials = (replay_offsets.shape[0] - 1) // n_windows
+    d = arrival.shape[0]
+    out = (
+        sds(cells.shape, dtype),
+        sds(pending_flat.shape, i32),
+        sds(pending_k.shape, i32),
+        sds(awake_flat.shape, i32),
+        sds((n_windows, spike_budget), i32),
+        sds((n_windows, spike_budget), i32),
+        sds((n_windows, 5), i32),
+        sds((n_windows, d, n_trials, rec_slot.shape[0]), dtype),
+        sds((n_windows, d, n_trials, rec_slot.shape[0]), dtype),
+    )
+    dummy = jnp.zeros((1,), bool)
+    call = jax.ffi.ffi_call(WINDOWED_LIF_TARGET, out, input_output_aliases={0: 0})
+    return call(
+        cells,
+        pending_flat,
+        pending_k,
+        awake_flat,
+        always_flat,
+        indptr,
+        indices,
+        counts,
+        w_pre,
+        dummy if silent is None else silent,
+        dummy if removed is None else removed,
+        refractory,
+        lag,
+        arrival,
+        consts,
+        props,
+        neuron_consts,
+        window,
+        input_idx,
+        input_slot,
+        rec_slot,
+        keys,
+        levels,
+        table,
+        replay_offsets,
+        replay_events,
+        cur_pos,
+        cur_amp,
+        cur_start,
+        cur_stop,
+        n_neurons=np.int64(n_neurons),
+        has_silent=np.int64(silent is not None),
+        has_removed=np.int64(removed is not None),
+    )
+
+
 __all__ = [
     "DENSE_LIF_TARGET",
     "DENSE_TARGET",
     "LIBRARIES",
     "TARGET",
+    "WINDOWED_LIF_TARGET",
     "cache_dir",
     "dense_deliver",
     "dense_lif_chunk",
     "native_kernels",
     "window_deliver",
+    "windowed_lif_chunk",
 ]

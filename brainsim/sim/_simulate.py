@@ -32,16 +32,17 @@ from brainsim.sim._units import dtype_of, n_steps_of, to_device
 from brainsim.sim._windowed import (
     Budgets,
     always_active,
+    native_chunk_supported,
     native_supported,
     windowed_chunk,
     windowed_init,
+    windowed_native_chunk,
 )
 
 FIELDS = [f.name for f in dataclasses.fields(Budgets)]
 # budgets the native kernels never size anything with (their active and event lists are
 # unbounded): fixed at 1 in the compiled call, and never grown
 NATIVE_UNSIZED = ("active", "events")
-CHECKED_NATIVE = np.array([f not in NATIVE_UNSIZED for f in FIELDS], np.int64)
 
 
 def _native_choice(native: bool | None, model: LIF, dtype, *, dense: bool = False) -> bool:
@@ -159,6 +160,8 @@ def _finite(state, none: int | None = None) -> bool:
         if all(_on_host(x) for x in leaves):  # read in place: no program to compile
             return all(bool(np.isfinite(np.asarray(x)).all()) for x in leaves)
         return bool(_all_finite(*leaves))
+    if _on_host(state.cells):
+        return bool(np.isfinite(np.asarray(state.cells)[..., :none, :2]).all())
     return bool(_cells_finite(state.cells, none))
 
 
@@ -626,11 +629,14 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
     none = b_local * n
     use_native = _native_choice(native, model, dtype, dense=dense)
     stats["native"] = use_native
-    # the dense-window stepper's whole chunk in one native call (LIF, shared time constants,
-    # Poisson stream 2), else its native delivery only
+    # the whole chunk in one native call (LIF with shared time constants, Poisson stream 2;
+    # the windowed stepper on one device), else the native delivery with the JAX step
     fused = dense and use_native and fused_supported(model, aux, drive)
-    if dense:
-        stats["native_chunk"] = fused
+    chunked = not dense and use_native and n_dev == 1 and native_chunk_supported(drive)
+    stats["native_chunk"] = fused or chunked
+    # budgets the native forms never size anything with: fixed at 1 in the compiled call
+    unsized_names = (*NATIVE_UNSIZED, "stepped") if chunked else NATIVE_UNSIZED
+    checked = np.array([f not in unsized_names for f in FIELDS], np.int64)
     if n_dev > 1:
         mesh = trial_mesh(n_dev)
         state, drive = place(mesh, state, drive)
@@ -643,7 +649,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         """The output of ``m_run`` windows from window ``w``, with budgets grown until they
         hold the first ``m`` (a padded chunk's extra windows size nothing)."""
         nonlocal budgets, peak_need
-        if fused:  # (sparse: a dense table of every input's replayed events is large)
+        if fused or chunked:  # (sparse: a table of every input's replayed events is large)
             off, ev = protocol.replay_windows(w, m_run, d)
             replay = (to_device(off), to_device(ev))
         else:
@@ -652,9 +658,14 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
         while True:
             start = state.with_budgets(budgets, none)
             # (unused budgets must not key a recompilation)
-            unsized = dict.fromkeys(NATIVE_UNSIZED, 1) if use_native else {}
+            unsized = dict.fromkeys(unsized_names, 1) if use_native else {}
             sized = dataclasses.replace(budgets, **unsized)
-            if fused:
+            if chunked:
+                out = windowed_native_chunk(
+                    model, net, drive, rfc, always, start, jnp.int32(w), *replay, key,
+                    rec_dev, sized, peak,
+                )  # fmt: skip
+            elif fused:
                 out = dense_lif_native_chunk(
                     model, aux, net, drive, start, jnp.int32(w), *replay, key, rec_dev, sized
                 )
@@ -680,7 +691,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
                 else:
                     out = windowed_chunk(*args, sized, peak, use_native)
             need = out.counts.peak(windows=m)
-            limits = need * CHECKED_NATIVE if use_native else need
+            limits = need * checked if use_native else need
             grown = budgets.grown(limits).capped(none)
             if grown == budgets:
                 peak_need = np.maximum(peak_need, need)

@@ -50,10 +50,12 @@ from brainsim.kernels import (
     propagate_events,
     ranks,
     scatter_to,
+    stream_keys,
     trash_index,
     window_deliver,
+    windowed_lif_chunk,
 )
-from brainsim.models import LIF, SINCE_MAX
+from brainsim.models import LIF, SINCE_MAX, per_neuron
 from brainsim.sim._chunk import ChunkOutput, KernelCounts
 from brainsim.sim._network import Network
 from brainsim.sim._params import neuron_params, propagators
@@ -179,13 +181,16 @@ def windowed_init(
     is one shard's trials x neurons)."""
     none = n_trials // n_shards * n_neurons
     lead = () if n_shards == 1 else (n_shards,)
-    zeros = jnp.zeros((*lead, none + TRASH), dtype)
-    never = jnp.full(zeros.shape, SINCE_MAX, jnp.int32)
+    # made on the host (the rows of pack_cells(0, 0, SINCE_MAX, 0)): eager jnp operations
+    # would each compile a program
+    dt = np.dtype(dtype)
+    cells = np.zeros((*lead, none + TRASH, 4), dt)
+    cells[..., 2] = np.array(SINCE_MAX, np.int32 if dt.itemsize == 4 else np.int64).view(dt)
     return WindowedState(
-        pack_cells(zeros, zeros, never, jnp.zeros(zeros.shape, jnp.int32)),
-        jnp.full((*lead, budgets.spikes), none, jnp.int32),
-        jnp.zeros((*lead, budgets.spikes), jnp.int32),
-        jnp.full((*lead, budgets.awake), none, jnp.int32),
+        jax.device_put(cells),
+        jax.device_put(np.full((*lead, budgets.spikes), none, np.int32)),
+        jax.device_put(np.zeros((*lead, budgets.spikes), np.int32)),
+        jax.device_put(np.full((*lead, budgets.awake), none, np.int32)),
     )
 
 
@@ -359,7 +364,7 @@ def windowed_chunk(
         c_window = peak
     if native and lag_table is None:
         raise ValueError("the native window kernel needs time constants shared by all neurons")
-    tol = lambda p: 1e-4 * (jnp.abs(p["v_th"]) + 1.0)  # noqa: E731  (v_th is from rest)
+    tol = threshold_tolerance
 
     def stays_awake(live, v, g, since, rfc, p):
         """Entries left active for the next window: still refractory, or able to reach
@@ -485,10 +490,7 @@ def windowed_chunk(
 
     if native:  # the native kernel's constants and masks, the same for every window
         p0 = neuron_params(model, dtype)
-        k_d, ks_d, c_d = propagators(model, d, dtype)
-        consts = jnp.stack(
-            [p0["v_th"] - tol(p0), c_window, peak, k_d, ks_d, c_d, float(window_bound)]
-        ).astype(dtype)
+        consts = delivery_consts(model, dtype, c_window, peak, window_bound, tol(p0))
         silent = drive.outputs_cut()
         silent = None if silent is None else silent.ravel()
         removed = None if drive.removed is None else drive.removed.ravel()
@@ -571,6 +573,110 @@ def windowed_chunk(
     return ChunkOutput(state, flat, k, counts, {"u_mv": v_rec, "g_mv": g_rec})
 
 
+def native_chunk_supported(drive: Drive) -> bool:
+    """Whether :func:`windowed_native_chunk` runs this drive (where the native window kernel
+    runs, on one device): it draws Poisson stream 2 only."""
+    return drive.stream == 2
+
+
+def threshold_tolerance(p):
+    """How far below threshold (``p["v_th"]``, from rest) a neuron counts as able to reach
+    it (a margin for the rounding of the bounds)."""
+    return 1e-4 * (jnp.abs(p["v_th"]) + 1.0)
+
+
+def delivery_consts(model: LIF, dtype, c_window, peak: float, window_bound: bool, tol):
+    """The native delivery's constants: ``(v_th - tol, c_window, peak, k_d, ks_d, c_d,
+    window_bound)`` (``v_th`` from rest; the window's propagators)."""
+    p0 = neuron_params(model, dtype)
+    k_d, ks_d, c_d = propagators(model, model.delay_steps, dtype)
+    return jnp.stack(
+        [p0["v_th"] - tol, c_window, peak, k_d, ks_d, c_d, float(window_bound)]
+    ).astype(dtype)
+
+
+@eqx.filter_jit
+def windowed_native_chunk(
+    model: LIF,
+    net: Network,
+    drive: Drive,
+    refractory_steps: Int[Array, " neurons"],
+    always_idx: Int[Array, " always"],
+    state: WindowedState,
+    w0: Int[Array, ""],
+    replay_offsets: Int[Array, " windows_x_trials_plus_1"],
+    replay_events: Int[Array, "events 2"],
+    key: Array,
+    rec_idx: Int[Array, " recorded"],
+    budgets: Budgets,
+    peak: float,
+) -> ChunkOutput:
+    """:func:`windowed_chunk` with ``native`` for every window of the chunk in one C++ call
+    (``brainsim.kernels.windowed_lif_chunk``; one device, Poisson stream 2), the chunk's
+    replayed events given sparse (:meth:`brainsim.sim.Protocol.replay_windows`): their
+    number of windows sets the chunk's. Its lists of active and stepped neurons and of
+    events have no size limit; ``budgets.spikes`` sizes each window's spike list in the
+    output and ``budgets.awake`` the awake list of the state."""
+    dtype = state.cells.dtype
+    n = net.n_neurons
+    none = state.cells.shape[0] - TRASH
+    n_trials = none // n
+    d = model.delay_steps
+    p0 = neuron_params(model, dtype)
+    lag_table, arrival_table, c_window = jump_tables(model, dtype)
+    if lag_table is None:
+        raise ValueError("the native window kernel needs time constants shared by all neurons")
+    # (the bound of windowed_chunk: the window's in float64, the PSP's peak in float32)
+    window_bound = jnp.dtype(dtype).itemsize == 8
+    if not window_bound:
+        c_window = peak
+    consts = delivery_consts(model, dtype, c_window, peak, window_bound, threshold_tolerance(p0))
+    kick = per_neuron(p0["f_poi"] * p0["w_syn"], n, dtype)  # as LIF.step forms f_poi x w_syn
+    silent = drive.outputs_cut()
+    cells, pend_flat, pend_k, awake, flat, k, counts, u_rec, g_rec = windowed_lif_chunk(
+        state.cells,
+        state.pending_flat,
+        state.pending_k,
+        state.awake_flat,
+        (jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n + always_idx).ravel(),
+        net.indptr,
+        net.indices,
+        net.counts,
+        jnp.broadcast_to(p0["w_syn"], (n,)),
+        None if silent is None else silent.ravel(),
+        None if drive.removed is None else drive.removed.ravel(),
+        refractory_steps,
+        lag_table,
+        arrival_table,
+        consts,
+        jnp.stack(propagators(model, 1, dtype)),
+        jnp.stack([per_neuron(p0["v_th"], n, dtype), per_neuron(p0["v_reset"], n, dtype), kick]),
+        jnp.reshape(w0, (1,)).astype(jnp.int32),
+        drive.input_idx,
+        jnp.searchsorted(always_idx, drive.input_idx).astype(jnp.int32),
+        jnp.searchsorted(always_idx, rec_idx).astype(jnp.int32),
+        stream_keys(key, drive.trial_ids, d),
+        drive.poisson_level,
+        drive.poisson_table,
+        replay_offsets,
+        replay_events,
+        drive.cur_pos,
+        drive.cur_amp_mv,
+        drive.cur_start,
+        drive.cur_stop,
+        n_neurons=n,
+        n_windows=(replay_offsets.shape[0] - 1) // n_trials,
+        spike_budget=budgets.spikes,
+    )
+    return ChunkOutput(
+        WindowedState(cells, pend_flat, pend_k, awake),
+        flat,
+        k,
+        KernelCounts.from_stacked(counts),
+        {"u_mv": u_rec, "g_mv": g_rec},
+    )
+
+
 def always_active(input_idx, rec_idx) -> jnp.ndarray:
     """Neurons stepped in every window: inputs (their drive arrives any step) and recorded
     neurons (their traces are wanted every step)."""
@@ -583,6 +689,7 @@ __all__ = [
     "WindowedState",
     "always_active",
     "jump_tables",
+    "native_chunk_supported",
     "native_supported",
     "spike_list",
     "step_listed",
@@ -590,4 +697,5 @@ __all__ = [
     "unpack_cells",
     "windowed_chunk",
     "windowed_init",
+    "windowed_native_chunk",
 ]

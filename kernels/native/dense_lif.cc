@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common.h"
+#include "lif.h"
 
 namespace ffi = xla::ffi;
 
@@ -37,88 +38,7 @@ namespace {
 
 using namespace brainsim_native;
 
-constexpr int kLanes = 16;  // neurons stepped together (vector lanes)
 constexpr int64_t kNeuronSplit = 4096;  // neurons per trial from which a trial is split
-
-inline uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
-
-// XLA:CPU compiles for the host's instruction set and, where it has fused multiply-adds,
-// contracts LIF.step's `g c - x` and `g - g k_s` into them (measured: every result of
-// jax.jit(lambda: v + (g * c - (v - i) * k_m)) equals v + fma(g, c, -((v - i) * k_m))).
-// The library is built for the host too (-march=native, -ffp-contract=off: no contraction
-// of its own), and contracts the same two places, so both forms round alike.
-template <typename T>
-inline T mul_sub(T a, T b, T c) {  // a b - c
-#ifdef __FMA__
-  return std::fma(a, b, -c);
-#else
-  return a * b - c;
-#endif
-}
-template <typename T>
-inline T sub_mul(T c, T a, T b) {  // c - a b
-#ifdef __FMA__
-  return std::fma(-a, b, c);
-#else
-  return c - a * b;
-#endif
-}
-
-// Threefry-2x32, 20 rounds (brainsim.kernels.threefry2x32; JAX's PRNG block function).
-inline void threefry(uint32_t k0, uint32_t k1, uint32_t& x0, uint32_t& x1) {
-  static constexpr int kRot[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
-  const uint32_t ks[3] = {k0, k1, k0 ^ k1 ^ 0x1BD11BDAu};
-  x0 += ks[0];
-  x1 += ks[1];
-  for (int i = 0; i < 5; ++i) {
-    for (int r = 0; r < 4; ++r) {
-      x0 += x1;
-      x1 = rotl(x1, kRot[i % 2][r]);
-      x1 ^= x0;
-    }
-    x0 += ks[(i + 1) % 3];
-    x1 += ks[(i + 2) % 3] + uint32_t(i + 1);
-  }
-}
-
-// threefry() for kLanes counters at once (the lanes in lockstep, so that the compiler can
-// vectorize each round): (x0[l], x1[l]) under the key (k0, k1).
-template <int R0, int R1, int R2, int R3>
-inline void rounds(uint32_t* x0, uint32_t* x1) {
-  for (int l = 0; l < kLanes; ++l) {
-    uint32_t a = x0[l], b = x1[l];
-    a += b; b = rotl(b, R0); b ^= a;
-    a += b; b = rotl(b, R1); b ^= a;
-    a += b; b = rotl(b, R2); b ^= a;
-    a += b; b = rotl(b, R3); b ^= a;
-    x0[l] = a;
-    x1[l] = b;
-  }
-}
-
-inline void threefry_lanes(uint32_t k0, uint32_t k1, uint32_t* x0, uint32_t* x1) {
-  const uint32_t ks[3] = {k0, k1, k0 ^ k1 ^ 0x1BD11BDAu};
-  auto inject = [&](int i) {
-    for (int l = 0; l < kLanes; ++l) {
-      x0[l] += ks[(i + 1) % 3];
-      x1[l] += ks[(i + 2) % 3] + uint32_t(i + 1);
-    }
-  };
-  for (int l = 0; l < kLanes; ++l) {
-    x0[l] += ks[0];
-    x1[l] += ks[1];
-  }
-  rounds<13, 15, 26, 6>(x0, x1);
-  inject(0);
-  rounds<17, 29, 16, 24>(x0, x1);
-  inject(1);
-  rounds<13, 15, 26, 6>(x0, x1);
-  inject(2);
-  rounds<17, 29, 16, 24>(x0, x1);
-  inject(3);
-  rounds<13, 15, 26, 6>(x0, x1);
-  inject(4);
-}
 
 // The chunk's inputs, shared read-only by the workers (the state rows of a (trial, neuron
 // range) are written by the worker that owns it).
@@ -142,8 +62,7 @@ struct Chunk {
   // drive
   const int32_t* input_pos;  // [n]: position among the inputs, -1 for none
   const int32_t* in_idx;     // [inputs]: the input neurons
-  const uint32_t *keys, *table;
-  const int32_t* levels;
+  Stream stream;
   // replayed events: those of (window wi, trial b) are rows [off[wi * trials + b],
   // off[wi * trials + b + 1]) of ev (step within the window, input position)
   const int32_t *rep_off, *rep_ev;
@@ -178,39 +97,6 @@ struct Part {
   int64_t events = 0;
 };
 
-// Stream 2's events of one input in window w (brainsim/kernels/_poisson.py, window_block):
-// sets bits of ``mask`` (word stride ``stride``) from the first draw (a, b) on; true if any.
-template <typename T>
-bool draw_events(const Chunk<T>& ch, int64_t b, int64_t pos, uint32_t neuron, uint32_t w,
-                 uint32_t a, uint32_t bb, uint32_t* mask, int64_t stride) {
-  const int64_t d = ch.d;
-  const uint32_t* row = ch.table + int64_t(ch.levels[b * ch.n_in + pos]) * d;
-  if (a >= row[d - 1]) return false;  // no event in the window: the common case
-  const uint32_t* key = ch.keys + b * ch.n_draws * 2;
-  uint32_t pair[2] = {a, bb};
-  int64_t at = 0, j = 0;
-  int which = 0;
-  bool any = false;
-  while (true) {
-    const uint32_t u = pair[which];
-    int64_t gap = 0;
-    for (int64_t k = 0; k < d; ++k) gap += u >= row[k];
-    at = std::min(at + gap, d);
-    if (at >= d) break;
-    mask[(at >> 5) * stride] |= uint32_t(1) << (at & 31);
-    any = true;
-    if (++at >= d) break;
-    if (++which == 2) {
-      if (++j >= ch.n_draws) break;
-      pair[0] = neuron;
-      pair[1] = w;
-      threefry(key[2 * j], key[2 * j + 1], pair[0], pair[1]);
-      which = 0;
-    }
-  }
-  return any;
-}
-
 // Steps neurons [i, i + L) of trial b through window wi. ``arr``/``rep``/``cur`` point at
 // the block's first neuron in the worker's [d, span] tables (row stride ``span``) of
 // arrivals, replayed events and currents. Events: Poisson bits in ``mask`` (word stride
@@ -220,72 +106,42 @@ void step_block(const Chunk<T>& ch, int64_t wi, int64_t b, int64_t i, T* __restr
                 T* __restrict rep, const T* __restrict cur, int64_t span,
                 const uint32_t* __restrict mask, std::vector<Spike>& out) {
   const int64_t n = ch.n, d = ch.d, e0 = b * n + i;
-  T v[L], gg[L], vth[L], vr[L], evw[L];
-  int32_t s[L], rf[L];
+  Lanes<T, L> x;
   for (int l = 0; l < L; ++l) {
-    v[l] = ch.u[e0 + l];
-    gg[l] = ch.g[e0 + l];
-    s[l] = ch.since[e0 + l];
-    rf[l] = ch.rfc[i + l];
-    vth[l] = ch.v_th[i + l];
-    vr[l] = ch.v_reset[i + l];
-    evw[l] = ch.ev_w[i + l];
+    x.v[l] = ch.u[e0 + l];
+    x.g[l] = ch.g[e0 + l];
+    x.since[l] = ch.since[e0 + l];
+    x.rfc[l] = ch.rfc[i + l];
+    x.v_th[l] = ch.v_th[i + l];
+    x.v_reset[l] = ch.v_reset[i + l];
+    x.kick[l] = ch.ev_w[i + l];
   }
   bool recorded = false;
   for (int l = 0; l < L; ++l) recorded |= ch.rec_slot[i + l] >= 0;
-  const T km = ch.k_m, ks = ch.k_s, c = ch.c;
   for (int64_t k = 0; k < d; ++k) {
-    T* __restrict a_k = arr + k * span;
-    T* __restrict r_k = kReplay ? rep + k * span : nullptr;
-    int32_t spk[L];
-    int32_t any = 0;
-    for (int l = 0; l < L; ++l) {
-      T ev = T(0);
-      if (kEvents) ev = T((mask[(k >> 5) * kLanes + l] >> (k & 31)) & 1u);
-      if (kReplay) {  // (read and cleared, as the arrivals)
-        ev += r_k[l];
-        r_k[l] = T(0);
-      }
-      const T ie = kCurrent ? cur[k * span + l] : T(0);
-      const T arrive = a_k[l];
-      a_k[l] = T(0);
-      // (branch-free, flags as int32 like the data: so the compiler vectorizes the lanes;
-      // every lane computes every value and selects keep the right one)
-      const int32_t free = s[l] >= rf[l];
-      const T vn = v[l] + mul_sub(gg[l], c, (v[l] - ie) * km);
-      const T gn = sub_mul(gg[l], gg[l], ks);
-      const T vv = free ? vn : v[l];
-      const T g2 = free ? gn : gg[l];
-      const int32_t fired = free & int32_t(vv > vth[l]);
-      const int32_t open = free & (fired ^ 1);
-      const T g3 = open ? g2 + arrive : g2;
-      const T v3 = open ? vv + ev * evw[l] : vv;
-      const int32_t next = s[l] < int32_t(kSinceMax) ? s[l] + 1 : int32_t(kSinceMax);
-      s[l] = fired ? 1 : next;
-      v[l] = fired ? vr[l] : v3;
-      gg[l] = fired ? T(0) : g3;
-      spk[l] = fired;
-      any |= fired;
-    }
+    int32_t fired[L];
+    const bool any = lif_step<T, L, kEvents, kReplay, kCurrent>(
+        x, ch.k_m, ch.k_s, ch.c, k, arr + k * span, kReplay ? rep + k * span : nullptr,
+        kCurrent ? cur + k * span : nullptr, mask, fired);
     if (any) {
       for (int l = 0; l < L; ++l) {
-        if (spk[l]) out.push_back({int32_t(k), int32_t(i + l)});
+        if (fired[l]) out.push_back({int32_t(k), int32_t(i + l)});
       }
     }
     if (recorded) {
       const int64_t row = ((wi * d + k) * ch.n_trials + b) * ch.n_rec;
       for (int l = 0; l < L; ++l) {
         for (int32_t r = ch.rec_slot[i + l]; r >= 0; r = ch.rec_next[r]) {
-          ch.tr_u[row + r] = v[l];
-          ch.tr_g[row + r] = gg[l];
+          ch.tr_u[row + r] = x.v[l];
+          ch.tr_g[row + r] = x.g[l];
         }
       }
     }
   }
   for (int l = 0; l < L; ++l) {
-    ch.u[e0 + l] = v[l];
-    ch.g[e0 + l] = gg[l];
-    ch.since[e0 + l] = s[l];
+    ch.u[e0 + l] = x.v[l];
+    ch.g[e0 + l] = x.g[l];
+    ch.since[e0 + l] = x.since[l];
   }
 }
 
@@ -373,13 +229,13 @@ void window_part(const Chunk<T>& ch, int64_t wi, const Span& sp,
     // 2. the neurons, kLanes at a time
     std::vector<Spike>& out = p.spikes[b - sp.b0];
     out.clear();
-    const uint32_t* key = ch.keys + b * ch.n_draws * 2;
+    const uint32_t* key = ch.stream.keys + b * ch.stream.n_draws * 2;
     for (int64_t i = sp.i0; i < sp.i1; i += kLanes) {
       const int lanes = int(std::min<int64_t>(kLanes, sp.i1 - i));
       bool draw = false;
       for (int l = 0; l < lanes; ++l) {
         const int32_t pos = ch.input_pos[i + l];
-        draw |= pos >= 0 && ch.table[int64_t(ch.levels[b * ch.n_in + pos]) * d + d - 1] > 0;
+        draw |= pos >= 0 && ch.stream.drives(b, pos);
       }
       bool events = rep != nullptr;
       if (draw) {
@@ -393,7 +249,8 @@ void window_part(const Chunk<T>& ch, int64_t wi, const Span& sp,
         for (int l = 0; l < lanes; ++l) {
           const int32_t pos = ch.input_pos[i + l];
           if (pos >= 0) {
-            events |= draw_events(ch, b, pos, uint32_t(i + l), w, x0[l], x1[l], mask + l, kLanes);
+            events |=
+                draw_events(ch.stream, b, pos, uint32_t(i + l), w, x0[l], x1[l], mask + l, kLanes);
           }
         }
       } else if (events) {
@@ -478,9 +335,8 @@ ffi::Error DenseLif(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent,
   ch.k_m = pr[0];
   ch.k_s = pr[1];
   ch.c = pr[2];
-  ch.keys = keys.typed_data();
-  ch.levels = levels.typed_data();
-  ch.table = table.typed_data();
+  ch.stream = {keys.typed_data(), levels.typed_data(), table.typed_data(), ch.n_draws, ch.n_in,
+               ch.d};
   ch.rep_off = replay_offsets.typed_data();
   ch.rep_ev = replay_events.typed_data();
   ch.n_cur = cur_pos.dimensions()[0];

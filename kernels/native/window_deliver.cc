@@ -38,206 +38,13 @@
 #include <vector>
 
 #include "common.h"
+#include "window_deliver.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
 using namespace brainsim_native;
-
-constexpr int64_t kAhead = 32;  // prefetch distance of the random accesses, in iterations
-
-template <typename T>
-using IntOf = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-
-template <typename T>
-inline int64_t bits_to_int(T x) {
-  IntOf<T> i;
-  std::memcpy(&i, &x, sizeof(T));
-  return static_cast<int64_t>(i);
-}
-
-template <typename T>
-inline T int_to_bits(int64_t v) {
-  IntOf<T> i = static_cast<IntOf<T>>(v);
-  T x;
-  std::memcpy(&x, &i, sizeof(T));
-  return x;
-}
-
-template <typename T>
-struct Event {
-  int32_t target;  // flat entry trial * n + neuron
-  int32_t post;    // neuron
-  int32_t k;       // arrival step within the window
-  int32_t slot;    // active slot of the target
-  T weight;        // mV
-};
-
-// The window's inputs, shared read-only by the workers (cells and stamps are written, each
-// worker only the rows of its own trials).
-template <typename T>
-struct Inputs {
-  int64_t n, none, d, lag_rows, n_trials, per_trial_always;
-  bool has_silent, has_removed, wide_ptr, rise_table;
-  int32_t w;
-  T* cells;
-  int32_t* stamps;
-  const int32_t *pf, *pk, *awake, *always, *ind, *rfc, *ptr32;
-  const int64_t* ptr64;
-  int64_t n_pending, n_awake_in;
-  const bool *sil, *rem;
-  const T *lag, *arrival, *counts, *w_pre;
-  T thr, c_window, peak, k_d, ks_d, c_d;
-
-  int64_t row_start(int64_t i) const { return wide_ptr ? ptr64[i] : ptr32[i]; }
-  bool sends(int64_t p) const { return p < none && !(has_silent && sil[p]); }
-};
-
-// One worker's share (a range of trials): scratch arrays, kept between calls (grown, never
-// shrunk) so that a window allocates nothing, and its results.
-template <typename T>
-struct Part {
-  std::vector<int32_t> act;     // active slot -> flat entry
-  std::vector<int32_t> neuron;  // active slot -> neuron
-  std::vector<T> acc;           // 3 per active slot: u_in, g_in, rise
-  std::vector<int32_t> st_of;   // active slot -> stepped index in this part (-1: jumped)
-  std::vector<Event<T>> events;
-  std::vector<int32_t> st_entry, st_since, st_global, awake;
-  std::vector<T> st_vg;
-  int64_t n_active = 0, n_events = 0, n_always = 0;
-};
-
-// Steps 1-3 for the trials [b0, b1).
-template <typename T>
-void deliver_part(const Inputs<T>& in, int64_t b0, int64_t b1, Part<T>& p) {
-  const int64_t n = in.n, lo_e = b0 * n, hi_e = b1 * n;
-  const int32_t stamp = in.w + 1;
-  auto own = [&](int64_t e) { return e >= lo_e && e < hi_e; };
-  int64_t n_events = 0;
-  for (int64_t j = 0; j < in.n_pending; ++j) {
-    const int64_t q = in.pf[j];
-    if (own(q) && in.sends(q)) n_events += in.row_start(q % n + 1) - in.row_start(q % n);
-  }
-  p.n_always = (b1 - b0) * in.per_trial_always;
-  const int64_t max_active = p.n_always + in.n_awake_in + n_events;
-  int32_t* act = at_least(p.act, max_active);
-  int32_t* neuron = at_least(p.neuron, max_active);
-  T* acc = at_least(p.acc, 3 * max_active);
-  Event<T>* ev = at_least(p.events, n_events);
-  int32_t* stamps = in.stamps;
-  int64_t n_active = 0;
-  auto slot_of = [&](int64_t e, int64_t i) -> int32_t {
-    int32_t* row = stamps + 2 * e;
-    if (row[0] == stamp) return row[1];
-    const int32_t slot = static_cast<int32_t>(n_active++);
-    row[0] = stamp;
-    row[1] = slot;
-    act[slot] = static_cast<int32_t>(e);
-    neuron[slot] = static_cast<int32_t>(i);
-    acc[3 * slot] = acc[3 * slot + 1] = acc[3 * slot + 2] = T(0);
-    return slot;
-  };
-
-  // 1. the active set: always-active entries first, then awake entries, then event targets
-  for (int64_t j = b0 * in.per_trial_always; j < b1 * in.per_trial_always; ++j) {
-    slot_of(in.always[j], in.always[j] % n);
-  }
-  for (int64_t j = 0; j < in.n_awake_in; ++j) {
-    if (own(in.awake[j])) slot_of(in.awake[j], in.awake[j] % n);
-  }
-  // 2. the previous window's spikes -> synaptic events (a sequential pass over their CSR
-  // rows), then summed per target. The random accesses (stamp table, cell rows) are
-  // prefetched some iterations ahead: their values decide branches, and without prefetch
-  // each mispredicted branch would wait for its cache miss in turn.
-  int64_t m = 0;
-  for (int64_t j = 0; j < in.n_pending; ++j) {
-    const int64_t q = in.pf[j];
-    if (!own(q) || !in.sends(q)) continue;
-    const int64_t i = q % n, base = q - i;
-    const int64_t lo = in.row_start(i), hi = in.row_start(i + 1);
-    const T wp = in.w_pre[i];
-    for (int64_t c = lo; c < hi; ++c, ++m) {
-      ev[m].target = static_cast<int32_t>(base + in.ind[c]);
-      ev[m].post = in.ind[c];
-      ev[m].k = in.pk[j];
-      ev[m].weight = in.counts[c] * wp;
-    }
-  }
-  for (int64_t j = 0; j < n_events; ++j) {
-    if (j + kAhead < n_events) __builtin_prefetch(stamps + 2 * int64_t(ev[j + kAhead].target), 1);
-    Event<T>& e = ev[j];
-    if (in.has_removed && in.rem[e.target]) e.weight = T(0);
-    const T wt = e.weight;
-    const T* a = in.arrival + 4 * e.k;  // (k_m, k_s, c, c_max) over the steps left
-    const T ks_r = a[1], c_r = a[2];
-    const T c_rise = in.rise_table ? a[3] : in.peak;
-    e.slot = slot_of(e.target, e.post);
-    T* sum = acc + 3 * e.slot;
-    sum[0] += wt * c_r;
-    sum[1] += wt - wt * ks_r;
-    sum[2] += std::max(wt, T(0)) * c_rise;
-  }
-  p.n_active = n_active;
-  p.n_events = n_events;
-
-  // 3. bring every active entry forward; jump the quiet ones, list the stepped ones
-  int32_t* st_of = at_least(p.st_of, n_active);
-  p.st_entry.clear();
-  p.st_since.clear();
-  p.st_vg.clear();
-  p.awake.clear();
-  const T next_valid = int_to_bits<T>(in.w + 1);
-  for (int64_t slot = 0; slot < n_active; ++slot) {
-    if (slot + kAhead < n_active) {
-      __builtin_prefetch(in.cells + 4 * int64_t(act[slot + kAhead]), 1);
-    }
-    const int64_t e = act[slot];
-    const int64_t i = neuron[slot];
-    T* row = in.cells + 4 * e;
-    const T u0 = row[0], g0 = row[1];
-    const int64_t since0 = bits_to_int(row[2]);
-    const int64_t lag_w = in.w - bits_to_int(row[3]);
-    T va = u0, ga = g0;
-    if (lag_w > 0) {
-      const T* l = in.lag + 3 * std::min<int64_t>(lag_w, in.lag_rows - 1);
-      va = u0 + (g0 * l[2] - u0 * l[0]);
-      ga = g0 - g0 * l[1];
-    }
-    const int64_t sa = std::min<int64_t>(since0 + lag_w * in.d, kSinceMax);
-    const T* sum = acc + 3 * slot;
-    const T reach = std::max(va, T(0)) + std::max(ga, T(0)) * in.c_window + sum[2];
-    if (slot < p.n_always || sa < in.rfc[i] || reach > in.thr) {
-      st_of[slot] = static_cast<int32_t>(p.st_entry.size());
-      p.st_entry.push_back(static_cast<int32_t>(e));
-      p.st_vg.push_back(va);
-      p.st_vg.push_back(ga);
-      p.st_since.push_back(static_cast<int32_t>(sa));
-      continue;
-    }
-    st_of[slot] = -1;
-    const T v_end = va + (ga * in.c_d - va * in.k_d) + sum[0];
-    const T g_end = ga - ga * in.ks_d + sum[1];
-    const int64_t s_end = std::min<int64_t>(sa + in.d, kSinceMax);
-    row[0] = v_end;
-    row[1] = g_end;
-    row[2] = int_to_bits<T>(s_end);
-    row[3] = next_valid;
-    const T could = std::max(v_end, T(0)) + std::max(g_end, T(0)) * in.peak;
-    if (s_end < in.rfc[i] || could > in.thr) p.awake.push_back(static_cast<int32_t>(e));
-  }
-}
-
-template <typename T>
-std::vector<Part<T>>& parts(size_t count) {
-  // per calling thread: concurrent calls (several CPU devices) never share scratch
-  thread_local std::vector<Part<T>> pool;
-  if (pool.size() < count) pool.resize(count);
-  return pool;
-}
-
-// Windows with fewer list entries than this run on the calling thread alone.
-constexpr int64_t kParallelWork = 2048;
 
 template <typename T>
 ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, int64_t has_removed,
@@ -316,8 +123,8 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
     deliver_part(in, range(t), range(t + 1), pool[t]);
   });
 
-  // merge: always-active entries at their place in always_flat (slots 0..K-1), then the
-  // other stepped entries part by part; entries past the budget are counted, not listed
+  // merge the parts' stepped entries into the budgeted lists (entries past a budget are
+  // counted, not listed)
   const int64_t n_st = st_flat->dimensions()[0];
   const int64_t n_aw = aw_out->dimensions()[0];
   int32_t* stf = st_flat->typed_data();
@@ -330,35 +137,21 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
   std::fill(sts, sts + n_st, 0);
   std::fill(aw, aw + n_aw, static_cast<int32_t>(in.none));
   std::fill(arr, arr + in.d * n_st, T(0));
-  int64_t n_active = 0, n_events = 0, n_stepped = 0, n_awake = 0, next_other = k_always;
-  for (int t = 0; t < workers; ++t) {
-    Part<T>& p = pool[t];
-    const int64_t count = static_cast<int64_t>(p.st_entry.size());
-    int32_t* global = at_least(p.st_global, count);
-    const int64_t first_always = range(t) * in.per_trial_always;
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t g = j < p.n_always ? first_always + j : next_other++;
-      global[j] = g < n_st ? static_cast<int32_t>(g) : -1;
-      if (g >= n_st) continue;
-      stf[g] = p.st_entry[j];
-      stvg[2 * g] = p.st_vg[2 * j];
-      stvg[2 * g + 1] = p.st_vg[2 * j + 1];
-      sts[g] = p.st_since[j];
-    }
-    // 4. the stepped entries' arrivals, per step
-    for (int64_t j = 0; j < p.n_events; ++j) {
-      const Event<T>& e = p.events[j];
-      const int32_t st = p.st_of[e.slot];
-      if (st >= 0 && global[st] >= 0) arr[e.k * n_st + global[st]] += e.weight;
-    }
-    for (int32_t e : p.awake) {
-      if (n_awake < n_aw) aw[n_awake] = e;
-      ++n_awake;
-    }
-    n_active += p.n_active;
-    n_events += p.n_events;
-    n_stepped += count;
-  }
+  int64_t n_awake = 0;
+  const MergeCounts merged = merge_parts(
+      in, pool, workers, n_st,
+      [&](int64_t g, int32_t entry, T u, T gg, int32_t since) {
+        stf[g] = entry;
+        stvg[2 * g] = u;
+        stvg[2 * g + 1] = gg;
+        sts[g] = since;
+      },
+      [&](int32_t k, int32_t g, T weight) { arr[k * n_st + g] += weight; },
+      [&](int32_t e) {
+        if (n_awake < n_aw) aw[n_awake] = e;
+        ++n_awake;
+      });
+  const int64_t n_active = merged.active, n_stepped = merged.stepped, n_events = merged.events;
   int32_t* cnt = counts_out->typed_data();
   cnt[0] = static_cast<int32_t>(n_active);
   cnt[1] = static_cast<int32_t>(n_stepped);
