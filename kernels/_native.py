@@ -430,7 +430,7 @@ def windowed_lif_chunk(
         sds(awake_flat.shape, i32),
         sds((n_windows, spike_budget), i32),
         sds((n_windows, spike_budget), i32),
-        sds((n_windows, 5), i32),
+        sds((n_windows, 6), i32),
         sds((n_windows, d, n_trials, rec_slot.shape[0]), dtype),
         sds((n_windows, d, n_trials, rec_slot.shape[0]), dtype),
     )

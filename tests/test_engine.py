@@ -166,16 +166,16 @@ def test_a_padded_chunk_whose_state_fails_is_run_again_at_its_own_length(monkeyp
     plain = simulate(conn, proto, **kw)
     import sys
 
-    real, calls = engine._finite, []
+    real, calls = engine._chunk_finite, []
 
-    def once_false(state, none=None):
-        # the padded chunk's check (padded_or_exact -> its `finite` -> _finite)
-        if sys._getframe(2).f_code.co_name == "padded_or_exact":
+    def once_false(out, **kw):
+        # the padded chunk's check (padded_or_exact -> its `finite`)
+        if sys._getframe(1).f_code.co_name == "padded_or_exact":
             calls.append(1)
-            return real(state, none) and len(calls) > 1
-        return real(state, none)
+            return real(out, **kw) and len(calls) > 1
+        return real(out, **kw)
 
-    monkeypatch.setattr(engine, "_finite", once_false)
+    monkeypatch.setattr(engine, "_chunk_finite", once_false)
     again = simulate(conn, proto, **kw)
     assert plain.stats["chunk_windows"] == [5] and again.stats["chunk_windows"] == [5, 3]
     assert plain.n_spikes > 20

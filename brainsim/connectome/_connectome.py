@@ -325,7 +325,7 @@ def check_csr(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, n: in
             raise ConnectomeError(f"postsynaptic index {bad} out of range 0..{n - 1}")
         # within a row indices ascend strictly; a step down or a repeat may only follow a
         # row's last connection
-        step_ok = np.diff(indices) > 0
+        step_ok = indices[1:] > indices[:-1]  # (no int32 temporary of the differences)
         step_ok[indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < indices.size)] - 1] = True
         if not step_ok.all():
             k = int(np.argmin(step_ok))

@@ -48,6 +48,9 @@ class ChunkOutput(eqx.Module):
         spike_step: [..., windows, S] each spike's step within its window.
         counts: :class:`KernelCounts`.
         traces: trace name -> [windows, delay, trials, recorded].
+        nonfinite: [windows] rows of the state each window wrote NaN or infinite, where
+            the stepper counts them (the native chunk of the windowed stepper; else None:
+            the state is scanned).
     """
 
     state: Any
@@ -55,6 +58,7 @@ class ChunkOutput(eqx.Module):
     spike_step: Int[Array, "... windows spikes"]
     counts: KernelCounts
     traces: dict[str, Float[Array, "windows delay trials recorded"]]
+    nonfinite: Int[Array, " windows"] | None = None
 
 
 def windowed_traces(u_rec, g_rec, v_0) -> dict:

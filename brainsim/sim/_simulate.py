@@ -165,6 +165,14 @@ def _finite(state, none: int | None = None) -> bool:
     return bool(_cells_finite(state.cells, none))
 
 
+def _chunk_finite(out, *, dense: bool, none: int | None) -> bool:
+    """Whether a chunk of the windowed or dense-window stepper left its state finite: from
+    the rows the kernel counted non-finite where it counts them, else by a scan."""
+    if out.nonfinite is not None:
+        return int(to_host(out.nonfinite).sum()) == 0
+    return _finite(out.state.neurons if dense else out.state, none)
+
+
 def _on_host(x) -> bool:
     """Whether a device array lives in this process's CPU memory (numpy reads it in
     place)."""
@@ -699,6 +707,7 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
             budgets = grown
             stats["reruns"] += 1
 
+    finite = functools.partial(_chunk_finite, dense=dense, none=cut)
     w = 0
     while w < n_windows:
         m = min(wpc, n_windows - w)
@@ -706,14 +715,15 @@ def _run_windowed(spec: _RunSpec, stepper, devices, stats: dict):
             functools.partial(run_chunk, w, m, state=state),
             m,
             padded_chunk(m, wpc, n_windows),
-            lambda out: _finite(out.state.neurons if dense else out.state, cut),
+            finite,
             stats["chunk_windows"],
         )
         t_end = min((w + m) * d, n_steps)
         state, flat, k, tr = out.state, out.spike_flat, out.spike_step, out.traces
         if not dense:
             tr = windowed_traces(tr["u_mv"], tr["g_mv"], v_0_rec)
-        _check_finite(state.neurons if dense else state, t_end, model.dt_ms, ids, cut)
+        if not finite(out):  # (the scan finds the entry the error names)
+            _check_finite(state.neurons if dense else state, t_end, model.dt_ms, ids, cut)
         flat = to_host(flat).reshape(n_dev, m_run, -1)[:, :m]
         k = to_host(k).reshape(n_dev, m_run, -1)[:, :m]
         shard, wi, si = np.nonzero(flat < none)

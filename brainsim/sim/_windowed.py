@@ -672,8 +672,9 @@ def windowed_native_chunk(
         WindowedState(cells, pend_flat, pend_k, awake),
         flat,
         k,
-        KernelCounts.from_stacked(counts),
+        KernelCounts.from_stacked(counts[:, :5]),
         {"u_mv": u_rec, "g_mv": g_rec},
+        counts[:, 5],
     )
 
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -75,6 +76,7 @@ struct Part {
   std::vector<int32_t> st_entry, st_since, st_global, awake;
   std::vector<T> st_vg;
   int64_t n_active = 0, n_events = 0, n_always = 0;
+  int64_t nonfinite = 0;  // jumped rows left NaN or infinite
 };
 
 // Steps 1-3 for the trials [b0, b1).
@@ -156,6 +158,7 @@ void deliver_part(const Inputs<T>& in, int64_t b0, int64_t b1, Part<T>& p) {
   p.st_since.clear();
   p.st_vg.clear();
   p.awake.clear();
+  p.nonfinite = 0;
   const T next_valid = int_to_bits<T>(in.w + 1);
   for (int64_t slot = 0; slot < n_active; ++slot) {
     if (slot + kAhead < n_active) {
@@ -192,6 +195,7 @@ void deliver_part(const Inputs<T>& in, int64_t b0, int64_t b1, Part<T>& p) {
     row[1] = g_end;
     row[2] = int_to_bits<T>(s_end);
     row[3] = next_valid;
+    p.nonfinite += !(std::isfinite(v_end) && std::isfinite(g_end));
     const T could = std::max(v_end, T(0)) + std::max(g_end, T(0)) * in.peak;
     if (s_end < in.rfc[i] || could > in.thr) p.awake.push_back(static_cast<int32_t>(e));
   }
@@ -215,7 +219,7 @@ constexpr int64_t kParallelWork = 2048;
 // for each synaptic event onto one (in event order: the sums round as the JAX form's), and
 // ``awake(entry)`` for each entry the jumps left awake, part by part.
 struct MergeCounts {
-  int64_t active = 0, stepped = 0, events = 0, awake = 0;
+  int64_t active = 0, stepped = 0, events = 0, awake = 0, nonfinite = 0;
 };
 
 template <typename T, typename List, typename Arrive, typename Awake>
@@ -246,6 +250,7 @@ MergeCounts merge_parts(const Inputs<T>& in, std::vector<Part<T>>& pool, int wor
     out.events += p.n_events;
     out.stepped += count;
     out.awake += static_cast<int64_t>(p.awake.size());
+    out.nonfinite += p.nonfinite;
   }
   return out;
 }

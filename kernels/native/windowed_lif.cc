@@ -18,6 +18,7 @@
 // ran steps 4-6 as some 40 small passes per window, each with its fixed cost.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -45,6 +46,7 @@ struct Stepped {
   std::vector<uint32_t> masks;               // Poisson bits [words, slots] of a block
   // the window's spikes, found block by block by each worker, then merged by step and slot
   std::vector<std::vector<int32_t>> part_k, part_slot;
+  std::vector<int64_t> part_nonfinite;  // stepped rows left NaN or infinite
   std::vector<int32_t> fired_k, fired_slot;
 };
 
@@ -122,9 +124,12 @@ void step_window(ffi::ThreadPool& thread_pool, const Setup<T>& su, int64_t wi, u
   const int workers = worker_count(thread_pool.num_threads(), n_blocks, n_st, kParallelSlots);
   st.part_k.resize(workers);
   st.part_slot.resize(workers);
+  st.part_nonfinite.resize(workers);
   run_parts(thread_pool, workers, [&](int t) {
   std::vector<int32_t>& fired_k = st.part_k[t];
   std::vector<int32_t>& fired_slot = st.part_slot[t];
+  int64_t& nonfinite = st.part_nonfinite[t];
+  nonfinite = 0;
   fired_k.clear();
   fired_slot.clear();
   const int64_t b_end = n_blocks * (t + 1) / workers;
@@ -183,6 +188,7 @@ void step_window(ffi::ThreadPool& thread_pool, const Setup<T>& su, int64_t wi, u
         }
         const T valid = int_to_bits<T>(int64_t(w) + 1);
         for (int l = 0; l < L; ++l) {
+          nonfinite += !(std::isfinite(x.v[l]) && std::isfinite(x.g[l]));
           const int64_t slot = s1 + l, e = st.entry[slot];
           st.u[slot] = x.v[l];
           st.g[slot] = x.g[l];
@@ -412,12 +418,15 @@ ffi::Error WindowedLif(
       out_k[wi * budget + j] = listed[j].first;
       out_flat[wi * budget + j] = listed[j].second;
     }
-    int32_t* c = cnt + 5 * wi;
+    int64_t nonfinite = merged.nonfinite;
+    for (int64_t x : st.part_nonfinite) nonfinite += x;
+    int32_t* c = cnt + 6 * wi;
     c[0] = int32_t(merged.active);
     c[1] = int32_t(merged.stepped);
     c[2] = int32_t(n_spikes);
     c[3] = int32_t(std::min<int64_t>(merged.events, INT32_MAX));
     c[4] = int32_t(awake.size());
+    c[5] = int32_t(std::min<int64_t>(nonfinite, INT32_MAX));
   }
   // the state's lists: the last window's spikes and the entries it left awake
   const int64_t n_pend = pend_flat_out->dimensions()[0], n_aw = awake_out->dimensions()[0];
@@ -503,6 +512,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .Ret<ffi::Buffer<ffi::S32>>()   // awake_flat
         .Ret<ffi::Buffer<ffi::S32>>()   // spikes: flat entry [windows, S]
         .Ret<ffi::Buffer<ffi::S32>>()   // spikes: step
-        .Ret<ffi::Buffer<ffi::S32>>()   // [windows, 5] counts
+        .Ret<ffi::Buffer<ffi::S32>>()   // [windows, 6] counts
         .Ret<ffi::AnyBuffer>()          // traces: u
         .Ret<ffi::AnyBuffer>());        // traces: g
