@@ -9,7 +9,6 @@ from brainsim.connectome._connectome import (
     Connectome,
     Provenance,
     from_edges,
-    int64_values,
     transmitter_sign,
 )
 from brainsim.connectome._errors import ConnectomeError
@@ -22,7 +21,6 @@ __all__ = [
     "ConnectomeError",
     "Provenance",
     "from_edges",
-    "int64_values",
     "load",
     "load_file",
     "loader",

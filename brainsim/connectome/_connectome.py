@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from brainsim._arrow import values
 from brainsim.connectome._errors import ConnectomeError
 
 # Transmitters whose synapses are inhibitory under the Shiu et al. 2024 rule; every other
@@ -159,7 +160,7 @@ class Connectome:
 
     @property
     def ids(self) -> np.ndarray:
-        return int64_values(self.neurons.column("id"))
+        return values(self.neurons.column("id"))
 
     def out_degree(self) -> np.ndarray:
         return np.diff(self.indptr)
@@ -176,8 +177,8 @@ class Connectome:
         """Unordered neuron pairs joined by gap junctions (the table lists each twice)."""
         if self.gap_junctions is None:
             return 0
-        a = self.gap_junctions.column("pre").to_numpy()
-        b = self.gap_junctions.column("post").to_numpy()
+        a = values(self.gap_junctions.column("pre"))
+        b = values(self.gap_junctions.column("post"))
         return int(np.count_nonzero(a < b) + np.count_nonzero(a == b))
 
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
@@ -201,9 +202,9 @@ class Connectome:
         if gj is None:
             z = np.zeros(0, np.int64)
             return z, z, z
-        a = gj.column("pre").to_numpy().astype(np.int64)
-        b = gj.column("post").to_numpy().astype(np.int64)
-        count = gj.column("count").to_numpy().astype(np.int64)
+        a = values(gj.column("pre")).astype(np.int64)
+        b = values(gj.column("post")).astype(np.int64)
+        count = values(gj.column("count")).astype(np.int64)
         n = self.n_neurons
         if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n):
             raise ConnectomeError("gap junction index out of range of the neuron table")
@@ -370,7 +371,7 @@ def from_edges(
     n_merged = int(key.size - uniq.size)
     if n_merged and merge_duplicates == "error":
         first_dup = key_sorted[np.nonzero(np.diff(key_sorted) == 0)[0][0]]
-        ids = neurons.column("id").to_numpy()
+        ids = values(neurons.column("id"))
         raise ConnectomeError(
             f"duplicate connection {ids[first_dup // n]} -> {ids[first_dup % n]} "
             f"({n_merged} duplicate rows in all)"
@@ -400,18 +401,3 @@ def from_edges(
         provenance=prov,
         gap_junctions=gap_junctions,
     )
-
-
-def int64_values(col) -> np.ndarray:
-    """An int64 Arrow column (array or chunked) without nulls as numpy, read from its
-    buffers: pyarrow's ``to_numpy`` imports pandas on first use (0.2-0.4 s of a run)."""
-    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-    if col.null_count or not pa.types.is_int64(col.type):
-        return np.asarray(col.to_numpy(zero_copy_only=False))
-    parts = [
-        np.frombuffer(c.buffers()[1], np.int64, count=len(c), offset=8 * c.offset)
-        for c in chunks
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

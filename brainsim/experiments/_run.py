@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import platform
 import time
 from pathlib import Path
@@ -344,6 +345,8 @@ def _run_config(cfg: RunConfig, out_dir, progress, log, dry_run: bool, resume) -
     size, groups, n_cond = job.size, job.groups, job.n_conditions
     if out_dir is not None:
         check_output_dir(out_dir, need_bytes=size.host_bytes // 2)
+        if cfg.plots and not dry_run:
+            _import_plotting_meanwhile()
     if dry_run:
         files = [
             "spikes.parquet",
@@ -784,6 +787,21 @@ def _plot_names(kind: str) -> list[str]:
         "parameter_sweep": ["sweep.png"],
     }
     return ["raster.png", *extra.get(kind, [])]
+
+
+def _import_plotting_meanwhile() -> None:
+    """Import matplotlib (0.3 s) on a thread while the run computes: the simulation waits in
+    XLA or the native kernel with the interpreter lock released. ``_plots`` then finds the
+    module imported (or waits on Python's import lock for the rest)."""
+    import threading
+
+    def target():
+        try:
+            importlib.import_module("brainsim.viz")
+        except Exception:  # noqa: BLE001 (``_plots`` imports it again and reports the error)
+            pass
+
+    threading.Thread(target=target, name="import-viz", daemon=True).start()
 
 
 def _plots(folder: Path) -> None:

@@ -1,5 +1,6 @@
 """Results on disk: Parquet tables and manifests, written atomically."""
 
+from brainsim._arrow import rows_table
 from brainsim.io._outdir import (
     MARKER,
     OutputError,
@@ -11,7 +12,6 @@ from brainsim.io._outdir import (
 from brainsim.io._results import (
     neurons_table,
     rates_table,
-    rows_table,
     spikes_table,
     traces_table,
 )

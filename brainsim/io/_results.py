@@ -1,68 +1,14 @@
 """Result tables: spikes, rates and traces per condition, and the neurons they name.
 
-Numeric columns are built from their numpy buffers (:func:`column`, :func:`table`):
-``pa.array`` and ``pa.table`` import pandas on first use to test for pandas types (0.2-0.4 s
-of every ``brainsim run`` process that writes results)."""
+Numeric columns are built from their numpy buffers (``brainsim._arrow``: no pandas import
+in a process that writes results)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from brainsim.connectome import int64_values
-
-_NUMERIC = {
-    np.dtype(np.int32): pa.int32(),
-    np.dtype(np.int64): pa.int64(),
-    np.dtype(np.float32): pa.float32(),
-    np.dtype(np.float64): pa.float64(),
-}
-
-
-def column(x, dtype=None) -> pa.Array:
-    """A numpy array (cast to ``dtype``) as an Arrow array, without a copy where the type
-    allows and without pyarrow's pandas checks (other types go through ``pa.array``)."""
-    x = np.ascontiguousarray(np.asarray(x, dtype).reshape(-1))
-    typ = _NUMERIC.get(x.dtype)
-    if typ is None:
-        return pa.array(x)
-    return pa.Array.from_buffers(typ, x.size, [None, pa.py_buffer(x)])
-
-
-def strings(values) -> pa.Array:
-    """A list of ``str`` as an Arrow string array, from its buffers (see :func:`column`)."""
-    data = [v.encode() for v in values]
-    offsets = np.zeros(len(data) + 1, np.int32)
-    np.cumsum([len(b) for b in data], out=offsets[1:])
-    return pa.Array.from_buffers(
-        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-    )
-
-
-def table(columns: dict) -> pa.Table:
-    """A table of named Arrow arrays (``pa.Table.from_arrays``: no pandas checks)."""
-    return pa.Table.from_arrays(list(columns.values()), names=list(columns))
-
-
-def rows_table(rows: list[dict]) -> pa.Table:
-    """``pa.Table.from_pylist`` for rows of the same keys whose values are all ``int``,
-    all numbers, or all ``str`` per key (:func:`column`, :func:`strings`); other rows go
-    through ``from_pylist``."""
-    keys = list(rows[0]) if rows else []
-    if not rows or any(list(r) != keys for r in rows):
-        return pa.Table.from_pylist(rows)
-    out = {}
-    for k in keys:
-        vals = [r[k] for r in rows]
-        if all(isinstance(v, str) for v in vals):
-            out[k] = strings(vals)
-        elif all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
-            out[k] = column(vals, np.int64)
-        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
-            out[k] = column(vals, np.float64)
-        else:
-            return pa.Table.from_pylist(rows)
-    return table(out)
+from brainsim._arrow import column, strings, table, values
 
 
 def spikes_table(condition, trial, t_ms, neuron_id) -> pa.Table:
@@ -137,7 +83,7 @@ def neurons_table(neurons: pa.Table, idx) -> pa.Table:
     the id) and whichever of ``cell_type``, ``class``, ``side`` the connectome has."""
     idx = np.asarray(idx, np.int64)
     sub = neurons.take(column(idx, np.int64))
-    ids = int64_values(sub.column("id"))
+    ids = values(sub.column("id"))
     out = {"neuron_id": column(ids, np.int64)}
     types = (
         sub.column("cell_type").to_pylist()

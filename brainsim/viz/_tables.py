@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from brainsim._arrow import read_parquet, values
+
 KINDS = (
     "run",
     "activation_sweep",
@@ -92,7 +94,7 @@ class Results:
     def _table(self, name: str) -> pa.Table | None:
         if name not in self._cache:
             p = self.path(name)
-            self._cache[name] = pq.read_table(p) if p.is_file() else None
+            self._cache[name] = read_parquet(p) if p.is_file() else None
         return self._cache[name]
 
     def table(self, name: str, required: Sequence[str] = ()) -> Columns:
@@ -118,15 +120,12 @@ class Results:
         for c in ("t_ms", "neuron_id"):
             if c not in cols:
                 raise Skip(f"spikes.parquet lacks column {c}")
-        filters = []
+        where = {}
         if condition is not None and "condition" in cols:
-            filters.append(("condition", "=", int(condition)))
+            where["condition"] = int(condition)
         if trial is not None and "trial" in cols:
-            filters.append(("trial", "=", int(trial)))
-        t = pq.read_table(
-            self.path("spikes"), columns=["t_ms", "neuron_id"], filters=filters or None
-        )
-        return to_columns(t)
+            where["trial"] = int(trial)
+        return to_columns(read_parquet(self.path("spikes"), ["t_ms", "neuron_id"], where))
 
     def rates(self, condition: int | None) -> Columns | None:
         """``rates.parquet`` rows of one condition (``None`` if the table is missing), read
@@ -134,11 +133,10 @@ class Results:
         cols = self.schema("rates")
         if cols is None or not {"neuron_id", "rate_hz"} <= set(cols):
             return None
-        filters = None
+        where = {}
         if condition is not None and "condition" in cols:
-            filters = [("condition", "=", int(condition))]
-        t = pq.read_table(self.path("rates"), columns=["neuron_id", "rate_hz"], filters=filters)
-        return to_columns(t)
+            where["condition"] = int(condition)
+        return to_columns(read_parquet(self.path("rates"), ["neuron_id", "rate_hz"], where))
 
     # -- names --------------------------------------------------------------------------
     def names(self, ids: Sequence[int] | np.ndarray) -> list[str]:
@@ -171,8 +169,8 @@ class Results:
         name_col = next((c for c in ("name", "cell_type") if c in cols), None)
         if name_col is None:
             return empty
-        t = pq.read_table(self.path("neurons"), columns=["neuron_id", name_col])
-        ids = t["neuron_id"].to_numpy().astype(np.int64)
+        t = read_parquet(self.path("neurons"), ["neuron_id", name_col])
+        ids = values(t["neuron_id"]).astype(np.int64)
         names = np.asarray(t[name_col].to_pylist(), dtype=object)
         order = np.argsort(ids, kind="stable")
         return ids[order], names[order]
@@ -245,11 +243,11 @@ def to_columns(t: pa.Table) -> Columns:
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             out[name] = np.asarray(col.to_pylist(), dtype=object)
         elif pa.types.is_boolean(col.type):
-            out[name] = np.asarray(col.fill_null(False).to_numpy(zero_copy_only=False), bool)
+            out[name] = values(col.fill_null(False))
         elif pa.types.is_integer(col.type) and col.null_count == 0:
-            out[name] = col.to_numpy()
+            out[name] = values(col)
         elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-            out[name] = col.to_numpy(zero_copy_only=False).astype(float)
+            out[name] = values(col).astype(float)
         else:
             out[name] = np.asarray(col.to_pylist(), dtype=object)
     return out
