@@ -33,6 +33,13 @@ def same_spikes(a, b):
     )
 
 
+def assert_identical(a, b):
+    """Two runs with the same spikes and bit-identical traces."""
+    assert same_spikes(a, b)
+    for name in a.traces or {}:
+        np.testing.assert_array_equal(a.traces[name], b.traces[name])
+
+
 def random_connectome(n, p, seed, max_count=40, p_inh=0.3):
     rng = np.random.default_rng(seed)
     mask = rng.random((n, n)) < p

@@ -5,7 +5,7 @@ and spikes equal to the reference stepper's."""
 
 import numpy as np
 import pytest
-from conftest import random_connectome, same_spikes
+from conftest import assert_identical, random_connectome, same_spikes
 
 import brainsim.sim._simulate as engine
 from brainsim.connectome import load
@@ -21,12 +21,6 @@ def _twin(monkeypatch, conn, proto, **kw):
         twin = simulate(conn, proto, kernel="dense_window", native=True, **kw)
     assert fused.stats["native_chunk"] and not twin.stats["native_chunk"]
     return fused, twin
-
-
-def _assert_identical(a, b):
-    assert same_spikes(a, b)
-    for name in a.traces or {}:
-        np.testing.assert_array_equal(a.traces[name], b.traces[name])
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
@@ -57,7 +51,7 @@ def test_native_chunk_equals_its_jax_twin_with_every_kind_of_drive(monkeypatch, 
     kw = dict(model=model, duration_ms=steps * 0.1, precision=precision, seed=5, record=rec)
     fused, twin = _twin(monkeypatch, conn, proto, budgets=Budgets(8, 8, 4, 8, 8), **kw)
     assert fused.n_spikes > 300 and fused.stats["reruns"] > 0
-    _assert_identical(fused, twin)
+    assert_identical(fused, twin)
     ref = simulate(conn, proto, kernel="reference", **kw)
     assert same_spikes(fused, ref)
 
@@ -73,11 +67,11 @@ def test_native_chunk_splits_one_trial_over_workers_alike(monkeypatch):
         monkeypatch.setenv("BRAINSIM_NATIVE_THREADS", workers)
         runs[workers] = simulate(conn, proto, kernel="dense_window", native=True, **kw)
     assert runs["1"].n_spikes > 500
-    _assert_identical(runs["1"], runs["2"])
-    _assert_identical(runs["1"], runs["3"])
+    assert_identical(runs["1"], runs["2"])
+    assert_identical(runs["1"], runs["3"])
     monkeypatch.delenv("BRAINSIM_NATIVE_THREADS")
     fused, twin = _twin(monkeypatch, conn, proto, **kw)
-    _assert_identical(fused, twin)
+    assert_identical(fused, twin)
 
 
 def test_native_chunk_only_for_what_it_covers(monkeypatch):
@@ -103,4 +97,4 @@ def test_native_chunk_equals_its_jax_twin_with_a_rate_per_input(monkeypatch):
     proto = Protocol.build(2, n, poisson=[([i], r) for i, r in enumerate(rates)])
     fused, twin = _twin(monkeypatch, conn, proto, duration_ms=50.0, seed=3, record=[7])
     assert fused.n_spikes > 200
-    _assert_identical(fused, twin)
+    assert_identical(fused, twin)

@@ -5,7 +5,7 @@ the reference stepper's."""
 
 import numpy as np
 import pytest
-from conftest import random_connectome, same_spikes
+from conftest import assert_identical, random_connectome, same_spikes
 
 import brainsim.sim._simulate as engine
 from brainsim.models import LIF
@@ -25,12 +25,6 @@ def _twin(monkeypatch, conn, proto, **kw):
     assert chunk.stats["native_chunk"] and not twin.stats["native_chunk"]
     assert chunk.stats["kernel"] == twin.stats["kernel"] == "windowed"
     return chunk, twin
-
-
-def _assert_identical(a, b):
-    assert same_spikes(a, b)
-    for name in a.traces or {}:
-        np.testing.assert_array_equal(a.traces[name], b.traces[name])
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
@@ -61,7 +55,7 @@ def test_native_chunk_equals_its_jax_twin_with_every_kind_of_drive(monkeypatch, 
     small = Windowed(native=True, budgets=Budgets(8, 8, 4, 8, 8), dense_fraction=None)
     chunk, twin = _twin(monkeypatch, conn, proto, stepper=small, **kw)
     assert chunk.n_spikes > 300 and chunk.stats["reruns"] > 0
-    _assert_identical(chunk, twin)
+    assert_identical(chunk, twin)
     ref = simulate(conn, proto, kernel="reference", **kw)
     assert same_spikes(chunk, ref)
 
@@ -79,11 +73,11 @@ def test_native_chunk_results_do_not_depend_on_the_worker_count(monkeypatch):
         runs.append(simulate(conn, proto, **kw))
     assert runs[0].stats["native_chunk"] and runs[0].n_spikes > 1000
     assert max(r.stats["budgets"]["stepped"] for r in runs) > 4096  # the stepping split
-    _assert_identical(runs[0], runs[1])
-    _assert_identical(runs[0], runs[2])
+    assert_identical(runs[0], runs[1])
+    assert_identical(runs[0], runs[2])
     monkeypatch.delenv("BRAINSIM_NATIVE_THREADS")
     chunk, twin = _twin(monkeypatch, conn, proto, **kw)
-    _assert_identical(chunk, twin)
+    assert_identical(chunk, twin)
 
 
 def test_native_chunk_only_for_what_it_covers():

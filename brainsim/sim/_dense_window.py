@@ -33,7 +33,6 @@ from brainsim.kernels import (
     dense_deliver,
     dense_lif_chunk,
     scatter_to,
-    stream_keys,
 )
 from brainsim.models import LIF, AbstractNeuron, LIFState, NeuronInput, per_neuron
 from brainsim.sim._chunk import ChunkOutput, KernelCounts
@@ -134,15 +133,7 @@ def dense_lif_native_chunk(
         jnp.stack(aux.props),
         jnp.reshape(w0, (1,)).astype(jnp.int32),
         drive.input_idx,
-        stream_keys(key, drive.trial_ids, d),
-        drive.poisson_level,
-        drive.poisson_table,
-        replay_offsets,
-        replay_events,
-        drive.cur_pos,
-        drive.cur_amp_mv,
-        drive.cur_start,
-        drive.cur_stop,
+        *drive.native_args(key, d, replay_offsets, replay_events),
         rec_idx,
         n_windows=(replay_offsets.shape[0] - 1) // n_trials,
         spike_budget=budgets.spikes,

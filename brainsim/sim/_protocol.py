@@ -303,6 +303,17 @@ class Drive(eqx.Module):
         events = window_block(keys, self.input_idx, block, self.poisson_level, self.poisson_table)
         return events.astype(self.rate_hz.dtype)
 
+    def native_args(self, key, block_steps: int, replay_offsets, replay_events) -> tuple:
+        """The drive as the native chunks take it (``brainsim.kernels.dense_lif_chunk``,
+        ``windowed_lif_chunk``): stream 2's per-trial keys, levels and thresholds, the
+        replayed events (per window and trial), the currents."""
+        keys = stream_keys(key, self.trial_ids, block_steps)
+        return (
+            *(keys, self.poisson_level, self.poisson_table),
+            *(replay_offsets, replay_events),
+            *(self.cur_pos, self.cur_amp_mv, self.cur_start, self.cur_stop),
+        )
+
     def current_at(self, step) -> Float[Array, "trials inputs"]:
         """External drive in mV of each (trial, input) at absolute ``step``."""
         on = (step >= self.cur_start) & (step < self.cur_stop)

@@ -80,37 +80,14 @@ ffi::Error Deliver(ffi::ThreadPool thread_pool, int64_t n, int64_t has_silent, i
     return ffi::Error::InvalidArgument("brainsim_window_deliver: inconsistent sizes");
   }
   in.per_trial_always = k_always / in.n_trials;
-  in.d = arrival_buf.dimensions()[0];
-  in.lag_rows = lag_buf.dimensions()[0];
   in.w = window.typed_data()[0];
-  in.has_silent = has_silent != 0;
-  in.has_removed = has_removed != 0;
   in.pf = pending_flat.typed_data();
   in.pk = pending_k.typed_data();
   in.n_pending = pending_flat.dimensions()[0];
   in.awake = awake_flat.typed_data();
   in.n_awake_in = awake_flat.dimensions()[0];
-  in.always = always_flat.typed_data();
-  in.ind = indices.typed_data();
-  in.rfc = refractory.typed_data();
-  in.wide_ptr = indptr_buf.element_type() == ffi::DataType::S64;
-  in.ptr32 = reinterpret_cast<const int32_t*>(indptr_buf.untyped_data());
-  in.ptr64 = reinterpret_cast<const int64_t*>(indptr_buf.untyped_data());
-  in.sil = silent.typed_data();
-  in.rem = removed.typed_data();
-  in.lag = reinterpret_cast<const T*>(lag_buf.untyped_data());
-  in.arrival = reinterpret_cast<const T*>(arrival_buf.untyped_data());
-  in.counts = reinterpret_cast<const T*>(counts_buf.untyped_data());
-  in.w_pre = reinterpret_cast<const T*>(w_pre_buf.untyped_data());
-  // consts: threshold (v_th - tol), c_window, peak, k_d, ks_d, c_d, use_rise_table
-  const T* consts = reinterpret_cast<const T*>(consts_buf.untyped_data());
-  in.thr = consts[0];
-  in.c_window = consts[1];
-  in.peak = consts[2];
-  in.k_d = consts[3];
-  in.ks_d = consts[4];
-  in.c_d = consts[5];
-  in.rise_table = consts[6] != T(0);
+  read_network(in, always_flat, indptr_buf, indices, counts_buf, w_pre_buf, silent, removed,
+               refractory, lag_buf, arrival_buf, consts_buf, has_silent, has_removed);
 
   // steps 1-3, the trials split in contiguous ranges over the workers: a trial's entries
   // are handled in the same order whatever the split, so results do not depend on it

@@ -64,6 +64,42 @@ struct Inputs {
   bool sends(int64_t p) const { return p < none && !(has_silent && sil[p]); }
 };
 
+// The network, the exact-jump tables and the delivery's constants of `in` from the
+// kernels' buffers (the same arguments of brainsim_window_deliver and the windowed native
+// chunk). consts: threshold (v_th - tol), c_window, peak, k_d, ks_d, c_d, use_rise_table.
+template <typename T>
+void read_network(Inputs<T>& in, ffi::Buffer<ffi::S32> always_flat, ffi::AnyBuffer indptr_buf,
+                  ffi::Buffer<ffi::S32> indices, ffi::AnyBuffer counts_buf,
+                  ffi::AnyBuffer w_pre_buf, ffi::Buffer<ffi::PRED> silent,
+                  ffi::Buffer<ffi::PRED> removed, ffi::Buffer<ffi::S32> refractory,
+                  ffi::AnyBuffer lag_buf, ffi::AnyBuffer arrival_buf, ffi::AnyBuffer consts_buf,
+                  int64_t has_silent, int64_t has_removed) {
+  in.d = arrival_buf.dimensions()[0];
+  in.lag_rows = lag_buf.dimensions()[0];
+  in.has_silent = has_silent != 0;
+  in.has_removed = has_removed != 0;
+  in.always = always_flat.typed_data();
+  in.ind = indices.typed_data();
+  in.rfc = refractory.typed_data();
+  in.wide_ptr = indptr_buf.element_type() == ffi::DataType::S64;
+  in.ptr32 = reinterpret_cast<const int32_t*>(indptr_buf.untyped_data());
+  in.ptr64 = reinterpret_cast<const int64_t*>(indptr_buf.untyped_data());
+  in.sil = silent.typed_data();
+  in.rem = removed.typed_data();
+  in.lag = reinterpret_cast<const T*>(lag_buf.untyped_data());
+  in.arrival = reinterpret_cast<const T*>(arrival_buf.untyped_data());
+  in.counts = reinterpret_cast<const T*>(counts_buf.untyped_data());
+  in.w_pre = reinterpret_cast<const T*>(w_pre_buf.untyped_data());
+  const T* consts = reinterpret_cast<const T*>(consts_buf.untyped_data());
+  in.thr = consts[0];
+  in.c_window = consts[1];
+  in.peak = consts[2];
+  in.k_d = consts[3];
+  in.ks_d = consts[4];
+  in.c_d = consts[5];
+  in.rise_table = consts[6] != T(0);
+}
+
 // One worker's share (a range of trials): scratch arrays, kept between calls (grown, never
 // shrunk) so that a window allocates nothing, and its results.
 template <typename T>

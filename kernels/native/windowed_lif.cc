@@ -275,30 +275,8 @@ ffi::Error WindowedLif(
     return ffi::Error::InvalidArgument("brainsim_windowed_lif: inconsistent sizes");
   }
   in.per_trial_always = k_always / in.n_trials;
-  in.d = arrival_buf.dimensions()[0];
-  in.lag_rows = lag_buf.dimensions()[0];
-  in.has_silent = has_silent != 0;
-  in.has_removed = has_removed != 0;
-  in.always = always_flat.typed_data();
-  in.ind = indices.typed_data();
-  in.rfc = refractory.typed_data();
-  in.wide_ptr = indptr_buf.element_type() == ffi::DataType::S64;
-  in.ptr32 = reinterpret_cast<const int32_t*>(indptr_buf.untyped_data());
-  in.ptr64 = reinterpret_cast<const int64_t*>(indptr_buf.untyped_data());
-  in.sil = silent.typed_data();
-  in.rem = removed.typed_data();
-  in.lag = reinterpret_cast<const T*>(lag_buf.untyped_data());
-  in.arrival = reinterpret_cast<const T*>(arrival_buf.untyped_data());
-  in.counts = reinterpret_cast<const T*>(counts_buf.untyped_data());
-  in.w_pre = reinterpret_cast<const T*>(w_pre_buf.untyped_data());
-  const T* consts = reinterpret_cast<const T*>(consts_buf.untyped_data());
-  in.thr = consts[0];
-  in.c_window = consts[1];
-  in.peak = consts[2];
-  in.k_d = consts[3];
-  in.ks_d = consts[4];
-  in.c_d = consts[5];
-  in.rise_table = consts[6] != T(0);
+  read_network(in, always_flat, indptr_buf, indices, counts_buf, w_pre_buf, silent, removed,
+               refractory, lag_buf, arrival_buf, consts_buf, has_silent, has_removed);
 
   // the stepping's constants
   Setup<T> su;
