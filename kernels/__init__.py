@@ -19,6 +19,8 @@ from brainsim.kernels._events import (
 from brainsim.kernels._native import (
     dense_deliver,
     dense_lif_chunk,
+    events_backward,
+    events_forward,
     native_kernels,
     window_deliver,
     windowed_lif_chunk,
@@ -42,6 +44,8 @@ __all__ = [
     "compact_sparse",
     "dense_deliver",
     "dense_lif_chunk",
+    "events_backward",
+    "events_forward",
     "expand_rows",
     "native_kernels",
     "poisson_block",

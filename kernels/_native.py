@@ -30,12 +30,18 @@ TARGET = "brainsim_window_deliver"
 DENSE_TARGET = "brainsim_dense_deliver"
 DENSE_LIF_TARGET = "brainsim_dense_lif"
 WINDOWED_LIF_TARGET = "brainsim_windowed_lif"
+EVENTS_FORWARD_TARGET = "brainsim_events_forward"
+EVENTS_BACKWARD_TARGET = "brainsim_events_backward"
 # each source is its own library (built in parallel on first use), with the XLA FFI
 # handlers it exports
 LIBRARIES = {
     "window_deliver": {TARGET: "BrainsimWindowDeliver", DENSE_TARGET: "BrainsimDenseDeliver"},
     "dense_lif": {DENSE_LIF_TARGET: "BrainsimDenseLif"},
     "windowed_lif": {WINDOWED_LIF_TARGET: "BrainsimWindowedLif"},
+    "events_grad": {
+        EVENTS_FORWARD_TARGET: "BrainsimEventsForward",
+        EVENTS_BACKWARD_TARGET: "BrainsimEventsBackward",
+    },
 }
 # -fno-trapping-math: floating-point operations may run on lanes whose result a select then
 # drops (so that the loops vectorize); it changes no result
@@ -473,8 +479,34 @@ def windowed_lif_chunk(
     )
 
 
+def _registered() -> None:
+    ok, why = native_kernels()
+    if not ok:
+        raise RuntimeError(f"the native kernels are not available: {why}")
+
+
+def events_forward(out, weight, indptr, post):
+    """``I[r, post[e]] = sum of out[r, i] w[e]`` over the connections of the nonzero
+    outputs, in C++ (``native/events_grad.cc``; ``brainsim.fit._events``'s forward).
+    ``out`` [rows, n]; ``weight`` and ``post`` in CSR order with one padding connection."""
+    _registered()
+    call = jax.ffi.ffi_call(EVENTS_FORWARD_TARGET, jax.ShapeDtypeStruct(out.shape, out.dtype))
+    return call(out, weight, indptr, post)
+
+
+def events_backward(out, near, weight, indptr, post, g):
+    """The backward pass of :func:`events_forward` for ``g = dL/dI``: ``(dL/dout``, zero
+    except where ``near``, ``dL/dweight)``."""
+    _registered()
+    sds = jax.ShapeDtypeStruct
+    out_types = (sds(out.shape, out.dtype), sds(weight.shape, weight.dtype))
+    return jax.ffi.ffi_call(EVENTS_BACKWARD_TARGET, out_types)(out, near, weight, indptr, post, g)
+
+
 __all__ = [
     "DENSE_LIF_TARGET",
+    "EVENTS_BACKWARD_TARGET",
+    "EVENTS_FORWARD_TARGET",
     "DENSE_TARGET",
     "LIBRARIES",
     "TARGET",
@@ -482,6 +514,8 @@ __all__ = [
     "cache_dir",
     "dense_deliver",
     "dense_lif_chunk",
+    "events_backward",
+    "events_forward",
     "native_kernels",
     "window_deliver",
     "windowed_lif_chunk",

@@ -10,7 +10,12 @@ from conftest import random_connectome
 
 from brainsim.connectome import load
 from brainsim.fit import Surrogate, build_params, differentiable_run, partition
-from brainsim.fit._events import EventCapacity, propagate_events
+from brainsim.fit._events import (
+    EventCapacity,
+    native_events_choice,
+    propagate_events,
+    propagate_events_native,
+)
 from brainsim.models import LIF
 from brainsim.sim import Network, Protocol
 
@@ -55,6 +60,42 @@ def test_propagation_and_its_gradients_equal_a_dense_matrix_product():
     assert np.abs(np.asarray(do_e))[~np.asarray(near)].max() == 0
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_native_propagation_equals_the_jax_form(index_dtype):
+    """The C++ propagation (forward, weight and output gradients) against the JAX form,
+    with rows that send nothing, several spikes per row, outputs that are not 0/1, and a
+    wide indptr."""
+    conn = random_connectome(80, 0.15, seed=5)
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    indptr = jnp.asarray(np.asarray(net.indptr).astype(index_dtype))
+    rng = np.random.default_rng(5)
+    out = rng.random((7, 80)) * (rng.random((7, 80)) < 0.2)
+    out[3] = 0.0  # a row without a spike
+    out = jnp.asarray(out.astype(np.float32))
+    near = jnp.asarray(rng.random((7, 80)) < 0.3).at[3].set(True)
+    w = jnp.asarray(rng.normal(size=net.counts.shape).astype(np.float32)).at[-1].set(0.0)
+    g = jnp.asarray(rng.normal(size=(7, 80)).astype(np.float32))
+    cap = EventCapacity(200, 20000, 600, 60000)
+
+    def jax_form(o, wt):
+        return propagate_events(o, near, wt, net.indptr, net.indices, cap)
+
+    def native_form(o, wt):
+        return propagate_events_native(o, near, wt, indptr, net.indices)
+
+    y_j, vjp_j = jax.vjp(jax_form, out, w)
+    y_n, vjp_n = jax.vjp(native_form, out, w)
+    np.testing.assert_array_equal(jax.jit(native_form)(out, w), y_n)  # (also compiled)
+    assert float(jnp.abs(y_j).max()) > 0
+    np.testing.assert_allclose(y_n, y_j, rtol=1e-6, atol=1e-6)
+    (do_j, dw_j), (do_n, dw_n) = vjp_j(g), vjp_n(g)
+    assert float(jnp.abs(dw_j).max()) > 0 and float(jnp.abs(do_j).max()) > 0
+    np.testing.assert_allclose(dw_n, dw_j, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(do_n, do_j, rtol=1e-6, atol=1e-6)
+    assert np.abs(np.asarray(do_n))[~np.asarray(near)].max() == 0
+    assert native_events_choice(None) and not native_events_choice(False)
+
+
 @pytest.fixture(scope="module")
 def network():
     conn = load(SMALL, "synthetic")
@@ -95,6 +136,39 @@ def test_gradients_equal_the_dense_path(network, trainable):
     for a, b in zip(leaves_d, leaves_e, strict=True):
         assert np.abs(np.asarray(a)).max() > 0
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-4, atol=1e-6)
+
+
+def test_native_events_run_equals_the_jax_events_run(network):
+    """A differentiable run with the C++ propagation: the same spikes and loss as the JAX
+    form of ``"events"`` and the same gradients (w_syn, per-type scales, thresholds), and
+    no event peaks (it has no capacity)."""
+    conn, proto, ct = network
+    trainable = ["w_syn_mv", "syn_scale_by_type", "v_th_mv"]
+    params, _ = build_params(LIF(), conn, trainable, init={"w_syn_mv": 0.4})
+    readout = jnp.asarray(np.nonzero(np.isin(ct, ["sugar_like_L2", "sugar_like_L3"]))[0])
+    trainable_p, frozen = partition(params)
+
+    def loss(tr, native):
+        cap = EventCapacity(512, 16384, 8192, 262144)
+        res = run(eqx.combine(tr, frozen), conn, proto, 600, propagation="events",
+                  checkpoint_steps=50, capacity=cap, native=native)  # fmt: skip
+        return (res.counts[:, readout].mean() - 5.0) ** 2, res
+
+    (l_j, r_j), g_j = eqx.filter_value_and_grad(lambda t: loss(t, False), has_aux=True)(
+        trainable_p
+    )
+    (l_n, r_n), g_n = eqx.filter_value_and_grad(lambda t: loss(t, True), has_aux=True)(
+        trainable_p
+    )
+    assert r_n.event_peaks is None and r_j.event_peaks is not None
+    assert np.array_equal(np.asarray(r_j.counts), np.asarray(r_n.counts))
+    assert float(r_n.counts.sum()) > 100
+    assert float(l_n) == float(l_j)
+    leaves_j = jax.tree_util.tree_leaves(eqx.filter(g_j, eqx.is_inexact_array))
+    leaves_n = jax.tree_util.tree_leaves(eqx.filter(g_n, eqx.is_inexact_array))
+    for a, b in zip(leaves_j, leaves_n, strict=True):
+        assert np.abs(np.asarray(a)).max() > 0
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
 
 
 def test_events_need_a_compact_surrogate(network):
@@ -151,6 +225,7 @@ duration_ms = 60.0
         hist[gradient] = pq.read_table(tmp_path / gradient / "loss.parquet").to_pydict()
         man = json.loads((tmp_path / gradient / "manifest.json").read_text())
         assert man["fit"]["gradient"] == gradient
+        assert man["fit"]["native_events"] is (gradient == "events")  # (the CPU: C++ form)
     for col in ("loss", "grad_norm", "w_syn_mv"):
         np.testing.assert_allclose(hist["events"][col], hist["dense"][col], rtol=1e-4)
     assert min(hist["dense"]["grad_norm"]) > 0

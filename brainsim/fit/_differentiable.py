@@ -28,7 +28,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from brainsim.fit._events import EventCapacity, propagate_events, step_counts
+from brainsim.fit._events import (
+    EventCapacity,
+    propagate_events,
+    propagate_events_native,
+    step_counts,
+)
 from brainsim.fit._params import FitParams
 from brainsim.fit._surrogate import COMPACT, Surrogate
 from brainsim.kernels import propagate_dense, propagate_dense_matrix
@@ -85,6 +90,7 @@ def differentiable_run(
     detach_reset: bool = True,
     propagation: str = "csr",
     capacity: EventCapacity | None = None,
+    native: bool = False,
 ) -> DiffResult:
     """Run ``n_steps`` steps of all trials of ``drive`` from rest; differentiable in ``params``.
 
@@ -117,6 +123,9 @@ def differentiable_run(
         capacity: the per-window sizes of ``"events"`` (default :class:`EventCapacity()`);
             check ``event_peaks`` of the result against it. Chunks are then a whole
             number of windows (``checkpoint_steps`` rounded to a multiple of the delay).
+        native: with ``"events"``, propagate in C++ on the CPU
+            (:func:`brainsim.fit._events.propagate_events_native`: no capacity, and
+            ``event_peaks`` is None); see :func:`brainsim.fit._events.native_events_choice`.
     """
     if propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
@@ -202,6 +211,9 @@ def differentiable_run(
         delay), then this window's outputs propagated at once: the next window's input."""
         s, (ys, outs, nears) = jax.lax.scan(step, s, xs)
         flat_out, flat_near = outs.reshape(-1, n), nears.reshape(-1, n)
+        if native:
+            sent = propagate_events_native(flat_out, flat_near, weight, net.indptr, net.indices)
+            return _State(s.neurons, sent.reshape(d, b, n), s.counts, s.peaks), ys
         peaks = jnp.maximum(
             s.peaks, step_counts(jax.lax.stop_gradient(flat_out), flat_near, degree)
         )
@@ -248,7 +260,7 @@ def differentiable_run(
         parts.append(ys)
     ys = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
     rec_spikes, rec_margin, spikes = ys
-    peaks = state.peaks if events else None
+    peaks = state.peaks if events and not native else None
     return DiffResult(state.counts, spikes, rec_spikes, rec_margin, peaks)
 
 

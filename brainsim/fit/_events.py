@@ -19,6 +19,10 @@ cost also follows the activity:
   zero beyond ``1 / slope`` mV of threshold) the entries left out are multiplied by exactly
   zero: the gradient is the dense path's, not an approximation.
 
+On the CPU the same propagation runs in C++ (:func:`propagate_events_native`,
+``kernels/native/events_grad.cc``): loops over the spikes and the near entries alone, no
+capacities (nothing is laid out in slots), the rows split over XLA's threads.
+
 Sizes are static in JAX: :class:`EventCapacity` gives how many spike rows, their
 connections, near rows and theirs one window may hold. :func:`step_counts` measures the
 four figures of a window; a run returns their maximum (``DiffResult.event_peaks``) and a
@@ -34,6 +38,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
+
+from brainsim.kernels import events_backward, events_forward, native_kernels
 
 
 class EventCapacity(NamedTuple):
@@ -149,3 +155,49 @@ def _bwd(cap, res, g):
 
 
 propagate_events.defvjp(_fwd, _bwd)
+
+
+@jax.custom_vjp
+def propagate_events_native(
+    out: Float[Array, "trials neurons"],
+    near: Bool[Array, "trials neurons"],
+    weight: Float[Array, " connections"],
+    indptr: Int[Array, " n_plus_1"],
+    post: Int[Array, " connections"],
+) -> Float[Array, "trials neurons"]:
+    """:func:`propagate_events` in C++ (``brainsim.kernels.events_forward`` and
+    ``events_backward``), with the same values and gradients (to rounding: sums in CSR
+    order) and no capacity."""
+    return events_forward(out, weight, indptr, post)
+
+
+def _native_fwd(out, near, weight, indptr, post):
+    return events_forward(out, weight, indptr, post), (out, near, weight, indptr, post)
+
+
+def _native_bwd(res, g):
+    out, near, weight, indptr, post = res
+    d_out, d_weight = events_backward(out, near, weight, indptr, post, g.astype(out.dtype))
+    return d_out, None, d_weight, None, None
+
+
+propagate_events_native.defvjp(_native_fwd, _native_bwd)
+
+
+def native_events_choice(native: bool | None) -> bool:
+    """Whether ``propagation="events"`` runs :func:`propagate_events_native`: ``None``
+    where the backend is the CPU and the native kernels are built, ``True`` or an error
+    saying why not, ``False`` never."""
+    if native is False:
+        return False
+    reasons = []
+    if jax.default_backend() != "cpu":
+        reasons.append(f"it runs on the CPU only (backend: {jax.default_backend()})")
+    else:
+        ok, why = native_kernels()
+        if not ok:
+            reasons.append(why)
+    if reasons and native:
+        why = "; ".join(reasons)
+        raise ValueError(f"native=True, but the native event kernels cannot run: {why}")
+    return not reasons

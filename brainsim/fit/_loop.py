@@ -29,7 +29,7 @@ from jaxtyping import Array, Float, Int
 
 from brainsim.experiments._errors import ConfigError
 from brainsim.fit._differentiable import differentiable_run
-from brainsim.fit._events import EventCapacity
+from brainsim.fit._events import EventCapacity, native_events_choice
 from brainsim.fit._losses import RateTargets, condition_rates, rate_loss
 from brainsim.fit._params import FitParams, partition
 from brainsim.fit._surrogate import Surrogate
@@ -141,6 +141,7 @@ class FitTask(eqx.Module):
     detach_reset: bool = eqx.field(static=True, default=True)
     propagation: str = eqx.field(static=True, default="csr")
     capacity: EventCapacity = eqx.field(static=True, default=EventCapacity())
+    native: bool = eqx.field(static=True, default=False)
 
     @property
     def duration_ms(self) -> float:
@@ -166,6 +167,7 @@ class FitTask(eqx.Module):
             detach_reset=self.detach_reset,
             propagation=self.propagation,
             capacity=self.capacity,
+            native=self.native,
         )
         rates = condition_rates(res.counts, self.n_conditions, self.duration_ms)
         return rates, res.event_peaks
@@ -214,6 +216,7 @@ def build_task(
     propagation: str | None = None,
     capacity: EventCapacity | None = None,
     poisson_stream: int = DEFAULT_STREAM,
+    native: bool | None = None,
 ) -> FitTask:
     """A :class:`FitTask` from a host-side :class:`brainsim.sim.Protocol`.
 
@@ -222,6 +225,8 @@ def build_task(
     :func:`default_scale`.
     ``propagation`` and ``remat_steps`` default by size: a dense weight matrix and no
     per-step recomputation up to 2,048 neurons, CSR with per-step recomputation above.
+    ``native`` (``propagation="events"`` only): the propagation in C++ on the CPU; ``None``
+    where it can run (:func:`brainsim.fit._events.native_events_choice`).
     """
     dtype = network.counts.dtype
     n_steps = int(round(duration_ms / model.dt_ms))
@@ -254,6 +259,7 @@ def build_task(
         detach_reset=detach_reset,
         propagation=propagation or ("matrix" if small else "csr"),
         capacity=capacity or EventCapacity(),
+        native=propagation == "events" and native_events_choice(native),
     )
 
 

@@ -210,6 +210,8 @@ def _run_fit(cfg: FitConfig, out_dir: Path, dtype, log) -> Path:
         )
         m = manifest(run, conn, plan, parts, fitted_model, missing, t_load, t_sim)
         m["fit"] = _fit_manifest(cfg, params, fitted, info, history, rmse, t_fit)
+        # "events" propagated in C++ (brainsim.fit._events.propagate_events_native)
+        m["fit"]["native_events"] = bool(task.native)
         write_json(m, tmp / "manifest.json")
     log(
         f"rate RMSE over the targets: {rmse['initial']:.3g} Hz initial -> "
