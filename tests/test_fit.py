@@ -216,8 +216,22 @@ def small_synthetic():
     return load(SMALL_SYNTHETIC, "synthetic")
 
 
-@pytest.mark.parametrize("name, h", [("w_syn_mv", 0.05), ("v_th_mv", 0.5)])
-def test_rate_gradient_agrees_with_finite_differences(small_synthetic, name, h):
+FD_PATHS = {
+    "matrix": {"propagation": "matrix", "remat_steps": False},
+    # the path that follows the spikes, in C++ on the CPU (a compact surrogate)
+    "events": {
+        "propagation": "events",
+        "native": True,
+        "surrogate": Surrogate("straight_through", 0.5, 0.005),
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "name, h, path",
+    [("w_syn_mv", 0.05, "matrix"), ("v_th_mv", 0.5, "matrix"), ("w_syn_mv", 0.05, "events")],
+)
+def test_rate_gradient_agrees_with_finite_differences(small_synthetic, name, h, path):
     # the sugar-like pathway driven at 150 Hz: graded rates (20-80 Hz), a smooth regime.
     # Surrogate gradient of the mean pathway rate vs central differences of the same
     # mean over 32 trials of 100 ms (same input noise on both sides)
@@ -230,7 +244,7 @@ def test_rate_gradient_agrees_with_finite_differences(small_synthetic, name, h):
     group = name.partition("_by_")[0]
 
     def mean_rate(p):
-        res = _run(p, conn, proto, 1000, key=5, propagation="matrix", remat_steps=False)
+        res = _run(p, conn, proto, 1000, key=5, **FD_PATHS[path])
         return res.counts[:, readout].mean() / 0.1
 
     trainable, frozen = partition(params)
@@ -245,4 +259,5 @@ def test_rate_gradient_agrees_with_finite_differences(small_synthetic, name, h):
     g = float(getattr(grad, group).raw[0])
     assert 20 < float(rate) < 80
     assert np.sign(g) == np.sign(fd) and abs(fd) > 1.0
-    assert 0.1 < g / fd < 10, (g, fd)  # same order of magnitude (measured: about 0.25)
+    # same order of magnitude (measured: 0.23 and 0.23 on the matrix path, 0.18 on events)
+    assert 0.1 < g / fd < 10, (g, fd)
