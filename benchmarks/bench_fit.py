@@ -120,7 +120,11 @@ def grad_one(args) -> dict:
     return {
         "bench": "grad",
         "gradient": args.gradient,
-        "event_capacity": list(task.capacity) if args.gradient == "events" else None,
+        # (the C++ form of the event path has no capacities)
+        "native_events": task.native,
+        "event_capacity": list(task.capacity)
+        if task.propagation == "events" and not task.native
+        else None,
         "event_regrowths": regrown,
         "duration_ms": args.duration_ms,
         "steps": n_steps,
