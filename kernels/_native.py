@@ -479,6 +479,25 @@ def windowed_lif_chunk(
     )
 
 
+def native_choice(native: bool | None, kernel: str, reasons=()) -> bool:
+    """Whether to run a native CPU kernel: never with ``native=False``; with ``None``
+    where the backend is the CPU, none of ``reasons`` (why not, given by the caller)
+    applies and the kernels are built; ``native=True`` where it cannot run is an error
+    naming ``kernel`` and every reason."""
+    if native is False:
+        return False
+    reasons = list(reasons)
+    if jax.default_backend() != "cpu":
+        reasons.append(f"it runs on the CPU only (backend: {jax.default_backend()})")
+    if not reasons:
+        ok, why = native_kernels()
+        if not ok:
+            reasons.append(why)
+    if reasons and native:
+        raise ValueError(f"native=True, but the {kernel} cannot run: " + "; ".join(reasons))
+    return not reasons
+
+
 def _registered() -> None:
     ok, why = native_kernels()
     if not ok:
@@ -516,6 +535,7 @@ __all__ = [
     "dense_lif_chunk",
     "events_backward",
     "events_forward",
+    "native_choice",
     "native_kernels",
     "window_deliver",
     "windowed_lif_chunk",

@@ -96,6 +96,15 @@ def test_native_propagation_equals_the_jax_form(index_dtype):
     assert native_events_choice(None) and not native_events_choice(False)
 
 
+def _assert_same_gradients(got, want, rtol, atol):
+    """Every gradient leaf of ``got`` near ``want``'s, and none of ``want`` all zero."""
+    leaves_w = jax.tree_util.tree_leaves(eqx.filter(want, eqx.is_inexact_array))
+    leaves_g = jax.tree_util.tree_leaves(eqx.filter(got, eqx.is_inexact_array))
+    for a, b in zip(leaves_w, leaves_g, strict=True):
+        assert np.abs(np.asarray(a)).max() > 0
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=rtol, atol=atol)
+
+
 @pytest.fixture(scope="module")
 def network():
     conn = load(SMALL, "synthetic")
@@ -131,11 +140,7 @@ def test_gradients_equal_the_dense_path(network, trainable):
     assert np.array_equal(np.asarray(r_d.counts), np.asarray(r_e.counts))
     assert float(r_e.counts.sum()) > 100
     assert float(l_e) == float(l_d)
-    leaves_d = jax.tree_util.tree_leaves(eqx.filter(g_d, eqx.is_inexact_array))
-    leaves_e = jax.tree_util.tree_leaves(eqx.filter(g_e, eqx.is_inexact_array))
-    for a, b in zip(leaves_d, leaves_e, strict=True):
-        assert np.abs(np.asarray(a)).max() > 0
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-4, atol=1e-6)
+    _assert_same_gradients(g_e, g_d, rtol=2e-4, atol=1e-6)
 
 
 def test_native_events_run_equals_the_jax_events_run(network):
@@ -164,11 +169,7 @@ def test_native_events_run_equals_the_jax_events_run(network):
     assert np.array_equal(np.asarray(r_j.counts), np.asarray(r_n.counts))
     assert float(r_n.counts.sum()) > 100
     assert float(l_n) == float(l_j)
-    leaves_j = jax.tree_util.tree_leaves(eqx.filter(g_j, eqx.is_inexact_array))
-    leaves_n = jax.tree_util.tree_leaves(eqx.filter(g_n, eqx.is_inexact_array))
-    for a, b in zip(leaves_j, leaves_n, strict=True):
-        assert np.abs(np.asarray(a)).max() > 0
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+    _assert_same_gradients(g_n, g_j, rtol=1e-5, atol=1e-7)
 
 
 def test_events_need_a_compact_surrogate(network):

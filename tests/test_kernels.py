@@ -265,12 +265,18 @@ def test_native_results_do_not_depend_on_the_worker_count(monkeypatch):
 
 
 def test_native_required_but_unavailable_names_the_reason(monkeypatch):
-    import brainsim.sim._simulate as engine
+    import brainsim.kernels._native as native
 
-    monkeypatch.setattr(engine, "native_kernels", lambda: (False, "no C++ compiler found"))
+    monkeypatch.setattr(native, "native_kernels", lambda: (False, "no C++ compiler found"))
     conn = random_connectome(30, 0.1, seed=9)
     proto = Protocol.build(1, 30, poisson=[([0, 1], 100.0)])
     with pytest.raises(ValueError, match="native=True.*no C\\+\\+ compiler found"):
         simulate(conn, proto, duration_ms=5.0, native=True)
     auto = simulate(conn, proto, duration_ms=5.0)  # by default: the plain-JAX form instead
     assert auto.stats["native"] is False
+    # the fit's event path likewise
+    from brainsim.fit._events import native_events_choice
+
+    assert native_events_choice(None) is False
+    with pytest.raises(ValueError, match="native event kernels cannot run.*no C\\+\\+ compiler"):
+        native_events_choice(True)

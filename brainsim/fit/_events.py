@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from brainsim.kernels import events_backward, events_forward, native_kernels
+from brainsim.kernels import events_backward, events_forward, native_choice
 
 
 class EventCapacity(NamedTuple):
@@ -188,16 +188,4 @@ def native_events_choice(native: bool | None) -> bool:
     """Whether ``propagation="events"`` runs :func:`propagate_events_native`: ``None``
     where the backend is the CPU and the native kernels are built, ``True`` or an error
     saying why not, ``False`` never."""
-    if native is False:
-        return False
-    reasons = []
-    if jax.default_backend() != "cpu":
-        reasons.append(f"it runs on the CPU only (backend: {jax.default_backend()})")
-    else:
-        ok, why = native_kernels()
-        if not ok:
-            reasons.append(why)
-    if reasons and native:
-        why = "; ".join(reasons)
-        raise ValueError(f"native=True, but the native event kernels cannot run: {why}")
-    return not reasons
+    return native_choice(native, "native event kernels")

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainsim.connectome import Connectome
-from brainsim.kernels import DEFAULT_STREAM, native_kernels
+from brainsim.kernels import DEFAULT_STREAM, native_choice
 from brainsim.models import LIF, MAX_RUN_STEPS, AbstractNeuron
 from brainsim.sim._chunk import windowed_traces
 from brainsim.sim._dense_window import (
@@ -51,19 +51,9 @@ def _native_choice(native: bool | None, model: LIF, dtype, *, dense: bool = Fals
     if native is False:
         return False
     reasons = []
-    if jax.default_backend() != "cpu":
-        reasons.append(f"it runs on the CPU only (backend: {jax.default_backend()})")
     if not dense and not native_supported(model, dtype):
         reasons.append("the model has per-neuron time constants or thresholds")
-    if not reasons:
-        ok, why = native_kernels()
-        if not ok:
-            reasons.append(why)
-    if reasons and native:
-        raise ValueError(
-            "native=True, but the native window kernel cannot run: " + "; ".join(reasons)
-        )
-    return not reasons
+    return native_choice(native, "native window kernel", reasons)
 
 
 @dataclasses.dataclass
