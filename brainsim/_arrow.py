@@ -48,12 +48,15 @@ def column(x, dtype=None) -> pa.Array:
 
 
 def strings(values) -> pa.Array:
-    """A list of ``str`` as an Arrow string array, from its buffers."""
+    """A list of ``str`` as an Arrow string array, from its buffers (``large_string``
+    past 2 GiB of text)."""
     data = [v.encode() for v in values]
-    offsets = np.zeros(len(data) + 1, np.int32)
+    total = sum(len(b) for b in data)
+    typ, off = (pa.string(), np.int32) if total < 2**31 else (pa.large_string(), np.int64)
+    offsets = np.zeros(len(data) + 1, off)
     np.cumsum([len(b) for b in data], out=offsets[1:])
     return pa.Array.from_buffers(
-        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+        typ, len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
     )
 
 
@@ -85,8 +88,9 @@ def rows_table(rows: list[dict]) -> pa.Table:
 # -- Arrow -> numpy -------------------------------------------------------------------------
 def values(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An Arrow column (array or chunked) as numpy: fixed-width numbers and booleans
-    without nulls read from their buffers (read-only where one chunk allows no copy);
-    anything else through ``to_numpy(zero_copy_only=False)``."""
+    without nulls read from their buffers (a read-only view where one chunk of numbers
+    allows it, as pyarrow's own ``to_numpy`` gives); anything else through
+    ``to_numpy(zero_copy_only=False)``."""
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     dtype = _TO_NUMPY.get(col.type)
     if col.null_count or (dtype is None and not pa.types.is_boolean(col.type)):
@@ -102,10 +106,15 @@ def values(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _chunk_values(c: pa.Array, dtype) -> np.ndarray:
     buf = c.buffers()[1]
     if dtype is None:  # booleans: one bit each, least significant first
-        bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
-        return bits[c.offset : c.offset + len(c)].astype(bool)
+        first, last = c.offset // 8, (c.offset + len(c) + 7) // 8
+        packed = np.frombuffer(buf, np.uint8, count=last - first, offset=first)
+        bits = np.unpackbits(packed, bitorder="little")
+        start = c.offset - 8 * first
+        return bits[start : start + len(c)].astype(bool)
     size = np.dtype(dtype).itemsize
-    return np.frombuffer(buf, dtype, count=len(c), offset=size * c.offset)
+    out = np.frombuffer(buf, dtype, count=len(c), offset=size * c.offset)
+    out.flags.writeable = False  # (a view of the Arrow buffer: writing would change the table)
+    return out
 
 
 def read_parquet(
@@ -113,12 +122,19 @@ def read_parquet(
     columns: Sequence[str] | None = None,
     where: Mapping[str, int] | None = None,
 ) -> pa.Table:
-    """A Parquet file's ``columns`` (all if ``None``), only the rows whose columns in
-    ``where`` equal the given values (``pq.read_table`` with ``filters``, without its
-    pandas import)."""
+    """A Parquet file's ``columns`` (all if ``None``), only the rows whose integer columns
+    in ``where`` equal the given values (``pq.read_table`` with ``filters``, without its
+    pandas import). Row groups whose statistics exclude a value are not read (result
+    tables are written sorted by condition and trial, so one trial's rows are read)."""
     where = dict(where or {})
-    names = None if columns is None else list(dict.fromkeys([*columns, *where]))
-    t = pq.ParquetFile(path).read(columns=names)
+    with pq.ParquetFile(path) as pf:
+        schema = pf.schema_arrow
+        for name in where:
+            if name not in schema.names or not pa.types.is_integer(schema.field(name).type):
+                raise TypeError(f"{path}: no integer column {name!r} to select rows by")
+        names = None if columns is None else list(dict.fromkeys([*columns, *where]))
+        groups = [i for i in range(pf.num_row_groups) if _may_hold(pf, i, where)]
+        t = pf.read_row_groups(groups, columns=names)  # (none: an empty table)
     if where:
         keep = np.ones(t.num_rows, bool)
         for name, value in where.items():
@@ -127,3 +143,17 @@ def read_parquet(
     if columns is not None:
         t = t.select(list(columns))
     return t
+
+
+def _may_hold(pf: pq.ParquetFile, group: int, where: Mapping[str, int]) -> bool:
+    """Whether row group ``group`` can hold rows with these values (its statistics)."""
+    meta = pf.metadata.row_group(group)
+    for j in range(meta.num_columns):
+        col = meta.column(j)
+        value = where.get(col.path_in_schema)
+        stats = col.statistics
+        if value is None or stats is None or not stats.has_min_max:
+            continue
+        if not stats.min <= value <= stats.max:
+            return False
+    return True

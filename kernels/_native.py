@@ -509,7 +509,8 @@ def events_forward(out, weight, indptr, post):
     outputs, in C++ (``native/events_grad.cc``; ``brainsim.fit._events``'s forward).
     ``out`` [rows, n]; ``weight`` and ``post`` in CSR order with one padding connection."""
     _registered()
-    call = jax.ffi.ffi_call(EVENTS_FORWARD_TARGET, jax.ShapeDtypeStruct(out.shape, out.dtype))
+    out_type = jax.ShapeDtypeStruct(out.shape, out.dtype)
+    call = jax.ffi.ffi_call(EVENTS_FORWARD_TARGET, out_type, vmap_method="sequential")
     return call(out, weight, indptr, post)
 
 
@@ -519,7 +520,8 @@ def events_backward(out, near, weight, indptr, post, g):
     _registered()
     sds = jax.ShapeDtypeStruct
     out_types = (sds(out.shape, out.dtype), sds(weight.shape, weight.dtype))
-    return jax.ffi.ffi_call(EVENTS_BACKWARD_TARGET, out_types)(out, near, weight, indptr, post, g)
+    call = jax.ffi.ffi_call(EVENTS_BACKWARD_TARGET, out_types, vmap_method="sequential")
+    return call(out, near, weight, indptr, post, g)
 
 
 __all__ = [

@@ -19,6 +19,7 @@ def test_column_round_trip(dtype):
     assert arr.to_pylist() == x.tolist()
     back = values(arr)
     assert back.dtype == x.dtype and np.array_equal(back, x)
+    assert not back.flags.writeable  # (a view of the Arrow buffer)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +81,29 @@ def test_read_parquet_matches_read_table_filters(tmp_path):
     assert got.equals(ref) and 0 < got.num_rows < n
     assert read_parquet(path).equals(pq.read_table(path))
     assert read_parquet(path, where={"trial": 9}).num_rows == 0
+    assert read_parquet(path, ["t_ms"], where={"trial": 9}).column_names == ["t_ms"]
+    with pytest.raises(TypeError, match="no integer column 't_ms'"):
+        read_parquet(path, where={"t_ms": 1})
+
+
+def test_read_parquet_skips_row_groups_by_their_statistics(tmp_path, monkeypatch):
+    """Rows sorted by trial (as results are written): one trial's rows come from the row
+    groups that can hold them, and only those are read."""
+    n = 4000
+    t = pa.table({"trial": np.repeat(np.arange(8), n // 8).astype(np.int32), "x": np.arange(n)})
+    path = tmp_path / "sorted.parquet"
+    pq.write_table(t, path, row_group_size=500)
+    read = []
+    original = pq.ParquetFile.read_row_groups
+
+    def spy(self, groups, *a, **k):
+        read.extend(groups)
+        return original(self, groups, *a, **k)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    got = read_parquet(path, ["x"], {"trial": 3})
+    assert values(got["x"]).tolist() == list(range(1500, 2000))
+    assert read == [3]
 
 
 def test_no_pandas_import_on_these_paths(tmp_path):
@@ -91,6 +115,7 @@ def test_no_pandas_import_on_these_paths(tmp_path):
         "pq.write_table(table({'a': column(np.arange(9)), 'b': column(np.ones(9))}), p)\n"
         "t = read_parquet(p, ['b'], {'a': 3})\n"
         "assert values(t['b']).tolist() == [1.0]\n"
+        "assert read_parquet(p, ['b'], {'a': 99}).num_rows == 0\n"
         "print('pandas' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -94,6 +94,12 @@ def test_native_propagation_equals_the_jax_form(index_dtype):
     np.testing.assert_allclose(do_n, do_j, rtol=1e-6, atol=1e-6)
     assert np.abs(np.asarray(do_n))[~np.asarray(near)].max() == 0
     assert native_events_choice(None) and not native_events_choice(False)
+    # under vmap (one call per element) and with a weight of another dtype (refused)
+    stacked = jnp.stack([out, 2 * out])
+    batched = jax.vmap(lambda o: native_form(o, w))(stacked)
+    np.testing.assert_array_equal(batched[1], native_form(2 * out, w))
+    with pytest.raises(ValueError, match="weight is float16"):
+        native_form(out, w.astype(jnp.float16))
 
 
 def _assert_same_gradients(got, want, rtol, atol):
@@ -129,9 +135,7 @@ def test_gradients_equal_the_dense_path(network, trainable):
                   checkpoint_steps=50, capacity=cap)  # fmt: skip
         return (res.counts[:, readout].mean() - 5.0) ** 2, res
 
-    (l_d, r_d), g_d = eqx.filter_value_and_grad(lambda t: loss(t, "csr"), has_aux=True)(
-        trainable_p
-    )
+    (l_d, r_d), g_d = eqx.filter_value_and_grad(lambda t: loss(t, "csr"), has_aux=True)(trainable_p)
     (l_e, r_e), g_e = eqx.filter_value_and_grad(lambda t: loss(t, "events"), has_aux=True)(
         trainable_p
     )
@@ -159,12 +163,8 @@ def test_native_events_run_equals_the_jax_events_run(network):
                   checkpoint_steps=50, capacity=cap, native=native)  # fmt: skip
         return (res.counts[:, readout].mean() - 5.0) ** 2, res
 
-    (l_j, r_j), g_j = eqx.filter_value_and_grad(lambda t: loss(t, False), has_aux=True)(
-        trainable_p
-    )
-    (l_n, r_n), g_n = eqx.filter_value_and_grad(lambda t: loss(t, True), has_aux=True)(
-        trainable_p
-    )
+    (l_j, r_j), g_j = eqx.filter_value_and_grad(lambda t: loss(t, False), has_aux=True)(trainable_p)
+    (l_n, r_n), g_n = eqx.filter_value_and_grad(lambda t: loss(t, True), has_aux=True)(trainable_p)
     assert r_n.event_peaks is None and r_j.event_peaks is not None
     assert np.array_equal(np.asarray(r_j.counts), np.asarray(r_n.counts))
     assert float(r_n.counts.sum()) > 100
@@ -237,3 +237,22 @@ duration_ms = 60.0
         from brainsim.fit import parse_fit_config
 
         parse_fit_config(*read_toml(bad))
+
+
+def test_native_events_only_where_they_apply(network):
+    """``native=True`` with another propagation is refused; the event path is native by
+    default on the CPU (over several devices it is not: tests/test_sharding.py)."""
+    from brainsim.fit import RateTargets, build_task, split_trials
+
+    conn, proto, _ = network
+    net = Network.from_connectome(conn, jnp.float32, with_pre=True)
+    rows = np.arange(10)
+    targets = {"r": RateTargets.from_arrays(0 * rows, rows, 5.0 + 0 * rows, jnp.float32)}
+    kw = {"duration_ms": 5.0, "surrogate": ST}
+    with pytest.raises(ValueError, match='native=True is for propagation="events"'):
+        build_task(net, proto, LIF(), targets, propagation="csr", native=True, **kw)
+    task = build_task(net, proto, LIF(), targets, propagation="events", **kw)
+    assert task.native and split_trials(task, 1).native
+    assert not build_task(
+        net, proto, LIF(), targets, propagation="events", native=False, **kw
+    ).native

@@ -83,6 +83,7 @@ def test_a_fit_with_its_trials_on_two_devices_equals_one_device():
             one, h1 = fit(params, task, steps=3, optimizer=opt)
             split = split_trials(task, 2)
             assert len(split.drive.rate_hz.sharding.device_set) == 2
+            assert task.native == (prop == "events") and not split.native  # (the JAX form)
             two, h2 = fit(params, split, steps=3, optimizer=opt)
             assert h1[0]["loss"] > 0 and h1[-1]["loss"] < h1[0]["loss"]
             for a, b in zip(h1, h2):

@@ -801,7 +801,9 @@ def _import_plotting_meanwhile() -> None:
         except Exception:  # noqa: BLE001 (``_plots`` imports it again and reports the error)
             pass
 
-    threading.Thread(target=target, name="import-viz", daemon=True).start()
+    # not a daemon: the interpreter waits for it at exit instead of stopping it inside a
+    # module's initialisation (a run that fails early)
+    threading.Thread(target=target, name="import-viz").start()
 
 
 def _plots(folder: Path) -> None:

@@ -53,9 +53,10 @@ class DiffResult(eqx.Module):
         rec_margin: float [steps, trials, recorded], ``v - v_th`` (mV) of the recorded
             neurons after each step's integration, before threshold and reset: a spike at
             step k means ``rec_margin[k] > 0`` (while not refractory).
-        event_peaks: int32 [4] with ``propagation="events"``: the most spike rows, their
-            connections, near-threshold rows and theirs in one window of ``delay`` steps
-            (:class:`brainsim.fit._events.EventCapacity` must hold them), else None.
+        event_peaks: int32 [4] with ``propagation="events"`` in its JAX form: the most
+            spike rows, their connections, near-threshold rows and theirs in one window of
+            ``delay`` steps (:class:`brainsim.fit._events.EventCapacity` must hold them);
+            None otherwise (the C++ form has no capacities).
     """
 
     counts: Float[Array, "trials neurons"]

@@ -167,12 +167,18 @@ def propagate_events_native(
 ) -> Float[Array, "trials neurons"]:
     """:func:`propagate_events` in C++ (``brainsim.kernels.events_forward`` and
     ``events_backward``), with the same values and gradients (to rounding: sums in CSR
-    order) and no capacity."""
+    order) and no capacity. ``weight`` must have ``out``'s dtype."""
+    return _native_forward(out, weight, indptr, post)
+
+
+def _native_forward(out, weight, indptr, post):
+    if weight.dtype != out.dtype:
+        raise ValueError(f"weight is {weight.dtype}, out {out.dtype}: give both one dtype")
     return events_forward(out, weight, indptr, post)
 
 
 def _native_fwd(out, near, weight, indptr, post):
-    return events_forward(out, weight, indptr, post), (out, near, weight, indptr, post)
+    return _native_forward(out, weight, indptr, post), (out, near, weight, indptr, post)
 
 
 def _native_bwd(res, g):

@@ -228,6 +228,7 @@ def build_task(
     ``native`` (``propagation="events"`` only): the propagation in C++ on the CPU; ``None``
     where it can run (:func:`brainsim.fit._events.native_events_choice`).
     """
+    _native_only_for_events(native, propagation)
     dtype = network.counts.dtype
     n_steps = int(round(duration_ms / model.dt_ms))
     if n_steps < 1:
@@ -263,15 +264,22 @@ def build_task(
     )
 
 
+def _native_only_for_events(native, propagation) -> None:
+    if native and propagation != "events":
+        raise ValueError(f'native=True is for propagation="events", not {propagation!r}')
+
+
 def split_trials(task: FitTask, n_devices: int) -> FitTask:
     """The task with its trial axis split over ``n_devices`` devices (a one-axis
     ``trials`` mesh): the drive's per-trial fields and the replayed events are placed
     split, everything else stays replicated, and XLA partitions the differentiable run and
     its gradient accordingly (GSPMD). Every trial draws its noise from its global trial
     number, so the loss and gradient equal one device's up to the order of the sums over
-    trials (tested)."""
+    trials (tested). The event path runs in its JAX form there: GSPMD would replicate the
+    C++ propagation (every device propagating every trial)."""
     if n_devices == 1:
         return task
+    task = dataclasses.replace(task, native=False)
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 

@@ -16,6 +16,7 @@
 // order (the JAX form's scatter order may differ: equal to rounding).
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "common.h"
 
@@ -33,6 +34,23 @@ struct Csr {
   int64_t start(int64_t i) const { return wide ? p64[i] : p32[i]; }
 };
 
+// What both kernels check: out 2-D [rows, n]; weight (and g) of out's float type; indptr
+// int32 or int64 [n + 1]; post as long as weight. An empty string: all well.
+const char* check(ffi::AnyBuffer out, ffi::AnyBuffer w, ffi::AnyBuffer indptr,
+                  ffi::Buffer<ffi::S32> post) {
+  if (out.dimensions().size() != 2) return "out must be [rows, neurons]";
+  if (w.element_type() != out.element_type()) return "weight must have out's float type";
+  const auto it = indptr.element_type();
+  if (it != ffi::DataType::S32 && it != ffi::DataType::S64) return "indptr: int32 or int64";
+  if (indptr.element_count() != out.dimensions()[1] + 1) return "indptr must be [n + 1]";
+  if (post.element_count() != w.element_count()) return "post and weight differ in length";
+  return "";
+}
+
+ffi::Error invalid(const char* kernel, const char* why) {
+  return ffi::Error::InvalidArgument(std::string(kernel) + ": " + why);
+}
+
 Csr csr_of(ffi::AnyBuffer indptr, ffi::Buffer<ffi::S32> post) {
   Csr c;
   c.wide = indptr.element_type() == ffi::DataType::S64;
@@ -46,11 +64,11 @@ template <typename T>
 ffi::Error Forward(ffi::ThreadPool& pool, ffi::AnyBuffer out_buf, ffi::AnyBuffer w_buf,
                    ffi::AnyBuffer indptr, ffi::Buffer<ffi::S32> post,
                    ffi::Result<ffi::AnyBuffer> i_out) {
+  if (const char* why = check(out_buf, w_buf, indptr, post); *why) {
+    return invalid("brainsim_events_forward", why);
+  }
   const auto dims = out_buf.dimensions();
   const int64_t rows = dims[0], n = dims[1];
-  if (indptr.element_count() != n + 1 || i_out->element_count() != rows * n) {
-    return ffi::Error::InvalidArgument("brainsim_events_forward: inconsistent sizes");
-  }
   const T* out = reinterpret_cast<const T*>(out_buf.untyped_data());
   const T* w = reinterpret_cast<const T*>(w_buf.untyped_data());
   T* cur = reinterpret_cast<T*>(i_out->untyped_data());
@@ -80,12 +98,17 @@ ffi::Error Backward(ffi::ThreadPool& pool, ffi::AnyBuffer out_buf,
                     ffi::AnyBuffer indptr, ffi::Buffer<ffi::S32> post, ffi::AnyBuffer g_buf,
                     ffi::Result<ffi::AnyBuffer> d_out_buf,
                     ffi::Result<ffi::AnyBuffer> d_w_buf) {
+  if (const char* why = check(out_buf, w_buf, indptr, post); *why) {
+    return invalid("brainsim_events_backward", why);
+  }
   const auto dims = out_buf.dimensions();
   const int64_t rows = dims[0], n = dims[1];
   const int64_t n_w = w_buf.element_count();
-  if (indptr.element_count() != n + 1 || near_buf.element_count() != rows * n ||
-      g_buf.element_count() != rows * n || d_w_buf->element_count() != n_w) {
-    return ffi::Error::InvalidArgument("brainsim_events_backward: inconsistent sizes");
+  if (g_buf.element_type() != out_buf.element_type()) {
+    return invalid("brainsim_events_backward", "g must have out's float type");
+  }
+  if (near_buf.element_count() != rows * n || g_buf.element_count() != rows * n) {
+    return invalid("brainsim_events_backward", "near and g must be [rows, neurons] as out");
   }
   const T* out = reinterpret_cast<const T*>(out_buf.untyped_data());
   const bool* near = near_buf.typed_data();
