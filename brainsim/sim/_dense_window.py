@@ -34,9 +34,10 @@ from brainsim.kernels import (
     dense_lif_chunk,
     scatter_to,
 )
-from brainsim.models import LIF, AbstractNeuron, LIFState, NeuronInput, per_neuron
+from brainsim.models import LIF, AbstractNeuron, LIFState, NeuronInput
 from brainsim.sim._chunk import ChunkOutput, KernelCounts
 from brainsim.sim._network import Network
+from brainsim.sim._params import native_neuron_consts
 from brainsim.sim._protocol import Drive
 from brainsim.sim._windowed import Budgets, window_events
 
@@ -113,9 +114,6 @@ def dense_lif_native_chunk(
     dtype = neurons.u.dtype
     n_trials, n = neurons.u.shape
     d = model.delay_steps
-    p = aux.params
-    kick = per_neuron(p["f_poi"] * p["w_syn"], n, dtype)  # as LIF.step forms f_poi x w_syn
-    consts = jnp.stack([per_neuron(p["v_th"], n, dtype), per_neuron(p["v_reset"], n, dtype), kick])
     u, g, since, flat, k, counts, u_rec, g_rec = dense_lif_chunk(
         neurons.u,
         neurons.g,
@@ -126,10 +124,9 @@ def dense_lif_native_chunk(
         net.indices,
         net.counts,
         jnp.broadcast_to(jnp.asarray(model.synapse_weight(), dtype), (n,)),
-        None if (cut := drive.outputs_cut()) is None else cut.ravel(),
-        None if drive.removed is None else drive.removed.ravel(),
+        *drive.flat_masks(),
         aux.refractory_steps,
-        consts,
+        native_neuron_consts(aux.params, n, dtype),
         jnp.stack(aux.props),
         jnp.reshape(w0, (1,)).astype(jnp.int32),
         drive.input_idx,

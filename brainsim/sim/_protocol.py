@@ -259,6 +259,15 @@ class Drive(eqx.Module):
             return self.silenced
         return self.removed if self.silenced is None else self.silenced | self.removed
 
+    def flat_masks(self):
+        """``(outputs cut, removed)``, each flattened to [trials x neurons] or None: the
+        masks as the native kernels take them."""
+        cut = self.outputs_cut()
+        return (
+            None if cut is None else cut.ravel(),
+            None if self.removed is None else self.removed.ravel(),
+        )
+
     def incoming(self, syn_in_mv):
         """Synaptic input with removed neurons' incoming synapses zeroed."""
         return syn_in_mv if self.removed is None else jnp.where(self.removed, 0, syn_in_mv)

@@ -166,8 +166,10 @@ def _chunk_finite(out, *, dense: bool, none: int | None) -> bool:
 def _on_host(x) -> bool:
     """Whether a device array lives in this process's CPU memory (numpy reads it in
     place)."""
-    return isinstance(x, jax.Array) and x.is_fully_addressable and all(
-        d.platform == "cpu" for d in x.devices()
+    return (
+        isinstance(x, jax.Array)
+        and x.is_fully_addressable
+        and all(d.platform == "cpu" for d in x.devices())
     )
 
 
@@ -318,9 +320,7 @@ def predicted_budgets(
     return floor.grown(need, extrapolate=False).capped(n_trials * n)
 
 
-def dense_budgets(
-    net: Network, protocol: Protocol, model, n_trials: int, n_steps: int
-) -> Budgets:
+def dense_budgets(net: Network, protocol: Protocol, model, n_trials: int, n_steps: int) -> Budgets:
     """The dense-window stepper's first budgets (it sizes only the spike and event lists):
     four times the spikes per window that the inputs' own events cause (Poisson rates and
     replayed events; recurrent spikes add to them, each input event alone fires a LIF
@@ -549,6 +549,7 @@ def _run_reference(spec: _RunSpec, gaps: bool):
         return reference_chunk(
             model, aux, synapses, drive, state, jnp.int32(t), replay, key, rec_dev
         )
+
     sp_trial, sp_step, sp_neuron = [], [], []
     traces: dict = {k: [] for k in model.trace_names}
     t = 0

@@ -54,10 +54,10 @@ from brainsim.kernels import (
     window_deliver,
     windowed_lif_chunk,
 )
-from brainsim.models import LIF, SINCE_MAX, per_neuron
+from brainsim.models import LIF, SINCE_MAX
 from brainsim.sim._chunk import ChunkOutput, KernelCounts
 from brainsim.sim._network import Network
-from brainsim.sim._params import neuron_params, propagators
+from brainsim.sim._params import native_neuron_consts, neuron_params, propagators
 from brainsim.sim._protocol import Drive
 
 # drive values (windows x steps x trials x inputs) up to which a chunk's input is drawn at once
@@ -346,21 +346,8 @@ def windowed_chunk(
     params = neuron_params(model, dtype)
     w_syn_pre = jnp.broadcast_to(params["w_syn"], (n,))
     n_always = always_idx.shape[0]
-    always_flat = (jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n + always_idx).ravel()
-    # inputs and recorded neurons are among the always-active ones: their positions there
-    input_pos = jnp.searchsorted(always_idx, drive.input_idx).astype(jnp.int32)
-    rec_pos = jnp.searchsorted(always_idx, rec_idx).astype(jnp.int32)
-    lag_table, arrival_table, c_window = jump_tables(model, dtype)
-    # The stepping bound. In float64 a neuron is stepped only if it can cross threshold
-    # within this window. In float32 it is stepped as soon as it could ever reach threshold
-    # (the PSP's peak): the trajectories that end near threshold are then integrated step by
-    # step like Brian2's, not jumped; jumps round differently, and in float32 a threshold
-    # tie can flip (measured against Brian2 float64 on the 20k network, input seed 3:
-    # 82.5% of its spikes with the window bound, 99.998% with the peak bound; float64 100%
-    # either way). Per-neuron time constants (no tables) use the peak bound too.
-    window_bound = arrival_table is not None and jnp.dtype(dtype).itemsize == 8
-    if not window_bound:
-        c_window = peak
+    always_flat, input_pos, rec_pos = always_positions(n_trials, n, always_idx, drive, rec_idx)
+    lag_table, arrival_table, c_window, window_bound = stepping_bound(model, dtype, peak)
     if native and lag_table is None:
         raise ValueError("the native window kernel needs time constants shared by all neurons")
     tol = threshold_tolerance
@@ -488,11 +475,8 @@ def windowed_chunk(
         return (new, table), (flat_sp, k_sp, counts, v_rec, g_rec)
 
     if native:  # the native kernel's constants and masks, the same for every window
-        p0 = neuron_params(model, dtype)
-        consts = delivery_consts(model, dtype, c_window, peak, window_bound, tol(p0))
-        silent = drive.outputs_cut()
-        silent = None if silent is None else silent.ravel()
-        removed = None if drive.removed is None else drive.removed.ravel()
+        consts = delivery_consts(model, dtype, c_window, peak, window_bound)
+        silent, removed = drive.flat_masks()
         # the always-active entries hold stepped slots 0..K-1 in the order of always_flat
         always_slot = jnp.arange(n_trials * n_always, dtype=jnp.int32).reshape(n_trials, -1)
         native_in_slot = always_slot[:, input_pos].ravel()
@@ -539,7 +523,7 @@ def windowed_chunk(
         )
         rows = pack_cells(vs, gs, ss, jnp.broadcast_to(w + 1, ss.shape))
         cells = cells.at[trash_index(st_flat, none)].set(rows, mode="clip")
-        awake_st = stays_awake(live_s, vs, gs, ss, rfc_s, p0)
+        awake_st = stays_awake(live_s, vs, gs, ss, rfc_s, params)
         merged = jnp.concatenate([aw_jumped, jnp.where(awake_st, st_flat, none)])
         aw_pos, _ = compact(merged < none, budgets.awake)
         awake_flat = jnp.where(
@@ -584,14 +568,42 @@ def threshold_tolerance(p):
     return 1e-4 * (jnp.abs(p["v_th"]) + 1.0)
 
 
-def delivery_consts(model: LIF, dtype, c_window, peak: float, window_bound: bool, tol):
+def delivery_consts(model: LIF, dtype, c_window, peak: float, window_bound: bool):
     """The native delivery's constants: ``(v_th - tol, c_window, peak, k_d, ks_d, c_d,
-    window_bound)`` (``v_th`` from rest; the window's propagators)."""
+    window_bound)`` (``v_th`` from rest, :func:`threshold_tolerance`; the window's
+    propagators)."""
     p0 = neuron_params(model, dtype)
     k_d, ks_d, c_d = propagators(model, model.delay_steps, dtype)
     return jnp.stack(
-        [p0["v_th"] - tol, c_window, peak, k_d, ks_d, c_d, float(window_bound)]
+        [p0["v_th"] - threshold_tolerance(p0), c_window, peak, k_d, ks_d, c_d, float(window_bound)]
     ).astype(dtype)
+
+
+def stepping_bound(model: LIF, dtype, peak: float):
+    """``(lag_table, arrival_table, c_window, window_bound)``: the exact-jump tables
+    (:func:`jump_tables`) and the bound a neuron must be able to reach to be stepped.
+
+    In float64 a neuron is stepped only if it can cross threshold within this window. In
+    float32 it is stepped as soon as it could ever reach threshold (the PSP's peak): the
+    trajectories that end near threshold are then integrated step by step like Brian2's,
+    not jumped; jumps round differently, and in float32 a threshold tie can flip (measured
+    against Brian2 float64 on the 20k network, input seed 3: 82.5% of its spikes with the
+    window bound, 99.998% with the peak bound; float64 100% either way). Per-neuron time
+    constants (no tables) use the peak bound too."""
+    lag_table, arrival_table, c_window = jump_tables(model, dtype)
+    window_bound = arrival_table is not None and jnp.dtype(dtype).itemsize == 8
+    if not window_bound:
+        c_window = peak
+    return lag_table, arrival_table, c_window, window_bound
+
+
+def always_positions(n_trials: int, n: int, always_idx, drive: Drive, rec_idx):
+    """The always-active entries (trial x n + neuron, trial-major) and the positions of the
+    inputs and recorded neurons among a trial's always-active neurons."""
+    always_flat = (jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n + always_idx).ravel()
+    input_pos = jnp.searchsorted(always_idx, drive.input_idx).astype(jnp.int32)
+    rec_pos = jnp.searchsorted(always_idx, rec_idx).astype(jnp.int32)
+    return always_flat, input_pos, rec_pos
 
 
 @eqx.filter_jit
@@ -622,38 +634,31 @@ def windowed_native_chunk(
     n_trials = none // n
     d = model.delay_steps
     p0 = neuron_params(model, dtype)
-    lag_table, arrival_table, c_window = jump_tables(model, dtype)
+    lag_table, arrival_table, c_window, window_bound = stepping_bound(model, dtype, peak)
     if lag_table is None:
         raise ValueError("the native window kernel needs time constants shared by all neurons")
-    # (the bound of windowed_chunk: the window's in float64, the PSP's peak in float32)
-    window_bound = jnp.dtype(dtype).itemsize == 8
-    if not window_bound:
-        c_window = peak
-    consts = delivery_consts(model, dtype, c_window, peak, window_bound, threshold_tolerance(p0))
-    kick = per_neuron(p0["f_poi"] * p0["w_syn"], n, dtype)  # as LIF.step forms f_poi x w_syn
-    silent = drive.outputs_cut()
+    always_flat, input_pos, rec_pos = always_positions(n_trials, n, always_idx, drive, rec_idx)
     cells, pend_flat, pend_k, awake, flat, k, counts, u_rec, g_rec = windowed_lif_chunk(
         state.cells,
         state.pending_flat,
         state.pending_k,
         state.awake_flat,
-        (jnp.arange(n_trials, dtype=jnp.int32)[:, None] * n + always_idx).ravel(),
+        always_flat,
         net.indptr,
         net.indices,
         net.counts,
         jnp.broadcast_to(p0["w_syn"], (n,)),
-        None if silent is None else silent.ravel(),
-        None if drive.removed is None else drive.removed.ravel(),
+        *drive.flat_masks(),
         refractory_steps,
         lag_table,
         arrival_table,
-        consts,
+        delivery_consts(model, dtype, c_window, peak, window_bound),
         jnp.stack(propagators(model, 1, dtype)),
-        jnp.stack([per_neuron(p0["v_th"], n, dtype), per_neuron(p0["v_reset"], n, dtype), kick]),
+        native_neuron_consts(p0, n, dtype),
         jnp.reshape(w0, (1,)).astype(jnp.int32),
         drive.input_idx,
-        jnp.searchsorted(always_idx, drive.input_idx).astype(jnp.int32),
-        jnp.searchsorted(always_idx, rec_idx).astype(jnp.int32),
+        input_pos,
+        rec_pos,
         *drive.native_args(key, d, replay_offsets, replay_events),
         n_neurons=n,
         n_windows=(replay_offsets.shape[0] - 1) // n_trials,

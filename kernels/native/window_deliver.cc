@@ -27,14 +27,9 @@
 // back to the JAX form when no compiler is present).
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
-#include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "common.h"

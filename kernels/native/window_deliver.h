@@ -255,7 +255,7 @@ constexpr int64_t kParallelWork = 2048;
 // for each synaptic event onto one (in event order: the sums round as the JAX form's), and
 // ``awake(entry)`` for each entry the jumps left awake, part by part.
 struct MergeCounts {
-  int64_t active = 0, stepped = 0, events = 0, awake = 0, nonfinite = 0;
+  int64_t active = 0, stepped = 0, events = 0, nonfinite = 0;
 };
 
 template <typename T, typename List, typename Arrive, typename Awake>
@@ -285,7 +285,6 @@ MergeCounts merge_parts(const Inputs<T>& in, std::vector<Part<T>>& pool, int wor
     out.active += p.n_active;
     out.events += p.n_events;
     out.stepped += count;
-    out.awake += static_cast<int64_t>(p.awake.size());
     out.nonfinite += p.nonfinite;
   }
   return out;
