@@ -256,3 +256,27 @@ def test_native_events_only_where_they_apply(network):
     assert not build_task(
         net, proto, LIF(), targets, propagation="events", native=False, **kw
     ).native
+
+
+def test_the_native_event_kernels_check_their_arguments():
+    """The C++ kernels refuse arrays they would misread (called directly, past the Python
+    checks): a weight of another float type, an indptr of the wrong length or type."""
+    from brainsim.kernels import events_backward, events_forward
+
+    out = jnp.zeros((2, 4), jnp.float32).at[0, 1].set(1.0)
+    indptr = jnp.asarray([0, 1, 2, 3, 4], jnp.int32)
+    post = jnp.asarray([1, 2, 3, 0, 0], jnp.int32)  # 4 connections and the padding one
+    w = jnp.ones(5, jnp.float32)
+    assert float(events_forward(out, w, indptr, post).sum()) == 1.0
+    bad = [
+        ((out, w.astype(jnp.float16), indptr, post), "weight must have out's float type"),
+        ((out, w, indptr[:-1], post), r"indptr must be \[n \+ 1\]"),
+        ((out, w, indptr.astype(jnp.float32), post), "indptr: int32 or int64"),
+        ((out, w, indptr, post[:-1]), "post and weight differ in length"),
+    ]
+    for args, why in bad:
+        with pytest.raises(Exception, match=why):
+            jax.block_until_ready(events_forward(*args))
+    near = jnp.ones((2, 4), bool)
+    with pytest.raises(Exception, match="g must have out's float type"):
+        jax.block_until_ready(events_backward(out, near, w, indptr, post, out.astype(jnp.float16)))
