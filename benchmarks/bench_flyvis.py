@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -32,6 +33,8 @@ import numpy as np  # noqa: E402
 
 from brainsim.flyvis import _simulate as sim  # noqa: E402
 from brainsim.flyvis import expand, initial, moving_edge, read_spec, trained  # noqa: E402
+
+TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "flyvis_train_motion.toml"
 from brainsim.flyvis._data import connectome_file  # noqa: E402
 
 
@@ -66,23 +69,29 @@ def time_brainsim(lat, params, frames, sparse: bool, repeats: int) -> dict:
 
 
 def time_train_step(extent: int, repeats: int) -> dict:
+    """One Adam step of the motion task of ``configs/flyvis_train_motion.toml`` (its stimuli,
+    readout and step) at ``extent``, from flyvis's initial parameters."""
     import optax
 
+    from brainsim.experiments._config import read_toml
     from brainsim.flyvis._train import (
-        MotionTask,
         _trainables,
         decoded_types,
         make_loss,
         make_update,
         motion_batch,
+        parse_task,
     )
 
+    raw, path = read_toml(TRAIN_CONFIG)
+    task = parse_task(raw["fit"], str(path))
+    dt_ms = float(raw["simulation"]["dt_ms"])
     lat = expand(read_spec(connectome_file("flyvis:fib25-fib19_v2.2")), extent, 1.0)
     p0 = initial(lat, 0)
-    task = MotionTask(speeds=(19.0,))
-    frames, vel, moving = motion_batch(extent, task, 0.02, 0)
+    frames, vel, moving = motion_batch(extent, task, dt_ms / 1000.0, 0)
     types = decoded_types(lat, task)
-    loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, task.steady_state_s, types)
+    loss, fixed = make_loss(lat, p0, dt_ms, frames, vel, moving, task.steady_state_s, types,
+                            readout=task.readout, radius=task.pool_radius)  # fmt: skip
     theta = _trainables(lat, p0, 0, task)
     opt = optax.adam(0.01)
     state = opt.init(theta)

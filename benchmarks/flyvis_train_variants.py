@@ -46,13 +46,19 @@ def main() -> None:
                     help="learning rate of the biases (default --lr)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--leak", type=float, default=0.0, help="feature slope below grey")
-    ap.add_argument("--pool-radius", type=int, default=-1, help="read columns this close")
+    ap.add_argument("--pool-radius", type=int, default=None,
+                    help="read columns this close (-1: all; default: the config's)")
     ap.add_argument("--scale", default="batch", choices=("batch", "initial", "floored"))
     ap.add_argument("--rest-floor", type=float, default=None,
                     help="penalise cells resting below this at grey")  # fmt: skip
-    ap.add_argument("--readout", default="steps", choices=("steps", "mean", "peak", "columns"))
+    ap.add_argument("--frozen-start", action="store_true",
+                    help="hold the grey steady state fixed in the gradient (before 2026-12-06)")
+    ap.add_argument("--readout", default=None, choices=("steps", "mean", "peak", "columns"),
+                    help="default: the config's")
     ap.add_argument("--probe", type=int, default=0,
                     help="every N steps: gradient norms and response sizes (0: none)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the decoder's start and the textures (default: the config's)")
     ap.add_argument("--tag", default="variant")
     ap.add_argument("--ensemble-ratios", action="store_true",
                     help="print how far the trained ensemble's strengths are from flyvis's "
@@ -71,12 +77,18 @@ def main() -> None:
     from brainsim.flyvis._experiment import _setup, simulate_frames
 
     raw, path = read_toml(CONFIG)
+    if a.seed is not None:
+        raw["simulation"]["seed"] = a.seed
     cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
     task = T.parse_task(raw["fit"], str(path))
     task = dataclasses.replace(
         task, stimuli=tuple(a.stimuli.split(",")), decode_from=tuple(a.decode.split(",")),
         steps=a.steps, learning_rate=a.lr,
     )  # fmt: skip
+    if a.readout is not None:
+        task = dataclasses.replace(task, readout=a.readout)
+    if a.pool_radius is not None:
+        task = dataclasses.replace(task, pool_radius=None if a.pool_radius < 0 else a.pool_radius)
     lattice, params0 = _setup(cfg, load_connectome(cfg), lambda *x: None)
     dt_ms = cfg.simulation["dt_ms"]
     dt_s = dt_ms / 1000.0
@@ -90,9 +102,10 @@ def main() -> None:
         frames, vel, moving = frames[:, keep], vel[keep], moving[:, keep]
     types = T.decoded_types(lattice, task)
     loss_fn, fixed = T.make_loss(lattice, params0, dt_ms, frames, vel, moving,
-                                 task.steady_state_s, types, a.leak, a.readout,
-                                 None if a.pool_radius < 0 else a.pool_radius,
-                                 a.scale, a.rest_floor)  # fmt: skip
+                                 task.steady_state_s, types, a.leak, task.readout,
+                                 task.pool_radius,
+                                 a.scale, a.rest_floor,
+                                 not a.frozen_start)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     def rate(base):
@@ -159,7 +172,8 @@ def main() -> None:
     for name, step, th in (("best", best[1], best[2]), ("last", k + 1, theta)):
         p = T.type_params(lattice, params0, jax.device_get(th), dt_s)
         rec = {"tag": a.tag, "params": name, "step": step, "best_loss": round(best[0], 4),
-               "dsi_change": tuning(p), "args": vars(a)}  # fmt: skip
+               "dsi_change": tuning(p), "args": vars(a),
+               "readout": task.readout, "pool_radius": task.pool_radius}  # fmt: skip
         print(json.dumps(rec), flush=True)
 
 

@@ -525,7 +525,9 @@ def _train_config(tmp_path, **fit):
 def test_training_writes_trained_params_and_their_tuning(tmp_path, own_cache):
     from brainsim import cli
 
-    cfg = _train_config(tmp_path)
+    # read per column (the shipped config's readout), in the 7 central columns
+    cfg = _train_config(tmp_path, readout='"columns"', pool_radius="1",
+                        decode_from='["T4a", "T4b", "T5a", "T5b"]')  # fmt: skip
     assert cli.main(["fit", str(cfg), "--quiet"]) == 0
     out = tmp_path / "fit"
     hist = pq.read_table(out / "history.parquet").to_pandas()
@@ -539,6 +541,7 @@ def test_training_writes_trained_params_and_their_tuning(tmp_path, own_cache):
     assert np.all(np.abs(np.log(ratio)) <= 0.0201)
     assert np.all(p.time_const_s >= 0.02 - 1e-12)
     man = json.loads((out / "manifest.json").read_text())
+    assert (man["task"]["readout"], man["task"]["pool_radius"]) == ("columns", 1)
     assert man["best_loss"] == pytest.approx(hist.loss.min())
     assert man["best_step"] == int(hist.step[hist.loss.idxmin()])
     if man["best_step"] > 1:
@@ -593,6 +596,9 @@ def test_a_diverging_training_stops_and_writes_its_last_finite_parameters(
         ("batch", "3", "unknown key 'batch'"),
         ("task", '"flow"', 'task = "motion"'),
         ("max_loss_ratio", "0.5", "max_loss_ratio: must be > 1, or 0"),
+        ("readout", '"last"', "readout: expected one of steps, mean, peak, columns"),
+        ("pool_radius", "-1", "pool_radius: must be >= 0"),
+        ("pool_radius", "1.5", "pool_radius: expected int"),
     ],
 )
 def test_training_config_errors(tmp_path, own_cache, key, value, match):
@@ -672,3 +678,37 @@ def test_motion_loss_readouts_closed_forms(spec):
     assert sparse  # types with cells at fewer columns (a stride above 1)
     with pytest.raises(ValueError, match="lacks cells at"):
         make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", sparse[0]], readout="columns")
+
+
+def test_motion_loss_gradient_follows_the_steady_state(spec):
+    """The training differentiates through the grey steady state that the stimuli start
+    from and the features are measured from. Moving every bias along a random direction
+    barely changes the loss (the features are changes from the resting level, which the
+    steady state recomputes): the gradient along it matches a central finite difference.
+    Held fixed (the code before 2026-12-06), the same gradient is orders of magnitude off,
+    as it reads the relaxation to the new resting level as a response."""
+    import jax
+    import jax.numpy as jnp
+
+    from brainsim.flyvis._train import MotionTask, _trainables, make_loss, motion_batch
+
+    lat = expand(spec, 2, 1.0)
+    p0 = initial(lat, 0)
+    types = ["T4a", "T5a"]
+    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=tuple(types))
+    frames, vel, moving = motion_batch(2, task, 0.02, 0)
+    theta = _trainables(lat, p0, 0, task)
+    d = np.random.default_rng(1).normal(size=theta["bias"].shape)
+    eps = 1e-2
+    shifted = [theta | {"bias": theta["bias"] + s * eps * jnp.asarray(d, jnp.float32)}
+               for s in (1, -1)]  # fmt: skip
+    along = {}
+    for followed in (True, False):
+        loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, 0.5, types,
+                                readout="columns", steady_gradient=followed)  # fmt: skip
+        g = np.asarray(jax.grad(loss)(theta, fixed)["bias"], np.float64)
+        along[followed] = float(g @ d)
+        fd = (float(loss(shifted[0], fixed)) - float(loss(shifted[1], fixed))) / (2 * eps)
+    # the finite difference is the same for both (the loss is); float32 rounding ~1e-4
+    assert abs(along[True] - fd) < 2e-3, (along, fd)
+    assert abs(along[False] - fd) > 1.0, (along, fd)

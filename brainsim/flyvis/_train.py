@@ -4,13 +4,20 @@ task with optax, and measure the direction selectivity that emerges.
 The task (``[fit] task = "motion"``): stimuli moving at a known velocity on the lattice
 (moving ON and OFF edges, and/or drifting random textures: ``stimuli``), a linear decoder of
 the velocity ``(v_x, v_y)`` (in units of the fastest speed) from the output types' activity
-pooled over columns (the rectified depolarisation from grey, ``relu(V - V_grey)``, averaged
-over each output type's cells and divided by its root mean square over the batch: a pooled
-readout carries the direction of uniform motion only if the cells themselves are direction
-selective, as opposite motions give a non-selective cell mirror-image responses), and the
-mean squared error of the decoded velocity relative to its size while the stimulus moves
-(from ``loss_delay_ms`` after its onset to its end), over all stimuli of the batch. The
-decoder is trained with the network.
+(the rectified depolarisation from grey, ``relu(V - V_grey)``, divided by its root mean
+square over the batch), and the mean squared error of the decoded velocity relative to its
+size while the stimulus moves (from ``loss_delay_ms`` after its onset to its end), over all
+stimuli of the batch. The decoder is trained with the network. ``readout`` says what it
+reads: ``"columns"``, every column (within ``pool_radius`` of the centre) from that
+column's own cells, one decoder shared by the columns as flyvis decodes optic flow per
+column; a cell without direction selectivity sees opposite motions pass in mirror image,
+so this readout is solved only by direction-selective cells. ``"steps"`` pools each type
+over the columns; the cells at the lattice's edge, whose inputs are cut off on one side,
+then carry the direction without becoming selective (``benchmarks/RESULTS.md``).
+
+The gradient runs through the grey steady state that every stimulus starts from and that
+the features are measured from, so a parameter that moves the resting levels is not read
+as a response (the steady state is computed once per batch, for all stimuli).
 
 Trained, with flyvis's parameters (Lappalainen et al. 2024): the bias of every type, its
 time constant (clamped below at dt in the dynamics, as flyvis) and the strength of every
@@ -40,6 +47,11 @@ Schema of ``[fit]`` (all optional but ``task``)::
     max_loss_ratio = 1000.0        # a loss above this many times step 1's stops the
                                    # training as diverged, as a NaN does (0: only NaN, inf)
     decode_from = []               # cell types the decoder reads (default: the output types)
+    readout = "steps"              # "steps": pooled over columns, every step; "columns":
+                                   # every column from its own cells, every step; "mean",
+                                   # "peak": pooled, once per stimulus (see make_loss)
+    pool_radius = 3                # read only the columns this close to the centre
+                                   # (hexagonal distance; default: every column)
 
 Writes: ``params.npz`` (the parameters of the lowest loss, as flyvis keeps its best
 checkpoint; ``[model] params`` can name it),
@@ -79,6 +91,8 @@ _KEYS = {
     "clip_norm": float,
     "max_loss_ratio": float,
     "decode_from": list,
+    "readout": str,
+    "pool_radius": int,
 }
 
 
@@ -98,6 +112,8 @@ class MotionTask:
     clip_norm: float = 1.0
     max_loss_ratio: float = 1000.0
     decode_from: tuple[str, ...] = ()  # cell types read by the decoder; () = output types
+    readout: str = "steps"  # see make_loss
+    pool_radius: int | None = None  # read the columns this close to the centre; None: all
 
 
 def parse_task(fit: dict, where: str) -> MotionTask:
@@ -124,6 +140,11 @@ def parse_task(fit: dict, where: str) -> MotionTask:
         raise ConfigError(f"{w} textures_per_direction: must be >= 1")
     if not all(isinstance(t, str) for t in task.decode_from):
         raise ConfigError(f"{w} decode_from: expected a list of cell type names")
+    if task.readout not in READOUTS:
+        raise ConfigError(f"{w} readout: expected one of {', '.join(READOUTS)}, "
+                          f"got {task.readout!r}")  # fmt: skip
+    if task.pool_radius is not None and task.pool_radius < 0:
+        raise ConfigError(f"{w} pool_radius: must be >= 0 (omit it to read every column)")
     r = task.max_loss_ratio
     if not (np.isfinite(r) and (r == 0 or r > 1)):
         raise ConfigError(f"{w} max_loss_ratio: must be > 1, or 0 (off), got {r:g}")
@@ -232,6 +253,7 @@ def make_loss(
     radius=None,
     scale="batch",
     rest_floor=None,
+    steady_gradient=True,
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -253,7 +275,9 @@ def make_loss(
     (``"floored"``: a response that shrinks reads as smaller, so its gradient is not
     amplified as the batch's own size would). ``rest_floor``: adds the mean over cells of
     ``(relu(rest_floor - V_grey) / rest_floor)**2``, which keeps cells from resting near or
-    below 0, where they stop transmitting (None: no such term)."""
+    below 0, where they stop transmitting (None: no such term). ``steady_gradient``:
+    differentiate through the grey steady state where the stimuli start and which the
+    features are measured from (False: hold it fixed, as before 2026-12-06)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if scale not in SCALES:
@@ -322,11 +346,16 @@ def make_loss(
         if n_steady:  # the same for every stimulus: once, then broadcast
             grey = jnp.full((n_steady, 1, net.n_columns), 0.5, jnp.float32)
             v = jax.lax.scan(lambda x, fr: (sim.step(net, x, fr), None), v, grey)[0]
-            if rest_floor is None:  # (differentiated only for the rest_floor term)
-                v = jax.lax.stop_gradient(v)
         rest = v[0]
-        v = jnp.broadcast_to(jax.lax.stop_gradient(v), (b, n_cells))
-        grey_v = v  # each cell's voltage at grey
+        if not steady_gradient:
+            v = jax.lax.stop_gradient(v)
+        # each cell's voltage at grey, where every stimulus starts. Differentiated (the
+        # default), a parameter that moves the resting levels moves the start and the
+        # reference of the features with them, so that only the change of the responses
+        # reaches the loss; held fixed, the same change reads as a response (the network
+        # relaxing from the old rest to the new one), a gradient of the biases thousands of
+        # times the others' at flyvis's initial parameters
+        v = grey_v = jnp.broadcast_to(v, (b, n_cells))
 
         def body(x, fr):
             x = sim.step(net, x, fr)
@@ -478,8 +507,9 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     )
     types = decoded_types(lattice, task)
     loss_fn, fixed = make_loss(
-        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s, types
-    )
+        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s, types,
+        readout=task.readout, radius=task.pool_radius,
+    )  # fmt: skip
     theta = _trainables(lattice, params0, cfg.simulation["seed"], task)
     opt = getattr(optax, task.optimizer)(task.learning_rate)
     if task.clip_norm > 0:
