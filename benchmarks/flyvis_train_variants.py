@@ -36,12 +36,16 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "flyvis_train_motion.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stimuli", default="edges,textures")
+    ap.add_argument("--speeds", default=None, help="columns/s, comma-separated (default: the config's)")
+    ap.add_argument("--textures-per-direction", type=int, default=None)
     ap.add_argument("--intensities", default="0,1", help="edge polarities kept (0 OFF, 1 ON)")
     ap.add_argument("--decode", default="T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d")
     ap.add_argument("--lr", type=float, default=0.004)
     ap.add_argument("--lr-end", type=float, default=None, help="cosine decay to this")
     ap.add_argument("--lr-strength", type=float, default=None,
                     help="learning rate of the strengths' log factors (default --lr)")  # fmt: skip
+    ap.add_argument("--lr-tau", type=float, default=None,
+                    help="learning rate of the time constants' log factors (default --lr)")
     ap.add_argument("--lr-bias", type=float, default=None,
                     help="learning rate of the biases (default --lr)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=500)
@@ -59,6 +63,7 @@ def main() -> None:
                     help="every N steps: gradient norms and response sizes (0: none)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=None,
                     help="seed of the decoder's start and the textures (default: the config's)")
+    ap.add_argument("--dt-ms", type=float, default=None, help="step (default: the config's)")
     ap.add_argument("--tag", default="variant")
     ap.add_argument("--ensemble-ratios", action="store_true",
                     help="print how far the trained ensemble's strengths are from flyvis's "
@@ -79,12 +84,18 @@ def main() -> None:
     raw, path = read_toml(CONFIG)
     if a.seed is not None:
         raw["simulation"]["seed"] = a.seed
+    if a.dt_ms is not None:
+        raw["simulation"]["dt_ms"] = a.dt_ms
     cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
     task = T.parse_task(raw["fit"], str(path))
     task = dataclasses.replace(
         task, stimuli=tuple(a.stimuli.split(",")), decode_from=tuple(a.decode.split(",")),
         steps=a.steps, learning_rate=a.lr,
     )  # fmt: skip
+    if a.speeds is not None:
+        task = dataclasses.replace(task, speeds=tuple(float(x) for x in a.speeds.split(",")))
+    if a.textures_per_direction is not None:
+        task = dataclasses.replace(task, textures_per_direction=a.textures_per_direction)
     if a.readout is not None:
         task = dataclasses.replace(task, readout=a.readout)
     if a.pool_radius is not None:
@@ -114,7 +125,7 @@ def main() -> None:
         return optax.cosine_decay_schedule(base, a.steps, a.lr_end / a.lr)
 
     # the strengths start far below the trained ones; the biases take the largest gradients
-    own = {"log_strength_factor": a.lr_strength, "bias": a.lr_bias}
+    own = {"log_strength_factor": a.lr_strength, "bias": a.lr_bias, "log_tau_factor": a.lr_tau}
     groups = {k: optax.adam(rate(v)) for k, v in own.items() if v is not None}
     adam = optax.adam(lr)
     if groups:
