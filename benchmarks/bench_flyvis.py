@@ -77,6 +77,7 @@ def time_train_step(extent: int, repeats: int) -> dict:
     from brainsim.flyvis._train import (
         _trainables,
         decoded_types,
+        decoder_channels,
         make_loss,
         make_update,
         motion_batch,
@@ -91,7 +92,8 @@ def time_train_step(extent: int, repeats: int) -> dict:
     frames, vel, moving = motion_batch(extent, task, dt_ms / 1000.0, 0)
     types = decoded_types(lat, task)
     loss, fixed = make_loss(lat, p0, dt_ms, frames, vel, moving, task.steady_state_s, types,
-                            readout=task.readout, radius=task.pool_radius)  # fmt: skip
+                            readout=task.readout, radius=task.pool_radius,
+                            channels=decoder_channels(lat, task))  # fmt: skip
     theta = _trainables(lat, p0, 0, task)
     opt = optax.adam(0.01)
     state = opt.init(theta)

@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--speeds", default=None, help="columns/s, comma-separated (default: the config's)")
     ap.add_argument("--textures-per-direction", type=int, default=None)
     ap.add_argument("--intensities", default="0,1", help="edge polarities kept (0 OFF, 1 ON)")
-    ap.add_argument("--decode", default="T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d")
+    ap.add_argument("--decode", default="T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d",
+                    help='decoder inputs; "T4a+T5a" sums two types into one')
     ap.add_argument("--lr", type=float, default=0.004)
     ap.add_argument("--lr-end", type=float, default=None, help="cosine decay to this")
     ap.add_argument("--lr-strength", type=float, default=None,
@@ -116,7 +117,8 @@ def main() -> None:
                                  task.steady_state_s, types, a.leak, task.readout,
                                  task.pool_radius,
                                  a.scale, a.rest_floor,
-                                 not a.frozen_start)  # fmt: skip
+                                 not a.frozen_start,
+                                 T.decoder_channels(lattice, task))  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     def rate(base):

@@ -712,3 +712,48 @@ def test_motion_loss_gradient_follows_the_steady_state(spec):
     # the finite difference is the same for both (the loss is); float32 rounding ~1e-4
     assert abs(along[True] - fd) < 2e-3, (along, fd)
     assert abs(along[False] - fd) > 1.0, (along, fd)
+
+
+def test_decoder_channels_sum_types(spec):
+    """``decode_from = ["R1+L1", "R8"]``: the decoder reads two inputs, the first the sum of
+    R1's and L1's scaled features (as ``"T4a+T5a"`` would; T4/T5 barely respond on this
+    small lattice); the loss equals that of a decoder reading the three types apart with
+    R1's weights repeated for L1. A type named twice in one entry, or
+    an unknown type, is a config error; a channel matrix of the wrong shape is refused."""
+    import jax.numpy as jnp
+
+    from brainsim.experiments import ConfigError
+    from brainsim.flyvis._train import (
+        MotionTask,
+        _trainables,
+        decoded_types,
+        decoder_channels,
+        make_loss,
+        motion_batch,
+    )
+
+    lat = expand(spec, 2, 1.0)
+    p0 = initial(lat, 0)
+    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=("R1+L1", "R8"))
+    types = decoded_types(lat, task)
+    assert types == ["R1", "L1", "R8"]
+    ch = decoder_channels(lat, task)
+    assert ch.tolist() == [[1, 0], [1, 0], [0, 1]]
+    theta = _trainables(lat, p0, 0, task)
+    assert theta["decoder_w"].shape == (2, 2)
+    frames, vel, moving = motion_batch(2, task, 0.02, 0)
+    for readout in ("steps", "columns"):
+        summed, f_s = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types,
+                                readout=readout, channels=ch)  # fmt: skip
+        apart, f_a = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types, readout=readout)
+        w = theta["decoder_w"]
+        repeated = theta | {"decoder_w": jnp.stack([w[:, 0], w[:, 0], w[:, 1]], axis=1)}
+        alone = theta | {"decoder_w": jnp.stack([w[:, 0], 0 * w[:, 0], w[:, 1]], axis=1)}
+        got = float(summed(theta, f_s))
+        assert got == pytest.approx(float(apart(repeated, f_a)), rel=1e-5)
+        assert abs(got - float(apart(alone, f_a))) > 1e-4
+    for bad, match in ((("R1+R1",), "names a type twice"), (("T4a+Tx9",), "not cell types")):
+        with pytest.raises(ConfigError, match=match):
+            decoder_channels(lat, MotionTask(decode_from=bad))
+    with pytest.raises(ValueError, match="channels must be"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types, channels=np.ones((2, 1)))

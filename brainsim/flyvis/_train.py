@@ -46,7 +46,8 @@ Schema of ``[fit]`` (all optional but ``task``)::
     clip_norm = 1.0                # optax.clip_by_global_norm; 0: none
     max_loss_ratio = 1000.0        # a loss above this many times step 1's stops the
                                    # training as diverged, as a NaN does (0: only NaN, inf)
-    decode_from = []               # cell types the decoder reads (default: the output types)
+    decode_from = []               # cell types the decoder reads (default: the output
+                                   # types); "T4a+T5a": one input summing both
     readout = "steps"              # "steps": pooled over columns, every step; "columns":
                                    # every column from its own cells, every step; "mean",
                                    # "peak": pooled, once per stimulus (see make_loss)
@@ -192,13 +193,37 @@ def motion_batch(extent: int, task: MotionTask, dt_s: float, seed: int):
 
 
 def decoded_types(lattice, task: MotionTask) -> list[str]:
-    """The cell types the decoder reads: ``decode_from``, else the file's output types; a
+    """The cell types the decoder reads, each once, in the order named: those of
+    ``decode_from`` (an entry ``"T4a+T5a"`` names two), else the file's output types; a
     name that is not a type is an error."""
-    names = list(task.decode_from) or list(lattice.spec.output_types)
+    names = []
+    for entry in _channel_entries(lattice, task):
+        names += [t for t in entry.split("+") if t not in names]
     unknown = [t for t in names if t not in lattice.spec.type_names]
     if unknown:
         raise ConfigError(f"[fit] decode_from: {unknown} are not cell types of the connectome")
     return names
+
+
+def decoder_channels(lattice, task: MotionTask) -> np.ndarray:
+    """float32 [decoded types, channels]: which types each decoder input sums. One channel
+    per ``decode_from`` entry; ``"T4a+T5a"`` sums the two types' features (each in units of
+    its own size), as the tangential cells of one lobula plate layer read both T4a and
+    T5a: the decoder then cannot weigh them apart."""
+    types = decoded_types(lattice, task)
+    entries = _channel_entries(lattice, task)
+    m = np.zeros((len(types), len(entries)), np.float32)
+    for c, entry in enumerate(entries):
+        parts = entry.split("+")
+        if len(set(parts)) != len(parts):
+            raise ConfigError(f"[fit] decode_from: {entry!r} names a type twice")
+        for t in parts:
+            m[types.index(t), c] = 1.0
+    return m
+
+
+def _channel_entries(lattice, task: MotionTask) -> list[str]:
+    return list(task.decode_from) or list(lattice.spec.output_types)
 
 
 def _trainables(lattice, params, seed: int, task: MotionTask):
@@ -206,7 +231,7 @@ def _trainables(lattice, params, seed: int, task: MotionTask):
     decoder would pass no gradient to the network)."""
     import jax.numpy as jnp
 
-    n_out = len(decoded_types(lattice, task))
+    n_out = decoder_channels(lattice, task).shape[1]
     rng = np.random.default_rng(seed)
     return _network_start(params) | {
         "decoder_w": jnp.asarray(rng.normal(0, 0.1, (2, n_out)), jnp.float32),
@@ -254,6 +279,7 @@ def make_loss(
     scale="batch",
     rest_floor=None,
     steady_gradient=True,
+    channels=None,
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -277,11 +303,16 @@ def make_loss(
     ``(relu(rest_floor - V_grey) / rest_floor)**2``, which keeps cells from resting near or
     below 0, where they stop transmitting (None: no such term). ``steady_gradient``:
     differentiate through the grey steady state where the stimuli start and which the
-    features are measured from (False: hold it fixed, as before 2026-12-06)."""
+    features are measured from (False: hold it fixed, as before 2026-12-06). ``channels``:
+    float [types, decoder inputs], the types each decoder input sums after scaling
+    (:func:`decoder_channels`; None: one input per type)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if channels is not None and (np.ndim(channels) != 2 or len(channels) != len(types)):
+        raise ValueError(f"channels must be [{len(types)} types, inputs], got shape "
+                         f"{np.shape(channels)}")  # fmt: skip
     if rest_floor is not None and not (np.isfinite(rest_floor) and rest_floor > 0):
         raise ValueError(f"rest_floor must be a number > 0 or None, got {rest_floor!r}")
     import equinox as eqx
@@ -319,6 +350,9 @@ def make_loss(
         "at_columns": jnp.asarray(
             _cells_at_columns(lattice, out_types, types, near) if by_column else np.zeros((0, 0)),
             jnp.int32,
+        ),
+        "channels": jnp.asarray(
+            np.eye(len(types)) if channels is None else channels, jnp.float32
         ),
         "frames": jnp.asarray(frames, jnp.float32),
         "velocity": jnp.asarray(velocity, jnp.float32),
@@ -395,6 +429,7 @@ def make_loss(
         elif scale == "floored":
             size = jnp.maximum(size, f["feature_scale"])
         feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
+        feats = feats @ f["channels"]  # [..., decoder inputs]
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
         if by_column:
             decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]  # [s, b, cols, 2]
@@ -509,6 +544,7 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     loss_fn, fixed = make_loss(
         lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s, types,
         readout=task.readout, radius=task.pool_radius,
+        channels=decoder_channels(lattice, task),
     )  # fmt: skip
     theta = _trainables(lattice, params0, cfg.simulation["seed"], task)
     opt = getattr(optax, task.optimizer)(task.learning_rate)
