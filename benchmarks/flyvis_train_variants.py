@@ -13,8 +13,10 @@ gradient norm and each decoded type's resting level and mean absolute response),
 baseline-subtracted DSI and preferred direction (T4 at ON edges, T5 at OFF edges; 12
 directions at 19 columns/s) of the parameters of the lowest loss and of the last step, as
 one JSON line per set (``--tag`` names the run).
-Everything else is the config's (extent 5, dt 10 ms, Adam, gradient norm clipped at 1,
-flyvis's initial parameters).
+Everything else is the config's (extent 5, dt 10 ms, the per-column readout within 3 columns
+of the centre, Adam, gradient norm clipped at 1, flyvis's initial parameters with the bias
+draw of ``--seed``). ``--frozen-start --readout steps --pool-radius -1`` gives the task as
+it was before 2026-12-06 (the rows of RESULTS.md measured then).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "flyvis_train_motion.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stimuli", default="edges,textures")
-    ap.add_argument("--speeds", default=None, help="columns/s, comma-separated (default: the config's)")
+    ap.add_argument("--speeds", default=None,
+                    help="columns/s, comma-separated (default: the config's)")
     ap.add_argument("--textures-per-direction", type=int, default=None)
     ap.add_argument("--intensities", default="0,1", help="edge polarities kept (0 OFF, 1 ON)")
     ap.add_argument("--decode", default="T4a,T4b,T4c,T4d,T5a,T5b,T5c,T5d",
