@@ -176,8 +176,20 @@ def test_a_second_writer_is_told_at_once(tmp_path, capsys):
 # ---- class 3: interrupts and leftovers ----------------------------------------------
 
 
+@pytest.fixture
+def interruptible():
+    """Ctrl-C raises KeyboardInterrupt here, as in a terminal, also when the tests run in
+    a background job (whose shell starts them with SIGINT ignored, which a process
+    rightly keeps)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_while_writing_leaves_no_partial_folder(tmp_path, monkeypatch, capsys, sig, code):
+def test_signal_while_writing_leaves_no_partial_folder(
+    tmp_path, monkeypatch, capsys, interruptible, sig, code
+):
     cfg = config(tmp_path)
     out = tmp_path / "out"
     import brainsim.io._write as write_mod
@@ -458,6 +470,8 @@ def test_interrupted_process_prints_one_line_and_leaves_nothing(tmp_path, sig, c
         [
             sys.executable,
             "-c",
+            # SIGINT as in a terminal, also under a background job (see interruptible)
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "from brainsim.cli import entry; entry()",
             "run",
             str(cfg),
