@@ -36,6 +36,8 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "flyvis_train_motion.
 
 
 def main() -> None:
+    from brainsim.flyvis._train import READOUTS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stimuli", default="edges,textures")
     ap.add_argument("--speeds", default=None,
@@ -61,13 +63,15 @@ def main() -> None:
                     help="penalise cells resting below this at grey")  # fmt: skip
     ap.add_argument("--frozen-start", action="store_true",
                     help="hold the grey steady state fixed in the gradient (before 2026-12-06)")
-    ap.add_argument("--readout", default=None, choices=("steps", "mean", "peak", "columns"),
+    ap.add_argument("--readout", default=None, choices=READOUTS,
                     help="default: the config's")
     ap.add_argument("--probe", type=int, default=0,
                     help="every N steps: gradient norms and response sizes (0: none)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=None,
                     help="seed of the decoder's start and the textures (default: the config's)")
     ap.add_argument("--dt-ms", type=float, default=None, help="step (default: the config's)")
+    ap.add_argument("--extent", type=int, default=None,
+                    help="lattice extent (default: the config's)")
     ap.add_argument("--tag", default="variant")
     ap.add_argument("--ensemble-ratios", action="store_true",
                     help="print how far the trained ensemble's strengths are from flyvis's "
@@ -90,6 +94,8 @@ def main() -> None:
         raw["simulation"]["seed"] = a.seed
     if a.dt_ms is not None:
         raw["simulation"]["dt_ms"] = a.dt_ms
+    if a.extent is not None:
+        raw["connectome"].setdefault("options", {})["extent"] = a.extent
     cfg = parse_config({k: v for k, v in raw.items() if k != "fit"}, path)
     task = T.parse_task(raw["fit"], str(path))
     task = dataclasses.replace(

@@ -226,12 +226,19 @@ def _channel_entries(lattice, task: MotionTask) -> list[str]:
     return list(task.decode_from) or list(lattice.spec.output_types)
 
 
+def _is_identity(channels) -> bool:
+    if channels is None:
+        return True
+    m = np.asarray(channels)
+    return m.shape[0] == m.shape[1] and bool(np.array_equal(m, np.eye(len(m))))
+
+
 def _trainables(lattice, params, seed: int, task: MotionTask):
     """Start values: the parameters' own, factors of 1, and a small random decoder (a zero
     decoder would pass no gradient to the network)."""
     import jax.numpy as jnp
 
-    n_out = decoder_channels(lattice, task).shape[1]
+    n_out = len(_channel_entries(lattice, task))
     rng = np.random.default_rng(seed)
     return _network_start(params) | {
         "decoder_w": jnp.asarray(rng.normal(0, 0.1, (2, n_out)), jnp.float32),
@@ -351,9 +358,8 @@ def make_loss(
             _cells_at_columns(lattice, out_types, types, near) if by_column else np.zeros((0, 0)),
             jnp.int32,
         ),
-        "channels": jnp.asarray(
-            np.eye(len(types)) if channels is None else channels, jnp.float32
-        ),
+        # None where each input is one type in order (no product then)
+        "channels": None if _is_identity(channels) else jnp.asarray(channels, jnp.float32),
         "frames": jnp.asarray(frames, jnp.float32),
         "velocity": jnp.asarray(velocity, jnp.float32),
         "moving": jnp.asarray(moving, jnp.float32),
@@ -429,7 +435,8 @@ def make_loss(
         elif scale == "floored":
             size = jnp.maximum(size, f["feature_scale"])
         feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
-        feats = feats @ f["channels"]  # [..., decoder inputs]
+        if f["channels"] is not None:
+            feats = feats @ f["channels"]  # [..., decoder inputs]
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
         if by_column:
             decoded = feats @ theta["decoder_w"].T + theta["decoder_b"]  # [s, b, cols, 2]
