@@ -61,6 +61,13 @@ def main() -> None:
     ap.add_argument("--scale", default="batch", choices=("batch", "initial", "floored"))
     ap.add_argument("--rest-floor", type=float, default=None,
                     help="penalise cells resting below this at grey")  # fmt: skip
+    ap.add_argument("--activity-baseline", type=float, default=None,
+                    help="flyvis's activity penalty toward this mean voltage (flyvis: 5), "
+                    "on the biases with an Adam of their own (default: none)")
+    ap.add_argument("--activity-weight", type=float, default=0.1)
+    ap.add_argument("--strength-scale", type=float, default=1.0,
+                    help="start from flyvis's initial strengths times this (a diagnostic: "
+                    "the trained ensemble's are e^1.6 times larger at the median)")
     ap.add_argument("--frozen-start", action="store_true",
                     help="hold the grey steady state fixed in the gradient (before 2026-12-06)")
     ap.add_argument("--readout", default=None, choices=READOUTS,
@@ -73,6 +80,8 @@ def main() -> None:
     ap.add_argument("--extent", type=int, default=None,
                     help="lattice extent (default: the config's)")
     ap.add_argument("--tag", default="variant")
+    ap.add_argument("--save", default=None,
+                    help="write the parameters of the lowest loss to this params.npz")
     ap.add_argument("--ensemble-ratios", action="store_true",
                     help="print how far the trained ensemble's strengths are from flyvis's "
                     "initial ones, and stop")  # fmt: skip
@@ -111,6 +120,8 @@ def main() -> None:
     if a.pool_radius is not None:
         task = dataclasses.replace(task, pool_radius=None if a.pool_radius < 0 else a.pool_radius)
     lattice, params0 = _setup(cfg, load_connectome(cfg), lambda *x: None)
+    if a.strength_scale != 1.0:
+        params0 = dataclasses.replace(params0, strength=params0.strength * a.strength_scale)
     dt_ms = cfg.simulation["dt_ms"]
     dt_s = dt_ms / 1000.0
     frames, vel, moving = T.motion_batch(lattice.extent, task, dt_s, cfg.simulation["seed"])
@@ -122,12 +133,16 @@ def main() -> None:
         keep = [i for i in range(frames.shape[1]) if i % per >= 2 or float(i % per) in keep_i]
         frames, vel, moving = frames[:, keep], vel[keep], moving[:, keep]
     types = T.decoded_types(lattice, task)
+    activity = None
+    if a.activity_baseline is not None:
+        activity = T.ActivityPenalty(baseline=a.activity_baseline, weight=a.activity_weight)
     loss_fn, fixed = T.make_loss(lattice, params0, dt_ms, frames, vel, moving,
                                  task.steady_state_s, types, a.leak, task.readout,
                                  task.pool_radius,
                                  a.scale, a.rest_floor,
                                  not a.frozen_start,
-                                 T.decoder_channels(lattice, task))  # fmt: skip
+                                 T.decoder_channels(lattice, task),
+                                 activity)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     def rate(base):
@@ -143,8 +158,9 @@ def main() -> None:
         labels = {k: k if k in groups else "rest" for k in theta}
         adam = optax.multi_transform(groups | {"rest": adam}, labels)
     opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), adam)
-    state = opt.init(theta)
-    update = T.make_update(loss_fn, opt)
+    penalty_opt = optax.adam(lr) if activity is not None else None
+    state = T.init_state(theta, opt, penalty_opt)
+    update = T.make_update(loss_fn, opt, penalty_opt)
     print(f"{a.tag}: {frames.shape[1]} stimuli x {frames.shape[0]} steps", flush=True)
 
     def tuning(p):
@@ -182,7 +198,7 @@ def main() -> None:
         if a.probe and k % a.probe == 0:
             probe(k, theta)
         new, state, loss = update(theta, state, fixed)
-        loss = float(loss)
+        loss = float(np.asarray(loss).flat[0])  # (with an activity penalty: the task's)
         if not np.isfinite(loss):  # (what follows would mean nothing)
             print(f"step {k + 1}: loss {loss}: stopped", flush=True)
             break
@@ -197,6 +213,10 @@ def main() -> None:
                "dsi_change": tuning(p), "args": vars(a),
                "readout": task.readout, "pool_radius": task.pool_radius}  # fmt: skip
         print(json.dumps(rec), flush=True)
+        if a.save and name == "best":
+            from brainsim.flyvis._params import write_npz
+
+            write_npz(lattice.spec, p, a.save)
 
 
 def ensemble_ratios() -> None:

@@ -586,6 +586,26 @@ def test_a_diverging_training_stops_and_writes_its_last_finite_parameters(
     assert np.allclose(p.strength, p0.strength) and np.allclose(p.bias, p0.bias)
 
 
+def test_training_with_flyvis_activity_penalty(tmp_path, own_cache):
+    """``[fit] activity_penalty``: flyvis's defaults filled in and recorded in the manifest,
+    the penalty logged per step beside the task loss, and the biases raised by it (every
+    type's central voltage starts far below the baseline of 5)."""
+    from brainsim import cli
+
+    cfg = _train_config(tmp_path, activity_penalty="{ weight = 0.2 }", evaluate="false",
+                        steps="2")  # fmt: skip
+    assert cli.main(["fit", str(cfg), "--quiet"]) == 0
+    out = tmp_path / "fit"
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["task"]["activity_penalty"] == {"baseline": 5.0, "weight": 0.2, "below": 1.0,
+                                               "above": 0.1}  # fmt: skip
+    hist = pq.read_table(out / "history.parquet").to_pandas()
+    assert list(hist.columns) == ["step", "loss", "t_s", "activity_penalty"]
+    # about 0.2 * (5 - 0.5)**2 at flyvis's start; falling as the biases rise
+    assert 2.0 < hist.activity_penalty[0] < 8.0
+    assert hist.activity_penalty[1] < hist.activity_penalty[0]
+
+
 @pytest.mark.parametrize(
     "key, value, match",
     [
@@ -599,6 +619,10 @@ def test_a_diverging_training_stops_and_writes_its_last_finite_parameters(
         ("readout", '"last"', "readout: expected one of steps, mean, peak, columns"),
         ("pool_radius", "-1", "pool_radius: must be >= 0"),
         ("pool_radius", "1.5", "pool_radius: expected int"),
+        ("activity_penalty", "{ weight = -1.0 }", "activity_penalty: activity penalty weight"),
+        ("activity_penalty", "{ floor = 1.0 }", "activity_penalty: unknown key 'floor'"),
+        ("activity_penalty", '{ baseline = "5" }', "activity_penalty baseline: expected float"),
+        ("activity_penalty", "5.0", "activity_penalty: expected dict"),
     ],
 )
 def test_training_config_errors(tmp_path, own_cache, key, value, match):
@@ -678,6 +702,73 @@ def test_motion_loss_readouts_closed_forms(spec):
     assert sparse  # types with cells at fewer columns (a stride above 1)
     with pytest.raises(ValueError, match="lacks cells at"):
         make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", sparse[0]], readout="columns")
+
+
+def test_activity_penalty_is_flyvis_formula_on_the_biases(spec):
+    """flyvis's activity penalty: each type's central cell, its mean voltage over the last
+    three quarters of each stimulus, ``weight * mean((below * relu(baseline - m) - above *
+    relu(m - baseline))**2)``, computed here in numpy from an independent simulation of
+    the same stimuli; in a training step it moves the biases alone (the other parameters
+    step as without it), each by Adam's first step along the penalty's gradient: with every
+    type below the baseline, most rise (an inhibitory type's may fall, lowering others)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from brainsim.flyvis._experiment import simulate_frames
+    from brainsim.flyvis._train import (
+        ActivityPenalty,
+        MotionTask,
+        _trainables,
+        init_state,
+        make_loss,
+        make_update,
+        motion_batch,
+    )
+
+    lat = expand(spec, 2, 1.0)
+    p0 = initial(lat, 0)
+    types = ["T4a", "T5a"]
+    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=tuple(types))
+    frames, vel, moving = motion_batch(2, task, 0.02, 0)
+    theta = _trainables(lat, p0, 0, task)
+    central = lat.central_cells()
+    v = simulate_frames(lat, p0, 20.0, frames, central, steady_s=0.1)  # [steps, b, types]
+    m = v[v.shape[0] // 4 :].mean(0)
+    plain, fixed0 = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types)
+    for pen in (ActivityPenalty(), ActivityPenalty(baseline=float(np.median(m)), weight=0.3,
+                                                   below=1.0, above=0.2)):  # fmt: skip
+        d = pen.baseline - m
+        want = pen.weight * np.mean((pen.below * np.maximum(d, 0) - pen.above * np.maximum(-d, 0))
+                                    ** 2)  # fmt: skip
+        loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types, activity=pen)
+        task_part, pen_part = np.asarray(loss.parts(theta, fixed))
+        assert pen_part == pytest.approx(want, rel=1e-4)
+        assert task_part == pytest.approx(float(plain(theta, fixed0)), rel=1e-6)
+        assert float(loss(theta, fixed)) == pytest.approx(task_part + pen_part, rel=1e-6)
+    # a training step (the default penalty: every central mean is far below 5)
+    assert np.all(m < 5.0)
+    loss, fixed = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types,
+                            activity=ActivityPenalty())  # fmt: skip
+    lr = 0.01
+    opt = optax.adam(lr)
+    with_pen = make_update(loss, opt, optax.adam(lr))
+    new, _, _ = with_pen(theta, init_state(theta, opt, optax.adam(lr)), fixed)
+    ref, _, _ = make_update(plain, opt)(theta, init_state(theta, opt), fixed0)
+    for k in theta:
+        if k != "bias":
+            np.testing.assert_allclose(np.asarray(new[k]), np.asarray(ref[k]), rtol=1e-5,
+                                       atol=1e-7)  # fmt: skip
+    # Adam's first step along the penalty's own gradient: -lr * its sign, for each bias
+    g = jax.grad(lambda t: loss.parts(t, fixed)[1])(theta)
+    moved = np.asarray(new["bias"] - ref["bias"])
+    np.testing.assert_allclose(moved, -lr * np.sign(np.asarray(g["bias"])), rtol=1e-3)
+    assert (moved > 0).sum() >= 0.9 * moved.size  # below the baseline: mostly raised
+    assert float(jnp.abs(g["log_strength_factor"]).max()) > 0  # what the step leaves out
+    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+        ActivityPenalty(weight=-1.0)
+    with pytest.raises(ValueError, match="baseline must be a finite number"):
+        ActivityPenalty(baseline=float("nan"))
 
 
 def test_motion_loss_gradient_follows_the_steady_state(spec):

@@ -38,7 +38,7 @@ Schema of ``[fit]`` (all optional but ``task``)::
     learning_rate = 0.02
     optimizer = "adam"             # any of brainsim fit's optimizers
     loss_delay_ms = 60.0
-    steady_state_s = 0.5           # grey before each batch (no gradient through it)
+    steady_state_s = 0.5           # grey before each batch (differentiated: see make_loss)
     textures_per_direction = 1
     log_every = 25
     evaluate = true                # DSI at moving edges before and after (12 directions,
@@ -53,6 +53,9 @@ Schema of ``[fit]`` (all optional but ``task``)::
                                    # "peak": pooled, once per stimulus (see make_loss)
     pool_radius = 3                # read only the columns this close to the centre
                                    # (hexagonal distance; default: every column)
+    activity_penalty = {}          # flyvis's activity penalty on the biases, with its
+                                   # defaults (baseline = 5.0, weight = 0.1, below = 1.0,
+                                   # above = 0.1; see ActivityPenalty); default: none
 
 Writes: ``params.npz`` (the parameters of the lowest loss, as flyvis keeps its best
 checkpoint; ``[model] params`` can name it),
@@ -94,6 +97,7 @@ _KEYS = {
     "decode_from": list,
     "readout": str,
     "pool_radius": int,
+    "activity_penalty": dict,
 }
 
 
@@ -115,6 +119,31 @@ class MotionTask:
     decode_from: tuple[str, ...] = ()  # cell types read by the decoder; () = output types
     readout: str = "steps"  # see make_loss
     pool_radius: int | None = None  # read the columns this close to the centre; None: all
+    activity_penalty: ActivityPenalty | None = None  # flyvis's, on the biases; None: none
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivityPenalty:
+    """flyvis's activity penalty (its ``config/penalizer/penalizer.yaml``; ``Penalty`` in
+    ``flyvis/solver.py``): for each cell type, the temporal mean voltage of its central
+    cell over the last three quarters of each training stimulus, pulled toward
+    ``baseline``, ``weight * mean((below * relu(baseline - m) - above * relu(m - baseline))
+    ** 2)`` over stimuli and types. flyvis applies it to the biases only, with an optimiser
+    of its own at the network's learning rate (:func:`make_update`); it keeps cell types
+    from falling silent, where no gradient reaches them again."""
+
+    baseline: float = 5.0
+    weight: float = 0.1
+    below: float = 1.0
+    above: float = 0.1
+
+    def __post_init__(self):
+        for name in ("baseline", "weight", "below", "above"):
+            x = getattr(self, name)
+            finite = isinstance(x, int | float) and np.isfinite(x)
+            if not finite or (name != "baseline" and x < 0):
+                raise ValueError(f"activity penalty {name} must be a finite number"
+                                 f"{'' if name == 'baseline' else ' >= 0'}, got {x!r}")  # fmt: skip
 
 
 def parse_task(fit: dict, where: str) -> MotionTask:
@@ -128,6 +157,8 @@ def parse_task(fit: dict, where: str) -> MotionTask:
             if not kw[k]:
                 raise ConfigError(f"{w} {k}: must not be empty")
             kw[k] = tuple(kw[k])
+    if "activity_penalty" in kw:
+        kw["activity_penalty"] = _parse_activity_penalty(kw["activity_penalty"], w)
     task = MotionTask(**kw)
     bad = [s for s in task.stimuli if s not in ("edges", "textures")]
     if bad:
@@ -152,6 +183,15 @@ def parse_task(fit: dict, where: str) -> MotionTask:
     if task.loss_delay_ms < 0 or task.steady_state_s < 0:
         raise ConfigError(f"{w}: loss_delay_ms and steady_state_s must be >= 0")
     return task
+
+
+def _parse_activity_penalty(table: dict, w: str) -> ActivityPenalty:
+    w = f"{w} activity_penalty"
+    check_types(table, dict.fromkeys(("baseline", "weight", "below", "above"), float), w)
+    try:
+        return ActivityPenalty(**{k: float(v) for k, v in table.items()})
+    except ValueError as e:
+        raise ConfigError(f"{w}: {e}") from None
 
 
 # ---------------------------------------------------------------------------- stimuli
@@ -287,6 +327,7 @@ def make_loss(
     rest_floor=None,
     steady_gradient=True,
     channels=None,
+    activity=None,
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -312,7 +353,10 @@ def make_loss(
     differentiate through the grey steady state where the stimuli start and which the
     features are measured from (False: hold it fixed, as before 2026-12-06). ``channels``:
     float [types, decoder inputs], the types each decoder input sums after scaling
-    (:func:`decoder_channels`; None: one input per type)."""
+    (:func:`decoder_channels`; None: one input per type). ``activity``: an
+    :class:`ActivityPenalty` (None: none); the loss then also has ``loss.parts(theta,
+    fixed)``, ``[task loss, penalty]`` from one simulation, which :func:`make_update` uses
+    to send the penalty's gradient to the biases alone (the loss itself is their sum)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if scale not in SCALES:
@@ -363,6 +407,8 @@ def make_loss(
         "frames": jnp.asarray(frames, jnp.float32),
         "velocity": jnp.asarray(velocity, jnp.float32),
         "moving": jnp.asarray(moving, jnp.float32),
+        # every type's central cell, whose voltage the activity penalty reads
+        "central": jnp.asarray(lattice.central_cells(), jnp.int32),
     }
     n_steady = int(round(steady_s / dt_s))
     n_cells = lattice.n_cells
@@ -404,20 +450,37 @@ def make_loss(
             # responses and equal pooled values
             d = x - grey_v
             r = jnp.maximum(d, leak * d)
+            central = x[:, f["central"]] if activity is not None else None
             if by_column:  # [b, columns, output types]
-                return x, r[:, f["at_columns"]]
-            return x, r @ f["pool"]
+                return x, (r[:, f["at_columns"]], central)
+            return x, (r @ f["pool"], central)
 
-        # [steps, b, (columns,) output types], and every cell's voltage at grey
-        return jax.lax.scan(body, v, frames)[1], rest
+        # [steps, b, (columns,) output types], every cell's voltage at grey, and the
+        # central cells' voltages [steps, b, types] (None without an activity penalty)
+        feats, central = jax.lax.scan(body, v, frames)[1]
+        return feats, rest, central
 
     def rms(feats):
         return jnp.sqrt(jnp.mean(feats**2, axis=tuple(range(feats.ndim - 1))))
 
+    def parts(theta, f):
+        feats, rest, central = features(theta, f)
+        task = task_loss(theta, feats, f["velocity"], f["moving"], f) + floor_term(rest)
+        return jnp.stack([task, activity_term(central)])
+
     def loss(theta, f):
-        velocity, moving = f["velocity"], f["moving"]
-        feats, rest = features(theta, f)
-        return task_loss(theta, feats, velocity, moving, f) + floor_term(rest)
+        if activity is not None:
+            return jnp.sum(parts(theta, f))
+        feats, rest, _ = features(theta, f)
+        return task_loss(theta, feats, f["velocity"], f["moving"], f) + floor_term(rest)
+
+    def activity_term(central):
+        if activity is None:
+            return jnp.zeros((), jnp.float32)
+        m = jnp.mean(central[central.shape[0] // 4 :], axis=0)  # [b, types]
+        d = activity.baseline - m
+        w = activity.below * jnp.maximum(d, 0.0) - activity.above * jnp.maximum(-d, 0.0)
+        return activity.weight * jnp.mean(w**2)
 
     def floor_term(rest):
         if rest_floor is None:
@@ -459,6 +522,8 @@ def make_loss(
     if scale != "batch":
         start = _network_start(params0)
         fixed["feature_scale"] = jax.jit(lambda t, f: rms(features(t, f)[0]))(start, fixed)
+    if activity is not None:
+        loss.parts = parts
     return loss, fixed
 
 
@@ -486,18 +551,46 @@ def _cells_at_columns(lattice, out_types, names, near) -> np.ndarray:
     return out
 
 
-def make_update(loss_fn, opt):
-    """One jit-compiled optimisation step: ``(theta, state, fixed) -> (theta, state, loss)``."""
+def make_update(loss_fn, opt, penalty_opt=None):
+    """One jit-compiled optimisation step: ``(theta, state, fixed) -> (theta, state, loss)``.
+    With ``penalty_opt`` (for a loss with an activity penalty, :func:`make_loss`), as flyvis
+    trains: ``opt`` steps every parameter along the task loss's gradient, ``penalty_opt``
+    the biases along the penalty's (both from the same simulation); ``state`` is then
+    ``(opt state, penalty_opt state)``, from :func:`init_state`, and ``loss`` the pair
+    ``[task loss, penalty]``."""
     import jax
+    import jax.numpy as jnp
     import optax
 
-    @jax.jit
-    def update(theta, state, fixed):
-        loss, g = jax.value_and_grad(loss_fn)(theta, fixed)
-        upd, state = opt.update(g, state, theta)
-        return optax.apply_updates(theta, upd), state, loss
+    if penalty_opt is None:
 
-    return update
+        @jax.jit
+        def update(theta, state, fixed):
+            loss, g = jax.value_and_grad(loss_fn)(theta, fixed)
+            upd, state = opt.update(g, state, theta)
+            return optax.apply_updates(theta, upd), state, loss
+
+        return update
+
+    @jax.jit
+    def update_with_penalty(theta, state, fixed):
+        both, pull = jax.vjp(lambda t: loss_fn.parts(t, fixed), theta)
+        (g_task,) = pull(jnp.array([1.0, 0.0], both.dtype))
+        (g_pen,) = pull(jnp.array([0.0, 1.0], both.dtype))
+        upd, s_task = opt.update(g_task, state[0], theta)
+        new = optax.apply_updates(theta, upd)
+        upd_b, s_pen = penalty_opt.update(g_pen["bias"], state[1], theta["bias"])
+        new = new | {"bias": optax.apply_updates(new["bias"], upd_b)}
+        return new, (s_task, s_pen), both
+
+    return update_with_penalty
+
+
+def init_state(theta, opt, penalty_opt=None):
+    """The optimiser state :func:`make_update` steps."""
+    if penalty_opt is None:
+        return opt.init(theta)
+    return opt.init(theta), penalty_opt.init(theta["bias"])
 
 
 # ---------------------------------------------------------------------------- running
@@ -551,14 +644,16 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     loss_fn, fixed = make_loss(
         lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s, types,
         readout=task.readout, radius=task.pool_radius,
-        channels=decoder_channels(lattice, task),
+        channels=decoder_channels(lattice, task), activity=task.activity_penalty,
     )  # fmt: skip
     theta = _trainables(lattice, params0, cfg.simulation["seed"], task)
     opt = getattr(optax, task.optimizer)(task.learning_rate)
     if task.clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(task.clip_norm), opt)
-    state = opt.init(theta)
-    update = make_update(loss_fn, opt)
+    # flyvis: the penalty's optimiser is of the network's kind, at its learning rate
+    pen_opt = getattr(optax, task.optimizer)(task.learning_rate) if task.activity_penalty else None
+    state = init_state(theta, opt, pen_opt)
+    update = make_update(loss_fn, opt, pen_opt)
 
     before = edge_tuning(lattice, params0, dt_s) if task.evaluate else None
     history = []
@@ -570,8 +665,15 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
     previous = theta  # the parameters of the last step whose loss was finite and in range
     for k in range(task.steps):
         new_theta, state, loss = update(theta, state, fixed)
-        loss = float(loss)
-        rec = {"step": k + 1, "loss": loss, "t_s": time.perf_counter() - t1}
+        # with an activity penalty, [task loss, penalty]: the task's is the loss that
+        # chooses the best parameters and is checked for divergence
+        loss = np.asarray(loss, np.float64)
+        rec = {"step": k + 1, "loss": float(loss.flat[0]), "t_s": time.perf_counter() - t1}
+        if loss.size == 2:
+            rec["activity_penalty"] = float(loss[1])
+        if not np.isfinite(loss).all():
+            rec["loss"] = float("nan")
+        loss = rec["loss"]
         exploded = bool(history) and loss_exploded(loss, history[0]["loss"], ratio)
         if not np.isfinite(loss) or exploded:
             # the loss of step k + 1 is that of the parameters before its update
@@ -582,7 +684,10 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         previous, theta = theta, new_theta
         history.append(rec)
         if k == 0 or (k + 1) % task.log_every == 0 or k + 1 == task.steps:
-            log(f"step {k + 1}/{task.steps}: loss {loss:.4f} ({time.perf_counter() - t1:.1f} s)")
+            pen = rec.get("activity_penalty")
+            pen = "" if pen is None else f", activity penalty {pen:.4f}"
+            log(f"step {k + 1}/{task.steps}: loss {loss:.4f}{pen} "
+                f"({time.perf_counter() - t1:.1f} s)")
     t_train = time.perf_counter() - t1
     # the parameters of the lowest loss seen (the loss of step k is that of the parameters
     # before its update), as flyvis keeps its best checkpoint
@@ -692,7 +797,8 @@ def edge_tuning(lattice, params, dt_s: float):
 def _history(history):
     import pyarrow as pa
 
-    keys = ("step", "loss", "t_s")
+    keys = ("step", "loss", "t_s") + (("activity_penalty",) if "activity_penalty" in history[0]
+                                      else ())  # fmt: skip
     return pa.table({k: pa.array([h[k] for h in history], pa.float64()) for k in keys})
 
 
