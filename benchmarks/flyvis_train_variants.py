@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("--strength-scale", type=float, default=1.0,
                     help="start from flyvis's initial strengths times this (a diagnostic: "
                     "the trained ensemble's are e^1.6 times larger at the median)")
+    ap.add_argument("--cut", default=None,
+                    help='a diagnostic lesion: "T4>T5" sets the strength of every pair '
+                    "from a type named T4... to a type named T5... to 0 (comma-separated)")
     ap.add_argument("--frozen-start", action="store_true",
                     help="hold the grey steady state fixed in the gradient (before 2026-12-06)")
     ap.add_argument("--readout", default=None, choices=READOUTS,
@@ -120,6 +123,15 @@ def main() -> None:
     if a.pool_radius is not None:
         task = dataclasses.replace(task, pool_radius=None if a.pool_radius < 0 else a.pool_radius)
     lattice, params0 = _setup(cfg, load_connectome(cfg), lambda *x: None)
+    if a.cut:
+        names = np.array(lattice.spec.type_names)
+        src, tgt = names[lattice.spec.pair_source], names[lattice.spec.pair_target]
+        cut = np.zeros(src.size, bool)
+        for rule in a.cut.split(","):
+            s_pre, t_pre = rule.split(">")
+            cut |= np.char.startswith(src, s_pre) & np.char.startswith(tgt, t_pre)
+        print(f"cut {int(cut.sum())} type pairs: {a.cut}", flush=True)
+        params0 = dataclasses.replace(params0, strength=np.where(cut, 0.0, params0.strength))
     if a.strength_scale != 1.0:
         params0 = dataclasses.replace(params0, strength=params0.strength * a.strength_scale)
     dt_ms = cfg.simulation["dt_ms"]
