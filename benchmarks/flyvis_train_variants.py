@@ -65,6 +65,9 @@ def main() -> None:
                     help="flyvis's activity penalty toward this mean voltage (flyvis: 5), "
                     "on the biases with an Adam of their own (default: none)")
     ap.add_argument("--activity-weight", type=float, default=0.1)
+    ap.add_argument("--feature-eps", type=float, default=0.0,
+                    help="divide each feature by sqrt(size^2 + this), as a batch norm "
+                    "(flyvis's decoder; PyTorch's epsilon: 1e-5)")
     ap.add_argument("--strength-scale", type=float, default=1.0,
                     help="start from flyvis's initial strengths times this (a diagnostic: "
                     "the trained ensemble's are e^1.6 times larger at the median)")
@@ -154,7 +157,7 @@ def main() -> None:
                                  a.scale, a.rest_floor,
                                  not a.frozen_start,
                                  T.decoder_channels(lattice, task),
-                                 activity)  # fmt: skip
+                                 activity, a.feature_eps)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     def rate(base):

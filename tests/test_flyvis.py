@@ -689,6 +689,14 @@ def test_motion_loss_readouts_closed_forms(spec):
         assert term > 0
         got = float(loss_r(theta, fixed_r)) - losses["steps"]
         assert got == pytest.approx(term, rel=1e-4, abs=1e-7)
+    # a batch norm's epsilon: far above the features' size they read as 0, the loss of a
+    # zero decoder (1); far below it, the plain scaling
+    for eps, want in ((1e6, 1.0), (1e-30, losses["steps"])):
+        loss_e, fixed_e = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1", "L1"],
+                                    feature_eps=eps)  # fmt: skip
+        assert float(loss_e(theta, fixed_e)) == pytest.approx(want, rel=1e-4)
+    with pytest.raises(ValueError, match="feature_eps must be"):
+        make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], feature_eps=-1.0)
     with pytest.raises(ValueError, match="rest_floor must be"):
         make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, ["R1"], rest_floor=0.0)
     with pytest.raises(ValueError, match="scale must be"):

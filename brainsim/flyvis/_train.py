@@ -328,6 +328,7 @@ def make_loss(
     steady_gradient=True,
     channels=None,
     activity=None,
+    feature_eps=0.0,
 ):
     """``(loss, fixed)``: ``loss(theta, fixed)`` and the arrays it reads (passed as an
     argument, not closed over, so that jit does not fold them as constants). Everything on
@@ -356,7 +357,10 @@ def make_loss(
     (:func:`decoder_channels`; None: one input per type). ``activity``: an
     :class:`ActivityPenalty` (None: none); the loss then also has ``loss.parts(theta,
     fixed)``, ``[task loss, penalty]`` from one simulation, which :func:`make_update` uses
-    to send the penalty's gradient to the biases alone (the loss itself is their sum)."""
+    to send the penalty's gradient to the biases alone (the loss itself is their sum).
+    ``feature_eps`` > 0: each feature is divided by ``sqrt(size**2 + feature_eps)``
+    instead of its size, as flyvis's decoder batch-normalises its inputs (PyTorch's
+    epsilon 1e-5): responses far below ``sqrt(feature_eps)`` then read as small."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if scale not in SCALES:
@@ -364,6 +368,8 @@ def make_loss(
     if channels is not None and (np.ndim(channels) != 2 or len(channels) != len(types)):
         raise ValueError(f"channels must be [{len(types)} types, inputs], got shape "
                          f"{np.shape(channels)}")  # fmt: skip
+    if not (np.isfinite(feature_eps) and feature_eps >= 0):
+        raise ValueError(f"feature_eps must be a number >= 0, got {feature_eps!r}")
     if rest_floor is not None and not (np.isfinite(rest_floor) and rest_floor > 0):
         raise ValueError(f"rest_floor must be a number > 0 or None, got {rest_floor!r}")
     import equinox as eqx
@@ -497,7 +503,11 @@ def make_loss(
             size = f["feature_scale"]
         elif scale == "floored":
             size = jnp.maximum(size, f["feature_scale"])
-        feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
+        if feature_eps > 0:  # as a batch norm's epsilon: a response far below its
+            # square root reads as small, so the loss asks for gain
+            feats = feats / jnp.sqrt(size**2 + feature_eps)
+        else:
+            feats = feats / (size + 1e-6 * jnp.max(size) + 1e-12)
         if f["channels"] is not None:
             feats = feats @ f["channels"]  # [..., decoder inputs]
         target = velocity / jnp.max(jnp.linalg.norm(velocity, axis=1))
