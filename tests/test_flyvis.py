@@ -635,19 +635,27 @@ def test_training_config_errors(tmp_path, own_cache, key, value, match):
         run_training(*read_toml(path), log=lambda *a: None)
 
 
+def _small_motion(spec, decode_from):
+    """The motion task's pieces on extent 2 from flyvis's init: the lattice, the start
+    parameters, the task (two directions, one speed, dt 20 ms), its batch and trainables."""
+    from brainsim.flyvis._train import MotionTask, _trainables, motion_batch
+
+    lat = expand(spec, 2, 1.0)
+    p0 = initial(lat, 0)
+    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=tuple(decode_from))
+    frames, vel, moving = motion_batch(2, task, 0.02, 0)
+    return lat, p0, task, frames, vel, moving, _trainables(lat, p0, 0, task)
+
+
 def test_motion_loss_readouts_closed_forms(spec):
     """The motion loss of a zero decoder is exactly 1 (the relative error of decoding 0)
     for every readout; with a decoder, reading every step, the mean or the peak over the
     motion are different losses, and an unknown readout is refused."""
     import jax.numpy as jnp
 
-    from brainsim.flyvis._train import MotionTask, _trainables, make_loss, motion_batch
+    from brainsim.flyvis._train import make_loss
 
-    lat = expand(spec, 2, 1.0)
-    p0 = initial(lat, 0)
-    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=("R1", "L1"))
-    frames, vel, moving = motion_batch(2, task, 0.02, 0)
-    theta = _trainables(lat, p0, 0, task)
+    lat, p0, _, frames, vel, moving, theta = _small_motion(spec, ("R1", "L1"))
     zero = theta | {"decoder_w": jnp.zeros_like(theta["decoder_w"])}
     losses = {}
     for readout in ("steps", "mean", "peak", "columns"):
@@ -724,22 +732,10 @@ def test_activity_penalty_is_flyvis_formula_on_the_biases(spec):
     import optax
 
     from brainsim.flyvis._experiment import simulate_frames
-    from brainsim.flyvis._train import (
-        ActivityPenalty,
-        MotionTask,
-        _trainables,
-        init_state,
-        make_loss,
-        make_update,
-        motion_batch,
-    )
+    from brainsim.flyvis._train import ActivityPenalty, init_state, make_loss, make_update
 
-    lat = expand(spec, 2, 1.0)
-    p0 = initial(lat, 0)
     types = ["T4a", "T5a"]
-    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=tuple(types))
-    frames, vel, moving = motion_batch(2, task, 0.02, 0)
-    theta = _trainables(lat, p0, 0, task)
+    lat, p0, _, frames, vel, moving, theta = _small_motion(spec, types)
     central = lat.central_cells()
     v = simulate_frames(lat, p0, 20.0, frames, central, steady_s=0.1)  # [steps, b, types]
     m = v[v.shape[0] // 4 :].mean(0)
@@ -789,14 +785,10 @@ def test_motion_loss_gradient_follows_the_steady_state(spec):
     import jax
     import jax.numpy as jnp
 
-    from brainsim.flyvis._train import MotionTask, _trainables, make_loss, motion_batch
+    from brainsim.flyvis._train import make_loss
 
-    lat = expand(spec, 2, 1.0)
-    p0 = initial(lat, 0)
     types = ["T4a", "T5a"]
-    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=tuple(types))
-    frames, vel, moving = motion_batch(2, task, 0.02, 0)
-    theta = _trainables(lat, p0, 0, task)
+    lat, p0, _, frames, vel, moving, theta = _small_motion(spec, types)
     d = np.random.default_rng(1).normal(size=theta["bias"].shape)
     eps = 1e-2
     shifted = [theta | {"bias": theta["bias"] + s * eps * jnp.asarray(d, jnp.float32)}
@@ -822,25 +814,14 @@ def test_decoder_channels_sum_types(spec):
     import jax.numpy as jnp
 
     from brainsim.experiments import ConfigError
-    from brainsim.flyvis._train import (
-        MotionTask,
-        _trainables,
-        decoded_types,
-        decoder_channels,
-        make_loss,
-        motion_batch,
-    )
+    from brainsim.flyvis._train import MotionTask, decoded_types, decoder_channels, make_loss
 
-    lat = expand(spec, 2, 1.0)
-    p0 = initial(lat, 0)
-    task = MotionTask(angles_deg=(0, 180), speeds=(19.0,), decode_from=("R1+L1", "R8"))
+    lat, p0, task, frames, vel, moving, theta = _small_motion(spec, ("R1+L1", "R8"))
     types = decoded_types(lat, task)
     assert types == ["R1", "L1", "R8"]
     ch = decoder_channels(lat, task)
     assert ch.tolist() == [[1, 0], [1, 0], [0, 1]]
-    theta = _trainables(lat, p0, 0, task)
     assert theta["decoder_w"].shape == (2, 2)
-    frames, vel, moving = motion_batch(2, task, 0.02, 0)
     for readout in ("steps", "columns"):
         summed, f_s = make_loss(lat, p0, 20.0, frames, vel, moving, 0.1, types,
                                 readout=readout, channels=ch)  # fmt: skip
