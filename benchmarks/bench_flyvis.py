@@ -33,9 +33,9 @@ import numpy as np  # noqa: E402
 
 from brainsim.flyvis import _simulate as sim  # noqa: E402
 from brainsim.flyvis import expand, initial, moving_edge, read_spec, trained  # noqa: E402
+from brainsim.flyvis._data import connectome_file  # noqa: E402
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "flyvis_train_motion.toml"
-from brainsim.flyvis._data import connectome_file  # noqa: E402
 
 
 def numpy_run(lat, params, frames, dt_s):
@@ -76,9 +76,7 @@ def time_train_step(extent: int, repeats: int) -> dict:
     from brainsim.experiments._config import read_toml
     from brainsim.flyvis._train import (
         _trainables,
-        decoded_types,
-        decoder_channels,
-        make_loss,
+        make_task_loss,
         make_update,
         motion_batch,
         parse_task,
@@ -90,10 +88,7 @@ def time_train_step(extent: int, repeats: int) -> dict:
     lat = expand(read_spec(connectome_file("flyvis:fib25-fib19_v2.2")), extent, 1.0)
     p0 = initial(lat, 0)
     frames, vel, moving = motion_batch(extent, task, dt_ms / 1000.0, 0)
-    types = decoded_types(lat, task)
-    loss, fixed = make_loss(lat, p0, dt_ms, frames, vel, moving, task.steady_state_s, types,
-                            readout=task.readout, radius=task.pool_radius,
-                            channels=decoder_channels(lat, task))  # fmt: skip
+    loss, fixed = make_task_loss(lat, p0, dt_ms, task, frames, vel, moving)
     theta = _trainables(lat, p0, 0, task)
     opt = optax.adam(0.01)
     state = opt.init(theta)

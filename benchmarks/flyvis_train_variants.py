@@ -151,13 +151,11 @@ def main() -> None:
     activity = None
     if a.activity_baseline is not None:
         activity = T.ActivityPenalty(baseline=a.activity_baseline, weight=a.activity_weight)
-    loss_fn, fixed = T.make_loss(lattice, params0, dt_ms, frames, vel, moving,
-                                 task.steady_state_s, types, a.leak, task.readout,
-                                 task.pool_radius,
-                                 a.scale, a.rest_floor,
-                                 not a.frozen_start,
-                                 T.decoder_channels(lattice, task),
-                                 activity, a.feature_eps)  # fmt: skip
+    task = dataclasses.replace(task, activity_penalty=activity)
+    loss_fn, fixed = T.make_task_loss(lattice, params0, dt_ms, task, frames, vel, moving,
+                                      leak=a.leak, scale=a.scale, rest_floor=a.rest_floor,
+                                      steady_gradient=not a.frozen_start,
+                                      feature_eps=a.feature_eps)  # fmt: skip
     theta = T._trainables(lattice, params0, cfg.simulation["seed"], task)
     lr = a.lr if a.lr_end is None else optax.cosine_decay_schedule(a.lr, a.steps, a.lr_end / a.lr)
     def rate(base):

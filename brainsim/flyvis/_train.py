@@ -355,9 +355,9 @@ def make_loss(
     features are measured from (False: hold it fixed, as before 2026-12-06). ``channels``:
     float [types, decoder inputs], the types each decoder input sums after scaling
     (:func:`decoder_channels`; None: one input per type). ``activity``: an
-    :class:`ActivityPenalty` (None: none); the loss then also has ``loss.parts(theta,
-    fixed)``, ``[task loss, penalty]`` from one simulation, which :func:`make_update` uses
-    to send the penalty's gradient to the biases alone (the loss itself is their sum).
+    :class:`ActivityPenalty` (None: none). The loss is the sum of ``loss.parts(theta,
+    fixed)``, ``[task loss, penalty]`` from one simulation (the penalty 0 without one),
+    which :func:`make_update` uses to send the penalty's gradient to the biases alone.
     ``feature_eps`` > 0: each feature is divided by ``sqrt(size**2 + feature_eps)``
     instead of its size, as flyvis's decoder batch-normalises its inputs (PyTorch's
     epsilon 1e-5): responses far below ``sqrt(feature_eps)`` then read as small."""
@@ -475,10 +475,7 @@ def make_loss(
         return jnp.stack([task, activity_term(central)])
 
     def loss(theta, f):
-        if activity is not None:
-            return jnp.sum(parts(theta, f))
-        feats, rest, _ = features(theta, f)
-        return task_loss(theta, feats, f["velocity"], f["moving"], f) + floor_term(rest)
+        return jnp.sum(parts(theta, f))
 
     def activity_term(central):
         if activity is None:
@@ -532,9 +529,20 @@ def make_loss(
     if scale != "batch":
         start = _network_start(params0)
         fixed["feature_scale"] = jax.jit(lambda t, f: rms(features(t, f)[0]))(start, fixed)
-    if activity is not None:
-        loss.parts = parts
+    loss.parts = parts
     return loss, fixed
+
+
+def make_task_loss(lattice, params0, dt_ms, task: MotionTask, frames, velocity, moving,
+                   **variant):
+    """:func:`make_loss` with the task's own options (the types and channels it decodes,
+    its readout, radius, steady state and activity penalty); ``variant``: the further
+    keywords of :func:`make_loss` that only the benchmarks vary."""
+    return make_loss(
+        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s,
+        decoded_types(lattice, task), readout=task.readout, radius=task.pool_radius,
+        channels=decoder_channels(lattice, task), activity=task.activity_penalty, **variant,
+    )  # fmt: skip
 
 
 READOUTS = ("steps", "mean", "peak", "columns")
@@ -650,12 +658,7 @@ def _train(cfg, task: MotionTask, out_dir: Path, log, jnp) -> Path:
         f"{len(task.angles_deg)} directions x {len(task.speeds)} speeds), {frames.shape[0]} "
         f"steps of {dt_ms:g} ms; {task.steps} {task.optimizer} steps, lr {task.learning_rate:g}"
     )
-    types = decoded_types(lattice, task)
-    loss_fn, fixed = make_loss(
-        lattice, params0, dt_ms, frames, velocity, moving, task.steady_state_s, types,
-        readout=task.readout, radius=task.pool_radius,
-        channels=decoder_channels(lattice, task), activity=task.activity_penalty,
-    )  # fmt: skip
+    loss_fn, fixed = make_task_loss(lattice, params0, dt_ms, task, frames, velocity, moving)
     theta = _trainables(lattice, params0, cfg.simulation["seed"], task)
     opt = getattr(optax, task.optimizer)(task.learning_rate)
     if task.clip_norm > 0:
